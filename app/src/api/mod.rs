@@ -1,0 +1,5 @@
+//! Server functions: the browser calls these; their bodies run on the server through the `Portal` port.
+
+pub mod admin;
+pub mod auth;
+pub mod tokens;

@@ -1,0 +1,11 @@
+//! Reusable UI pieces: the signed-in layout, error displays, form fields and small layout helpers.
+
+pub mod errors;
+pub mod form;
+pub mod layout;
+pub mod ui;
+
+pub use errors::{ErrorBox, FieldError, FormError};
+pub use form::{action_error, action_succeeded, Field};
+pub use layout::{AppLayout, PRODUCT_NAME};
+pub use ui::{fmt_time, mark_hydrated, AdminOnly, EmptyState, PageHeader};

@@ -1,0 +1,117 @@
+//! `AppError`: the one error type users see, shared by server functions, the REST API and the UI.
+//!
+//! Every variant carries only text a person can act on; internal causes (SQL, paths, I/O) are logged on the
+//! server and surface here as `Internal` with no detail.
+
+use serde::{Deserialize, Serialize};
+use server_fn::codec::JsonEncoding;
+use server_fn::error::{FromServerFnError, ServerFnErrorErr};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum AppError {
+    #[error("Please sign in.")]
+    Unauthenticated,
+    #[error("You do not have permission to do that.")]
+    Forbidden,
+    #[error("{what} not found.")]
+    NotFound { what: String },
+    #[error("{message}")]
+    Invalid { field: String, message: String },
+    #[error("{message}")]
+    Conflict { message: String },
+    #[error("The request is too large.")]
+    TooLarge,
+    #[error("{message}")]
+    TooManyRequests { message: String, retry_after_secs: u64 },
+    #[error("Something went wrong on our side. Please try again.")]
+    Internal,
+    #[error("Could not reach the server: {message}")]
+    Transport { message: String },
+}
+
+impl AppError {
+    /// A validation failure on one named input field.
+    pub fn invalid(field: &str, message: impl Into<String>) -> Self {
+        Self::Invalid {
+            field: field.to_string(),
+            message: message.into(),
+        }
+    }
+
+    /// `what` (e.g. "Token") does not exist, or is not the caller's to see.
+    pub fn not_found(what: &str) -> Self {
+        Self::NotFound {
+            what: what.to_string(),
+        }
+    }
+
+    /// The request clashes with the current state (a name taken, a rule about the caller's own account).
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::Conflict {
+            message: message.into(),
+        }
+    }
+
+    /// The HTTP status this error is answered with.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::Unauthenticated => 401,
+            Self::Forbidden => 403,
+            Self::NotFound { .. } => 404,
+            Self::Invalid { .. } => 422,
+            Self::Conflict { .. } => 409,
+            Self::TooLarge => 413,
+            Self::TooManyRequests { .. } => 429,
+            Self::Internal => 500,
+            Self::Transport { .. } => 502,
+        }
+    }
+
+    /// The input field this error is about, if any (forms highlight it).
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            Self::Invalid { field, .. } => Some(field),
+            _ => None,
+        }
+    }
+}
+
+impl FromServerFnError for AppError {
+    type Encoder = JsonEncoding;
+
+    fn from_server_fn_error(value: ServerFnErrorErr) -> Self {
+        match value {
+            ServerFnErrorErr::Request(message) | ServerFnErrorErr::Response(message) => {
+                Self::Transport { message }
+            }
+            ServerFnErrorErr::Args(msg) | ServerFnErrorErr::MissingArg(msg) => Self::invalid("form", msg),
+            _ => Self::Internal,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_round_trip_as_json_for_the_browser() {
+        let err = AppError::invalid("name", "Name is required.");
+        let bytes = err.ser();
+        assert_eq!(AppError::de(bytes), err);
+        assert_eq!(err.status(), 422);
+        assert_eq!(err.to_string(), "Name is required.");
+        let err = AppError::not_found("Token");
+        assert_eq!(AppError::de(err.ser()), err);
+        assert_eq!(err.to_string(), "Token not found.");
+    }
+
+    #[test]
+    fn internal_errors_reveal_nothing() {
+        assert_eq!(
+            AppError::Internal.to_string(),
+            "Something went wrong on our side. Please try again."
+        );
+    }
+}

@@ -1,0 +1,4 @@
+//! The administration area: tenants and users (admins only).
+
+pub mod tenants;
+pub mod users;

@@ -1,0 +1,141 @@
+//! The port through which server functions reach the server's services (server side only).
+//!
+//! Server functions are declared in this crate because the browser needs their stubs, but the database and
+//! the VM manager live in `server`, which depends on this crate. So this crate defines the trait and the
+//! server implements it and provides it as context (`Arc<dyn Portal>`). The REST API calls the same
+//! implementation, so tenancy, quota and audit rules are enforced in one place.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use http::request::Parts;
+use leptos::prelude::*;
+
+use crate::error::AppError;
+use crate::model::{Me, NewToken, NewUser, TenantView, TokenView, UserView};
+
+/// Who is making a request, once authenticated (by session cookie or API token).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub user_id: String,
+    pub tenant_id: String,
+    pub username: String,
+    pub role: crate::model::Role,
+}
+
+impl Caller {
+    pub fn is_admin(&self) -> bool {
+        self.role == crate::model::Role::Admin
+    }
+
+    /// Refuses unless the caller is a cloud admin.
+    pub fn require_admin(&self) -> Result<(), AppError> {
+        if self.is_admin() {
+            Ok(())
+        } else {
+            Err(AppError::Forbidden)
+        }
+    }
+}
+
+/// Signing in and out, and the signed-in user's own account.
+#[async_trait]
+pub trait Accounts: Send + Sync {
+    /// Checks credentials, rotates the session id and stores the user in the session.
+    async fn login(&self, req: &Parts, username: String, password: String) -> Result<Me, AppError>;
+    /// Ends the session of this request.
+    async fn logout(&self, req: &Parts) -> Result<(), AppError>;
+    /// The caller of this request by its session, or `Unauthenticated`.
+    async fn session_caller(&self, req: &Parts) -> Result<Caller, AppError>;
+    async fn me(&self, caller: &Caller) -> Result<Me, AppError>;
+    /// Changes the caller's password; the user's other sessions end.
+    async fn change_password(
+        &self,
+        req: &Parts,
+        caller: &Caller,
+        current: String,
+        new: String,
+    ) -> Result<(), AppError>;
+}
+
+/// The caller's personal API tokens.
+#[async_trait]
+pub trait ApiTokens: Send + Sync {
+    async fn list_tokens(&self, caller: &Caller) -> Result<Vec<TokenView>, AppError>;
+    async fn create_token(
+        &self,
+        caller: &Caller,
+        name: String,
+        expires_in_days: Option<u32>,
+    ) -> Result<NewToken, AppError>;
+    async fn revoke_token(&self, caller: &Caller, token_id: String) -> Result<(), AppError>;
+}
+
+/// Cloud administration: tenants and users. Every method refuses non-admins.
+#[async_trait]
+pub trait Admin: Send + Sync {
+    async fn list_tenants(&self, caller: &Caller) -> Result<Vec<TenantView>, AppError>;
+    async fn create_tenant(
+        &self,
+        caller: &Caller,
+        name: String,
+        description: String,
+    ) -> Result<TenantView, AppError>;
+    async fn set_tenant_disabled(
+        &self,
+        caller: &Caller,
+        tenant_id: String,
+        disabled: bool,
+    ) -> Result<TenantView, AppError>;
+    async fn list_users(&self, caller: &Caller) -> Result<Vec<UserView>, AppError>;
+    async fn create_user(&self, caller: &Caller, user: NewUser) -> Result<UserView, AppError>;
+    async fn set_user_disabled(
+        &self,
+        caller: &Caller,
+        user_id: String,
+        disabled: bool,
+    ) -> Result<UserView, AppError>;
+    async fn reset_password(
+        &self,
+        caller: &Caller,
+        user_id: String,
+        password: String,
+    ) -> Result<(), AppError>;
+}
+
+/// Everything the UI needs from the server, one trait per area.
+pub trait Portal: Accounts + ApiTokens + Admin + 'static {}
+impl<T: Accounts + ApiTokens + Admin + 'static> Portal for T {}
+
+/// The portal and the request of the server function being run.
+pub fn portal() -> Result<(Arc<dyn Portal>, Parts), AppError> {
+    let portal = use_context::<Arc<dyn Portal>>().ok_or(AppError::Internal)?;
+    let parts = use_context::<Parts>().ok_or(AppError::Internal)?;
+    Ok((portal, parts))
+}
+
+/// Records the error's HTTP status on the response of the running server function.
+pub fn respond_with<T>(result: Result<T, AppError>) -> Result<T, AppError> {
+    if let Err(err) = &result {
+        if let Some(res) = use_context::<leptos_axum::ResponseOptions>() {
+            if let Ok(status) = http::StatusCode::from_u16(err.status()) {
+                res.set_status(status);
+            }
+        }
+    }
+    result
+}
+
+/// Runs `f` with the portal and the authenticated caller of this request.
+pub async fn with_caller<T, F, Fut>(f: F) -> Result<T, AppError>
+where
+    F: FnOnce(Arc<dyn Portal>, Caller, Parts) -> Fut,
+    Fut: std::future::Future<Output = Result<T, AppError>>,
+{
+    let run = async {
+        let (portal, parts) = portal()?;
+        let caller = portal.session_caller(&parts).await?;
+        f(portal, caller, parts).await
+    };
+    respond_with(run.await)
+}

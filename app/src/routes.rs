@@ -1,0 +1,71 @@
+//! The application root: HTML shell, router and routes.
+//!
+//! | path             | page                                  |
+//! |------------------|---------------------------------------|
+//! | `/login`         | sign in                               |
+//! | `/`, `/instances`| tenant dashboard (signed in)          |
+//! | `/usage`         | usage (signed in)                     |
+//! | `/tokens`        | personal API tokens (signed in)       |
+//! | `/account`       | profile and password (signed in)      |
+//! | `/admin/tenants` | tenants (admins)                      |
+//! | `/admin/users`   | users (admins)                        |
+//! | anything else    | 404                                   |
+
+use leptos::prelude::*;
+use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
+use leptos_router::components::{ParentRoute, Route, Router, Routes};
+use leptos_router::path;
+
+use crate::components::{AppLayout, PRODUCT_NAME};
+use crate::pages::account::AccountPage;
+use crate::pages::admin::tenants::TenantsPage;
+use crate::pages::admin::users::UsersPage;
+use crate::pages::dashboard::DashboardPage;
+use crate::pages::login::LoginPage;
+use crate::pages::not_found::NotFoundPage;
+use crate::pages::tokens::TokensPage;
+use crate::pages::usage::UsagePage;
+
+/// The HTML document the server renders around the app.
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8"/>
+                <meta name="viewport" content="width=device-width, initial-scale=1"/>
+                <meta name="color-scheme" content="light"/>
+                <HydrationScripts options/>
+                <MetaTags/>
+            </head>
+            <body>
+                <App/>
+            </body>
+        </html>
+    }
+}
+
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    view! {
+        <Stylesheet id="portal" href="/style/portal.css"/>
+        <Title formatter=|page: String| {
+            if page.is_empty() { PRODUCT_NAME.to_string() } else { format!("{page} · {PRODUCT_NAME}") }
+        }/>
+        <Router>
+            <Routes fallback=NotFoundPage>
+                <Route path=path!("/login") view=LoginPage/>
+                <ParentRoute path=path!("") view=AppLayout>
+                    <Route path=path!("") view=DashboardPage/>
+                    <Route path=path!("instances") view=DashboardPage/>
+                    <Route path=path!("usage") view=UsagePage/>
+                    <Route path=path!("tokens") view=TokensPage/>
+                    <Route path=path!("account") view=AccountPage/>
+                    <Route path=path!("admin/tenants") view=TenantsPage/>
+                    <Route path=path!("admin/users") view=UsersPage/>
+                </ParentRoute>
+            </Routes>
+        </Router>
+    }
+}

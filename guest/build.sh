@@ -1,0 +1,575 @@
+#!/usr/bin/env bash
+# Builds the guest images the VMM boots, from Debian packages only:
+#   guest/out/vmlinux-minimal           minimal microVM kernel (uncompressed ELF) from linux-source-6.1
+#   guest/out/initramfs.cpio.gz         busybox-static initramfs for it
+#   guest/out/vmlinuz-debian            the installed Debian distro kernel (bzImage)
+#   guest/out/initramfs-debian.cpio.gz  busybox initramfs that also loads the virtio modules it needs
+#   guest/out/manifest.json             what the portal offers as images (paths, cmdlines, sha256)
+#   guest/out/kernel-facts-*.txt        the options that ended up =y/=m (also rendered to guest/KERNEL-CONFIG.md)
+# Idempotent: the kernel build tree lives in ${GUEST_CACHE:-$HOME/.cache/cloud-portal/guest} and is only
+# rebuilt when guest/kernel/microvm.config or the linux-source-6.1 package version changes.
+# Environment: GUEST_CACHE (cache dir), GUEST_JOBS (make -j, default 2), GUEST_SKIP_DEBIAN=1 (only minimal),
+#              GUEST_NO_DOCS=1 (do not rewrite guest/KERNEL-CONFIG.md).
+set -euo pipefail
+
+GUEST_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+OUT="$GUEST_DIR/out"
+STAGE="$GUEST_DIR/cache"
+CACHE="${GUEST_CACHE:-$HOME/.cache/cloud-portal/guest}"
+JOBS="${GUEST_JOBS:-2}"
+FRAGMENT="$GUEST_DIR/kernel/microvm.config"
+OPTIONS_TSV="$GUEST_DIR/kernel/options.tsv"
+SRC_PKG=linux-source-6.1
+BANNER='cloud-portal guest: busybox init ready'
+# Fixed timestamp for every initramfs entry (2024-01-01T00:00:00Z) so the archives are reproducible.
+EPOCH=1704067200
+# CPUID features the instruction emulator behind /dev/kvm on the development hosts cannot execute
+# (see the shared FACTS.md; 141 = cx16 was added after the minimal kernel's SLUB died on `lock cmpxchg16b`).
+# Hardware KVM needs none of this, so it is kept out of the default cmdline. Note: the emulator also cannot
+# execute `int3` (the alternatives self-test at boot); no command line option avoids that.
+EMULATED_HOST_EXTRA='noxsave clearcpuid=129,137,145,147,148,150,151,153,158,288,291,295,296,298,306,307,308,311,312,317,514,515,520,534,59,197,141'
+
+log() { printf '[guest] %s\n' "$*" >&2; }
+die() { printf '[guest] error: %s\n' "$*" >&2; exit 1; }
+
+# --- packages -------------------------------------------------------------------------------------
+ensure_packages() {
+    local pkgs=("$SRC_PKG" linux-image-amd64 busybox-static flex bison libelf-dev libssl-dev bc cpio
+        build-essential xz-utils gzip python3 patch)
+    local missing=() p
+    for p in "${pkgs[@]}"; do
+        dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+    done
+    [[ ${#missing[@]} -eq 0 ]] && return 0
+    log "installing missing packages: ${missing[*]}"
+    local sudo=()
+    [[ $(id -u) -ne 0 ]] && sudo=(sudo)
+    "${sudo[@]}" apt-get update
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y "${missing[@]}"
+}
+
+sha256() { sha256sum "$1" | cut -d' ' -f1; }
+
+# --- minimal kernel -------------------------------------------------------------------------------
+SRC_VER=""
+SRC_TREE=""
+BUILD_DIR=""
+
+prepare_source() {
+    SRC_VER=$(dpkg-query -W -f='${Version}' "$SRC_PKG")
+    local tarball="/usr/src/$SRC_PKG.tar.xz"
+    [[ -f $tarball ]] || die "$tarball not found"
+    local dir="$CACHE/src/$SRC_VER"
+    SRC_TREE="$dir/$SRC_PKG"
+    if [[ ! -f $dir/.extracted ]]; then
+        log "extracting $tarball ($SRC_VER)"
+        rm -rf "$dir"
+        mkdir -p "$dir"
+        tar -C "$dir" -xf "$tarball"
+        touch "$dir/.extracted"
+        # Keep only the current source version.
+        find "$CACHE/src" -mindepth 1 -maxdepth 1 -type d ! -name "$SRC_VER" -exec rm -rf {} +
+    fi
+    # Local fixes (guest/kernel/patches/*.patch, applied in name order). A tree patched with an older set
+    # is re-extracted and its object tree dropped: reverted files keep old mtimes that make would miss.
+    local want have="" p
+    want=$(patches_hash)
+    [[ -f $dir/.cp-patches ]] && have=$(cat "$dir/.cp-patches")
+    if [[ $have != "$want" ]]; then
+        if [[ -n $have ]]; then
+            log "kernel patches changed: re-extracting the source and dropping the object tree"
+            rm -rf "$SRC_TREE" "$CACHE/build-minimal"
+            tar -C "$dir" -xf "$tarball"
+        fi
+        for p in "$GUEST_DIR"/kernel/patches/*.patch; do
+            [[ -e $p ]] || continue
+            log "applying $(basename "$p")"
+            patch -d "$SRC_TREE" -p1 --forward --batch --quiet <"$p" || die "patch $p does not apply"
+        done
+        echo "$want" >"$dir/.cp-patches"
+    fi
+}
+
+patches_hash() {
+    local p
+    {
+        for p in "$GUEST_DIR"/kernel/patches/*.patch; do
+            [[ -e $p ]] && { basename "$p"; cat "$p"; }
+        done
+        echo end
+    } | sha256sum | cut -d' ' -f1
+}
+
+# Prints "MISMATCH ..." for every fragment line the final .config does not honour.
+check_fragment() {
+    local frag=$1 cfg=$2 line sym want have bad=0
+    while IFS= read -r line; do
+        if [[ $line =~ ^#\ (CONFIG_[A-Z0-9_]+)\ is\ not\ set$ ]]; then
+            sym=${BASH_REMATCH[1]}; want=n
+        elif [[ $line =~ ^(CONFIG_[A-Z0-9_]+)=(.*)$ ]]; then
+            sym=${BASH_REMATCH[1]}; want=${BASH_REMATCH[2]}
+        else
+            continue
+        fi
+        have=$(grep -E "^$sym=" "$cfg" | head -n1 | cut -d= -f2- || true)
+        [[ -z $have ]] && have=n
+        if [[ $have != "$want" ]]; then
+            echo "MISMATCH $sym wanted=$want got=$have"
+            bad=1
+        fi
+    done <"$frag"
+    return $bad
+}
+
+build_minimal_kernel() {
+    prepare_source
+    BUILD_DIR="$CACHE/build-minimal"
+    local key
+    key=$( { cat "$FRAGMENT"; echo "base=allnoconfig"; echo "src=$SRC_VER"; echo "patches=$(patches_hash)"; } |
+        sha256sum | cut -d' ' -f1)
+    if [[ -f $BUILD_DIR/vmlinux && -f $BUILD_DIR/.cp-key && $(cat "$BUILD_DIR/.cp-key") == "$key" ]]; then
+        log "minimal kernel up to date (key ${key:0:12}, built in $(cat "$BUILD_DIR/.cp-build-seconds" 2>/dev/null || echo '?') s)"
+        return 0
+    fi
+    # A different source version invalidates the object tree; a changed fragment is an incremental rebuild.
+    if [[ -f $BUILD_DIR/.cp-src && $(cat "$BUILD_DIR/.cp-src") != "$SRC_VER" ]]; then
+        log "source version changed: discarding $BUILD_DIR"
+        rm -rf "$BUILD_DIR"
+    fi
+    mkdir -p "$BUILD_DIR"
+    echo "$SRC_VER" >"$BUILD_DIR/.cp-src"
+    rm -f "$BUILD_DIR/.cp-key"
+    local logf="$CACHE/build-minimal.log"
+    log "configuring minimal kernel (allnoconfig + $(basename "$FRAGMENT"))"
+    make -s -C "$SRC_TREE" O="$BUILD_DIR" allnoconfig >"$logf" 2>&1
+    "$SRC_TREE/scripts/kconfig/merge_config.sh" -m -O "$BUILD_DIR" "$BUILD_DIR/.config" "$FRAGMENT" >>"$logf" 2>&1
+    make -s -C "$SRC_TREE" O="$BUILD_DIR" olddefconfig >>"$logf" 2>&1
+    if ! check_fragment "$FRAGMENT" "$BUILD_DIR/.config" >"$CACHE/fragment-check.txt"; then
+        cat "$CACHE/fragment-check.txt" >&2
+        die "the final .config does not honour $FRAGMENT (dependencies missing?)"
+    fi
+    log "building vmlinux (make -j$JOBS, nice 10; log: $logf)"
+    local start=$SECONDS
+    if ! nice -n 10 make -C "$SRC_TREE" O="$BUILD_DIR" -j"$JOBS" KBUILD_BUILD_USER=cloud-portal \
+        KBUILD_BUILD_HOST=guest-build vmlinux >>"$logf" 2>&1; then
+        tail -n 40 "$logf" >&2
+        die "kernel build failed"
+    fi
+    echo $((SECONDS - start)) >"$BUILD_DIR/.cp-build-seconds"
+    echo "$key" >"$BUILD_DIR/.cp-key"
+    log "vmlinux built in $((SECONDS - start)) s"
+}
+
+install_minimal_kernel() {
+    mkdir -p "$OUT"
+    cp "$BUILD_DIR/vmlinux" "$OUT/vmlinux-minimal.tmp"
+    mv "$OUT/vmlinux-minimal.tmp" "$OUT/vmlinux-minimal"
+    cp "$BUILD_DIR/System.map" "$OUT/System.map-minimal"
+    cp "$BUILD_DIR/.config" "$OUT/config-minimal"
+}
+
+# --- initramfs --------------------------------------------------------------------------------------
+GEN_INIT_CPIO=""
+
+build_gen_init_cpio() {
+    # The kernel's own cpio generator: writes device nodes and owners without root, with fixed mtimes.
+    GEN_INIT_CPIO="$CACHE/tools/gen_init_cpio-$SRC_VER"
+    if [[ ! -x $GEN_INIT_CPIO ]]; then
+        mkdir -p "$CACHE/tools"
+        cc -O2 -o "$GEN_INIT_CPIO" "$SRC_TREE/usr/gen_init_cpio.c"
+    fi
+}
+
+write_init() {
+    # $1: staging root, $2: extra shell lines run before the banner (module loading), may be empty.
+    local root=$1 modules_block=$2
+    {
+        cat <<'EOF'
+#!/bin/sh
+# /init of the cloud-portal guest initramfs (generated by guest/build.sh).
+export PATH=/sbin:/bin:/usr/sbin:/usr/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null || echo "init: devtmpfs mount failed"
+mkdir -p /dev/pts /dev/shm
+mount -t devpts devpts /dev/pts
+mount -t tmpfs tmpfs /dev/shm
+mount -t tmpfs tmpfs /run
+mount -t tmpfs tmpfs /tmp
+hostname -F /etc/hostname
+EOF
+        printf '%s\n' "$modules_block"
+        cat <<EOF
+echo "$BANNER"
+# also on the framebuffer VT, unless that is where stdout already goes
+if [ -c /dev/tty1 ] && [ "\$(readlink /proc/\$\$/fd/1 2>/dev/null)" != /dev/tty1 ]; then
+    echo "$BANNER" >/dev/tty1 2>/dev/null
+fi
+EOF
+        cat <<'EOF'
+if [ -b /dev/vda ]; then
+    fstype=$(blkid /dev/vda 2>/dev/null | sed -n 's/.* TYPE="\([^"]*\)".*/\1/p')
+    if [ -n "$fstype" ]; then
+        if mount -t "$fstype" /dev/vda /mnt; then
+            echo "init: mounted /dev/vda ($fstype) at /mnt"
+        else
+            echo "init: /dev/vda has a $fstype filesystem but mounting it failed"
+        fi
+    else
+        echo "init: /dev/vda has no filesystem, not mounted"
+    fi
+else
+    echo "init: no /dev/vda"
+fi
+exec /sbin/init
+EOF
+    } >"$root/init"
+    chmod 0755 "$root/init"
+}
+
+write_etc() {
+    local root=$1
+    mkdir -p "$root/etc"
+    echo "cloud-portal" >"$root/etc/hostname"
+    echo "root::0:0:root:/root:/bin/sh" >"$root/etc/passwd"
+    echo "root:x:0:" >"$root/etc/group"
+    cat >"$root/etc/profile" <<'EOF'
+export PATH=/sbin:/bin:/usr/sbin:/usr/bin
+export HOME=/root
+PS1='\h:\w\$ '
+EOF
+    cat >"$root/etc/inittab" <<'EOF'
+# busybox init (generated by guest/build.sh): a root shell on the serial console and on the framebuffer VT.
+ttyS0::respawn:-/bin/sh
+tty1::respawn:-/bin/sh
+::ctrlaltdel:/sbin/poweroff
+::shutdown:/bin/sync
+::shutdown:/bin/umount -a -r
+EOF
+    cat >"$root/etc/fstab" <<'EOF'
+proc /proc proc defaults 0 0
+sysfs /sys sysfs defaults 0 0
+EOF
+}
+
+# Writes a gen_init_cpio list for the staging tree (sorted, root-owned) plus the fixed nodes.
+cpio_list() {
+    local root=$1 path rel mode
+    echo "dir /dev 0755 0 0"
+    echo "nod /dev/console 0600 0 0 c 5 1"
+    echo "nod /dev/null 0666 0 0 c 1 3"
+    echo "nod /dev/ttyS0 0600 0 0 c 4 64"
+    (cd "$root" && find . -mindepth 1 ! -path ./dev | LC_ALL=C sort) | while IFS= read -r path; do
+        rel=${path#.}
+        if [[ -L $root$rel ]]; then
+            echo "slink $rel $(readlink "$root$rel") 0777 0 0"
+        elif [[ -d $root$rel ]]; then
+            mode=$(stat -c '%a' "$root$rel")
+            echo "dir $rel $mode 0 0"
+        else
+            mode=$(stat -c '%a' "$root$rel")
+            echo "file $rel $root$rel $mode 0 0"
+        fi
+    done
+}
+
+# $1 staging root, $2 output .cpio.gz
+pack_initramfs() {
+    local root=$1 outfile=$2
+    # gen_init_cpio takes regular files' mtimes from the files themselves: pin them too.
+    find "$root" -exec touch -h -d "@$EPOCH" {} +
+    cpio_list "$root" >"$root.list"
+    "$GEN_INIT_CPIO" -t "$EPOCH" "$root.list" >"$root.cpio"
+    gzip -n -9 -c "$root.cpio" >"$outfile.tmp"
+    mv "$outfile.tmp" "$outfile"
+    rm -f "$root.cpio"
+}
+
+stage_busybox_root() {
+    local root=$1 applet
+    rm -rf "$root"
+    mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,proc,sys,dev,mnt,run,tmp,root,var/log}
+    chmod 1777 "$root/tmp"
+    chmod 0700 "$root/root"
+    cp /bin/busybox "$root/bin/busybox"
+    chmod 0755 "$root/bin/busybox"
+    # One relative symlink per applet, at the path busybox itself reports (bin/sh, sbin/init, ...).
+    while IFS= read -r applet; do
+        applet=${applet#/}
+        [[ $applet == bin/busybox || -e $root/$applet || -L $root/$applet ]] && continue
+        local dir up
+        dir=$(dirname "$applet")
+        up=$(echo "$dir" | sed -E 's#[^/]+#..#g')
+        ln -s "$up/bin/busybox" "$root/$applet"
+    done < <(/bin/busybox --list-full | LC_ALL=C sort)
+    write_etc "$root"
+}
+
+build_minimal_initramfs() {
+    local root="$STAGE/initramfs-minimal"
+    stage_busybox_root "$root"
+    write_init "$root" ""
+    pack_initramfs "$root" "$OUT/initramfs.cpio.gz"
+}
+
+# --- Debian kernel ------------------------------------------------------------------------------------
+DEB_VER=""
+DEB_MODULES=()
+
+find_debian_kernel() {
+    local v best=""
+    for v in /boot/vmlinuz-*-amd64; do
+        [[ -e $v ]] || continue
+        v=${v#/boot/vmlinuz-}
+        [[ -d /lib/modules/$v && -f /boot/config-$v ]] || continue
+        if [[ -z $best ]] || dpkg --compare-versions "$v" gt "$best"; then best=$v; fi
+    done
+    [[ -n $best ]] || die "no /boot/vmlinuz-*-amd64 with modules found (install linux-image-amd64)"
+    DEB_VER=$best
+}
+
+# Module names the Debian initramfs loads, before dependency resolution.
+DEB_WANTED=(virtio_mmio virtio_blk virtio_input virtio-rng evdev button crc32c_generic ext4)
+
+# Resolves module paths with modules.dep, dependencies first (depth-first post-order).
+resolve_modules() {
+    local moddir="/lib/modules/$DEB_VER"
+    python3 - "$moddir" "${DEB_WANTED[@]}" <<'EOF'
+import os, sys
+moddir, wanted = sys.argv[1], sys.argv[2:]
+deps, byname = {}, {}
+with open(os.path.join(moddir, "modules.dep")) as f:
+    for line in f:
+        path, _, rest = line.partition(":")
+        path = path.strip()
+        deps[path] = rest.split()
+        base = os.path.basename(path)
+        for ext in (".ko.xz", ".ko.zst", ".ko.gz", ".ko"):
+            if base.endswith(ext):
+                base = base[: -len(ext)]
+                break
+        byname[base.replace("-", "_")] = path
+order, seen = [], set()
+def visit(p):
+    if p in seen:
+        return
+    seen.add(p)
+    for d in deps.get(p, []):
+        visit(d)
+    order.append(p)
+for name in wanted:
+    key = name.replace("-", "_")
+    if key in byname:
+        visit(byname[key])
+    else:
+        # built into the kernel (or absent): nothing to load
+        print("#builtin-or-missing " + name)
+for p in order:
+    print(p)
+EOF
+}
+
+build_debian_images() {
+    find_debian_kernel
+    local moddir="/lib/modules/$DEB_VER" root="$STAGE/initramfs-debian" line rel base dest block=""
+    cp "/boot/vmlinuz-$DEB_VER" "$OUT/vmlinuz-debian.tmp"
+    mv "$OUT/vmlinuz-debian.tmp" "$OUT/vmlinuz-debian"
+    cp "/boot/config-$DEB_VER" "$OUT/config-debian"
+    stage_busybox_root "$root"
+    mkdir -p "$root/lib/modules"
+    DEB_MODULES=()
+    while IFS= read -r line; do
+        if [[ $line == \#builtin-or-missing* ]]; then
+            log "debian: module ${line#* } not found as .ko (built in or absent)"
+            continue
+        fi
+        rel=$line
+        base=$(basename "$rel")
+        dest="$root/lib/modules/${base%%.ko*}.ko"
+        case $base in
+            *.ko.xz) xz -dc "$moddir/$rel" >"$dest" ;;
+            *.ko.zst) zstd -dcq "$moddir/$rel" >"$dest" ;;
+            *.ko.gz) gzip -dc "$moddir/$rel" >"$dest" ;;
+            *.ko) cp "$moddir/$rel" "$dest" ;;
+        esac
+        chmod 0644 "$dest"
+        DEB_MODULES+=("${base%%.ko*}")
+        block+="insmod /lib/modules/${base%%.ko*}.ko || echo \"init: insmod ${base%%.ko*} failed\""$'\n'
+    done < <(resolve_modules)
+    printf '%s\n' "${DEB_MODULES[@]}" >"$root/lib/modules/load-order"
+    write_init "$root" "# Debian kernel: load the virtio/ext4 modules in dependency order (from modules.dep).
+$block"
+    pack_initramfs "$root" "$OUT/initramfs-debian.cpio.gz"
+}
+
+# --- manifest and facts -------------------------------------------------------------------------------
+# loops_per_jiffy for a given HZ from the host TSC frequency (lets the guest skip delay calibration).
+lpj_for_hz() {
+    local hz=$1 mhz
+    mhz=$(awk -F: '/^cpu MHz/ {gsub(/ /, "", $2); print $2; exit}' /proc/cpuinfo)
+    [[ -n $mhz ]] || mhz=2000
+    awk -v m="$mhz" -v hz="$hz" 'BEGIN { printf "%d", m * 1000000 / hz }'
+}
+
+config_value() {
+    # $1 config file, $2 symbol without CONFIG_ -> y | m | n | value
+    local v
+    v=$(grep -E "^CONFIG_$2=" "$1" | head -n1 | cut -d= -f2- || true)
+    echo "${v:-n}"
+}
+
+write_facts() {
+    local name=$1 cfg=$2 file="$OUT/kernel-facts-$1.txt" group sym why
+    {
+        echo "# $name kernel: value of each option listed in guest/kernel/options.tsv"
+        while IFS=$'\t' read -r group sym why; do
+            [[ -z $group || $group == \#* ]] && continue
+            printf 'CONFIG_%s=%s\n' "$sym" "$(config_value "$cfg" "$sym")"
+        done <"$OPTIONS_TSV"
+        echo "# all options =y: $(grep -c '=y$' "$cfg")"
+        grep '=y$' "$cfg"
+    } >"$file"
+}
+
+write_kernel_config_md() {
+    [[ ${GUEST_NO_DOCS:-0} == 1 || ${GUEST_SKIP_DEBIAN:-0} == 1 ]] && return 0
+    local md="$GUEST_DIR/KERNEL-CONFIG.md" tmp group sym why cur="" mini deb
+    tmp=$(mktemp)
+    local mini_cfg="$OUT/config-minimal" deb_cfg="$OUT/config-debian"
+    local mini_ver deb_label="not built"
+    mini_ver=$(cat "$BUILD_DIR/include/config/kernel.release" 2>/dev/null || echo "?")
+    [[ -f $deb_cfg ]] && deb_label="$DEB_VER (/boot/config-$DEB_VER)"
+    {
+        echo "# Guest kernel configuration"
+        echo
+        echo "Generated by \`guest/build.sh\` from the final \`.config\` of the minimal kernel and from the Debian"
+        echo "kernel's \`/boot/config-*\`; the reasons come from \`guest/kernel/options.tsv\`. Do not edit the tables by hand."
+        echo
+        echo "- **minimal**: Linux $mini_ver from \`$SRC_PKG\` $SRC_VER, \`make allnoconfig\` + \`guest/kernel/microvm.config\` +"
+        echo "  \`make olddefconfig\`; $(grep -c '=y$' "$mini_cfg") options =y, no modules. Output \`guest/out/vmlinux-minimal\`."
+        echo "- **debian**: $deb_label; \`guest/out/vmlinuz-debian\`. Modules (=m) are loaded by the initramfs /init"
+        echo "  in this order: ${DEB_MODULES[*]:-none}."
+        echo
+        echo "Legend: **y** built in, **m** module, **n** absent."
+        while IFS=$'\t' read -r group sym why; do
+            [[ -z $group || $group == \#* ]] && continue
+            if [[ $group != "$cur" ]]; then
+                cur=$group
+                echo
+                echo "## $group"
+                echo
+                echo "| option | minimal | debian | why |"
+                echo "|---|---|---|---|"
+            fi
+            mini=$(config_value "$mini_cfg" "$sym")
+            deb="-"
+            [[ -f $deb_cfg ]] && deb=$(config_value "$deb_cfg" "$sym")
+            echo "| \`$sym\` | $mini | $deb | $why |"
+        done <"$OPTIONS_TSV"
+        echo
+        echo "## What this means for the VMM"
+        echo
+        cat <<'EOF'
+- Framebuffer: with `orig_video_isVGA = 0x23` (VIDEO_TYPE_VLFB) and a simplefb pixel format (32 bpp,
+  red 8@16, green 8@8, blue 8@0, rsvd 0@0 → `x8r8g8b8`, or rsvd 8@24 → `a8r8g8b8`), the minimal kernel's sysfb
+  registers a `simple-framebuffer` device and `simplefb` binds it; fbcon then draws tty1 on it. For VLFB,
+  `lfb_size` is in 64 KiB units (sysfb shifts it left by 16) and must cover `lfb_height * lfb_linelength`
+  (1024x768x32: 3 MiB → `lfb_size = 48`). The Debian kernel has SYSFB_SIMPLEFB off, so sysfb registers
+  `vesa-framebuffer` and `vesafb` (FB_VESA=y) binds it; same screen_info works for both.
+- virtio-mmio discovery: the minimal kernel takes `virtio_mmio.device=<size>@<base>:<irq>` on the command line.
+  The Debian kernel lacks VIRTIO_MMIO_CMDLINE_DEVICES: the module does not know that parameter (it is ignored
+  with an "unknown parameter" warning), so for it the
+  devices must be described in the ACPI DSDT (one `Device` per transport with `_HID "LNRO0005"` and a `_CRS`
+  holding `Memory32Fixed(base, size)` + `Interrupt(irq)`), which virtio_mmio's ACPI match table binds.
+- Interrupts (observed under this VMM, cause not yet confirmed): every virtio driver's probe failed with -22
+  right after queue setup ("virtio_blk: probe of virtio0 failed with error -22", also rng and input) while
+  the boot log showed "preallocated irqs: 0". With the FADT's HW_REDUCED_ACPI flag Linux uses no legacy PIC
+  (acpi_generic_reduced_hw_init sets null_legacy_pic, MADT PCAT_COMPAT notwithstanding), so a GSI given only
+  on the command line may have no irq mapping when virtio_mmio calls request_irq. Describing the devices in
+  the DSDT (`_CRS` with `Interrupt`) makes ACPI map each GSI.
+- Power off: ACPI is built in both; `poweroff` writes SLP_TYP|SLP_EN to the FADT sleep control register
+  (hardware-reduced) using the `\_S5` package from the DSDT, so the DSDT must contain `Name(_S5, Package(){5, 0})`
+  or similar. Reboot with `reboot=k` uses the keyboard controller (port 0x64, 0xFE).
+- The minimal kernel carries one local patch (`guest/kernel/patches/`): with ACPI but without PCI, Linux 6.1's
+  ACPICA fails to load the tables ("AE_BAD_PARAMETER, During Region initialization", seen under this VMM),
+  because the default PCI_Config region handler only exists with CONFIG_PCI; the patch skips it.
+- Debian: PCI and i8042 are built in; add `pci=off i8042.noaux i8042.nomux i8042.dumbkbd` so boot does not
+  probe hardware the VMM does not have.
+EOF
+    } >"$tmp"
+    if ! cmp -s "$tmp" "$md"; then
+        mv "$tmp" "$md"
+        log "wrote $md"
+    else
+        rm -f "$tmp"
+    fi
+}
+
+json_str() { python3 -c 'import json,sys; print(json.dumps(sys.argv[1]))' "$1"; }
+
+write_manifest() {
+    local mini_ver mini_cmd deb_cmd
+    mini_ver=$(cat "$BUILD_DIR/include/config/kernel.release")
+    local mini_hz deb_hz=250
+    mini_hz=$(config_value "$OUT/config-minimal" HZ)
+    [[ -f $OUT/config-debian ]] && deb_hz=$(config_value "$OUT/config-debian" HZ)
+    mini_cmd="console=ttyS0 reboot=k panic=-1 quiet lpj=$(lpj_for_hz "$mini_hz")"
+    deb_cmd="console=ttyS0 reboot=k panic=-1 quiet lpj=$(lpj_for_hz "$deb_hz") pci=off i8042.noaux i8042.nomux i8042.dumbkbd"
+    {
+        echo "{"
+        echo "  \"generated_by\": \"guest/build.sh\","
+        echo "  \"emulated_host_extra_cmdline\": $(json_str "$EMULATED_HOST_EXTRA"),"
+        echo "  \"images\": ["
+        echo "    {"
+        echo "      \"name\": \"minimal\","
+        echo "      \"os\": \"Busybox (minimal microVM kernel $mini_ver)\","
+        echo "      \"kernel\": \"guest/out/vmlinux-minimal\","
+        echo "      \"kernel_format\": \"elf\","
+        echo "      \"initrd\": \"guest/out/initramfs.cpio.gz\","
+        echo "      \"cmdline\": $(json_str "$mini_cmd"),"
+        echo "      \"virtio_mmio_discovery\": \"cmdline\","
+        echo "      \"kernel_version\": \"$mini_ver\","
+        echo "      \"kernel_sha256\": \"$(sha256 "$OUT/vmlinux-minimal")\","
+        echo "      \"initrd_sha256\": \"$(sha256 "$OUT/initramfs.cpio.gz")\""
+        if [[ -f $OUT/vmlinuz-debian && ${GUEST_SKIP_DEBIAN:-0} != 1 ]]; then
+            echo "    },"
+            echo "    {"
+            echo "      \"name\": \"debian\","
+            echo "      \"os\": \"Busybox on the Debian 12 kernel $DEB_VER\","
+            echo "      \"kernel\": \"guest/out/vmlinuz-debian\","
+            echo "      \"kernel_format\": \"bzimage\","
+            echo "      \"initrd\": \"guest/out/initramfs-debian.cpio.gz\","
+            echo "      \"cmdline\": $(json_str "$deb_cmd"),"
+            echo "      \"virtio_mmio_discovery\": \"acpi\","
+            echo "      \"kernel_version\": \"$DEB_VER\","
+            echo "      \"kernel_sha256\": \"$(sha256 "$OUT/vmlinuz-debian")\","
+            echo "      \"initrd_sha256\": \"$(sha256 "$OUT/initramfs-debian.cpio.gz")\""
+        fi
+        echo "    }"
+        echo "  ]"
+        echo "}"
+    } >"$OUT/manifest.json.tmp"
+    python3 -m json.tool "$OUT/manifest.json.tmp" >/dev/null || die "manifest.json is not valid JSON"
+    mv "$OUT/manifest.json.tmp" "$OUT/manifest.json"
+}
+
+main() {
+    ensure_packages
+    mkdir -p "$CACHE" "$OUT" "$STAGE"
+    exec 9>"$CACHE/.lock"
+    flock 9
+    build_minimal_kernel
+    install_minimal_kernel
+    build_gen_init_cpio
+    build_minimal_initramfs
+    write_facts minimal "$OUT/config-minimal"
+    if [[ ${GUEST_SKIP_DEBIAN:-0} != 1 ]]; then
+        build_debian_images
+        write_facts debian "$OUT/config-debian"
+    fi
+    write_kernel_config_md
+    write_manifest
+    log "done: $(cd "$OUT" && ls -l vmlinux-minimal initramfs.cpio.gz vmlinuz-debian initramfs-debian.cpio.gz 2>/dev/null | awk '{printf "%s=%s ", $9, $5}')"
+}
+
+main "$@"; exit $?

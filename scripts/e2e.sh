@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Runs the browser tests: starts the built portal on a free port with a fresh data directory, then runs the
+# Playwright specs in e2e/ against it with Node's test runner (Debian's Chromium, no browser download).
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+cd "$REPO"
+
+PORTAL_BIN="${PORTAL_BIN:-$CARGO_TARGET_DIR/debug/portal}"
+[[ -x "$PORTAL_BIN" ]] || cargo build -p server
+data=$(mktemp -d /tmp/portal-e2e.XXXXXX)
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+export ADMIN_USER=admin ADMIN_PASSWORD="e2e-admin-$(date +%s)"
+export BASE_URL="http://127.0.0.1:$port" E2E_OUTPUT="$REPO/e2e/output"
+mkdir -p "$E2E_OUTPUT"
+
+PORTAL_LISTEN="127.0.0.1:$port" PORTAL_DATA_DIR="$data" PORTAL_SITE_ROOT="$SITE_ROOT" \
+  PORTAL_ADMIN_PASSWORD="$ADMIN_PASSWORD" RUST_LOG="${RUST_LOG:-info}" \
+  "$PORTAL_BIN" >"$E2E_OUTPUT/portal.log" 2>&1 &
+server=$!
+trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$data"' EXIT
+up=""
+for _ in $(seq 1 150); do
+  curl -fsS "$BASE_URL/healthz" >/dev/null 2>&1 && { up=1; break; }
+  kill -0 $server 2>/dev/null || break
+  sleep 0.2
+done
+[[ -n "$up" ]] || { echo "portal did not come up on $BASE_URL"; cat "$E2E_OUTPUT/portal.log"; exit 1; }
+
+step "e2e against $BASE_URL"
+cd "$REPO/e2e"
+node --test --test-concurrency=1 ./*.test.mjs

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs what a fresh Debian 12 machine lacks to build, run and test the portal. Idempotent and quick when
+# everything is present. Only package registries are used (Debian, crates.io, npm): no binary downloads.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+APT_PACKAGES=(
+  build-essential pkg-config git curl ca-certificates python3
+  nodejs npm                       # e2e runner and front-end packages (noVNC, xterm.js)
+  chromium                         # real browser for e2e (driven by playwright-core)
+  linux-source-6.1 flex bison bc libelf-dev libssl-dev cpio   # minimal guest kernel
+  busybox-static                   # guest initramfs
+  linux-image-amd64                # Debian distro kernel image for hardware-KVM hosts
+)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  step "apt-get install ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+fi
+
+for target in wasm32-unknown-unknown x86_64-unknown-none; do
+  rustup target list --installed | grep -qx "$target" || { step "rustup target add $target"; rustup target add "$target"; }
+done
+
+# wasm-bindgen-cli must match the wasm-bindgen version in Cargo.lock exactly.
+want=$(awk '/^name = "wasm-bindgen"$/{getline; gsub(/version = |"/,""); print; exit}' "$REPO/Cargo.lock")
+have=$(wasm-bindgen --version 2>/dev/null | awk '{print $2}' || true)
+if [[ "$have" != "$want" ]]; then
+  step "cargo install wasm-bindgen-cli $want (a few minutes, once)"
+  # Not --locked: one of its locked dependencies is missing from the registry index here.
+  cargo install wasm-bindgen-cli --version "$want"
+fi
+
+if [[ ! -d "$REPO/e2e/node_modules" || "$REPO/e2e/package-lock.json" -nt "$REPO/e2e/node_modules" ]]; then
+  step "npm ci (e2e)"
+  (cd "$REPO/e2e" && npm ci --no-audit --no-fund && touch node_modules)
+fi

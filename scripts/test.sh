@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Runs every test: unit and integration tests (real SQLite files, real KVM guests when /dev/kvm exists) and
+# the browser e2e. Installs missing prerequisites first, so it works on a fresh machine.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+cd "$REPO"
+
+"$REPO/scripts/install-deps.sh"
+if [[ -x "$REPO/guest/build.sh" ]]; then
+  step "guest images"
+  GUEST_NO_DOCS=1 "$REPO/guest/build.sh"
+fi
+[[ -e /dev/kvm ]] || echo "!!! /dev/kvm is absent: KVM tests will SKIP (they run wherever /dev/kvm exists) !!!"
+
+step "cargo test (app, server, vmm)"
+cargo test --no-fail-fast
+
+"$REPO/scripts/build-web.sh"
+"$REPO/scripts/e2e.sh"

@@ -1,0 +1,113 @@
+//! `Settings`: defaults, then an optional TOML file (`PORTAL_CONFIG` or `portal.toml`), then `PORTAL_*`
+//! environment variables (nested keys with `__`, e.g. `PORTAL_LOGIN__PER_ACCOUNT_PER_MINUTE`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use secrecy::SecretString;
+use serde::Deserialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("Failed to read the configuration")]
+    Load(#[source] config::ConfigError),
+    #[error("Invalid setting {key}: {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    /// Address the portal listens on.
+    pub listen: SocketAddr,
+    /// Where the database and VM run directories live.
+    pub data_dir: PathBuf,
+    /// Built static site (wasm bundle, CSS, vendored JS).
+    pub site_root: PathBuf,
+    /// The origin browsers use to reach the portal (e.g. `https://cloud.example.com`), for the CSRF origin
+    /// check behind a reverse proxy. Unset: the request's own `Host` is the expected origin.
+    pub public_origin: Option<String>,
+    /// Send cookies with `Secure` (set when served over HTTPS).
+    pub secure_cookies: bool,
+    /// A session ends after this many minutes without a request.
+    pub session_idle_minutes: i64,
+    /// Password of the first admin; generated and printed once when unset.
+    pub admin_password: Option<SecretString>,
+    pub login: LoginLimits,
+    /// `pretty` or `json`.
+    pub log_format: String,
+}
+
+/// Sign-in throttling: attempts allowed per minute, per account and per client address.
+#[derive(Debug, Clone, Deserialize)]
+pub struct LoginLimits {
+    pub per_account_per_minute: u32,
+    pub per_address_per_minute: u32,
+}
+
+impl Settings {
+    pub fn load() -> Result<Self, ConfigError> {
+        let file = std::env::var("PORTAL_CONFIG").unwrap_or_else(|_| "portal.toml".to_string());
+        let settings: Settings = config::Config::builder()
+            .set_default("listen", "127.0.0.1:3000")
+            .and_then(|b| b.set_default("data_dir", "data"))
+            .and_then(|b| b.set_default("site_root", "target/site"))
+            .and_then(|b| b.set_default("secure_cookies", false))
+            .and_then(|b| b.set_default("session_idle_minutes", 480))
+            .and_then(|b| b.set_default("login.per_account_per_minute", 5))
+            .and_then(|b| b.set_default("login.per_address_per_minute", 30))
+            .and_then(|b| b.set_default("log_format", "pretty"))
+            .map_err(ConfigError::Load)?
+            .add_source(config::File::with_name(&file).required(false))
+            .add_source(
+                config::Environment::with_prefix("PORTAL")
+                    .prefix_separator("_")
+                    .separator("__")
+                    .try_parsing(true),
+            )
+            .build()
+            .and_then(config::Config::try_deserialize)
+            .map_err(ConfigError::Load)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=60 * 24 * 30).contains(&self.session_idle_minutes) {
+            return Err(ConfigError::Invalid {
+                key: "session_idle_minutes",
+                reason: "must be between 1 and 43200".into(),
+            });
+        }
+        if self.login.per_account_per_minute == 0 || self.login.per_address_per_minute == 0 {
+            return Err(ConfigError::Invalid {
+                key: "login",
+                reason: "limits must be at least 1".into(),
+            });
+        }
+        if !matches!(self.log_format.as_str(), "pretty" | "json") {
+            return Err(ConfigError::Invalid {
+                key: "log_format",
+                reason: "must be pretty or json".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Settings for tests: port 0 and the given data directory.
+    pub fn for_tests(data_dir: PathBuf) -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir,
+            site_root: PathBuf::from("target/site"),
+            public_origin: None,
+            secure_cookies: false,
+            session_idle_minutes: 60,
+            admin_password: Some(SecretString::from("admin-password-for-tests")),
+            login: LoginLimits {
+                per_account_per_minute: 5,
+                per_address_per_minute: 30,
+            },
+            log_format: "pretty".into(),
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! The cloud portal server: axum + Leptos SSR, SQLite, sessions, REST API. The `portal` binary runs it.
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod auth;
+pub mod bootstrap;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod health;
+pub mod service;
+pub mod startup;
+pub mod telemetry;

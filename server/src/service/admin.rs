@@ -1,0 +1,225 @@
+//! Cloud administration: tenants and users. Admin only; an admin cannot lock themselves or everyone out.
+
+use app::error::AppError;
+use app::model::{NewUser, TenantView, UserView};
+use app::port::{Admin, Caller};
+use async_trait::async_trait;
+
+use super::{internal, Service};
+use crate::auth::password;
+use crate::db::{self, format_time, tenants, users};
+use crate::domain::{parse_id, Label, NewPassword, TenantName, Username};
+
+fn tenant_view(row: &tenants::TenantRow) -> TenantView {
+    TenantView {
+        id: row.id.clone(),
+        name: row.name.clone(),
+        description: row.description.clone(),
+        disabled: row.disabled,
+        user_count: row.user_count,
+        created_at: format_time(row.created_at),
+    }
+}
+
+fn user_view(row: &users::UserRow) -> UserView {
+    UserView {
+        id: row.id.clone(),
+        username: row.username.clone(),
+        display_name: row.display_name.clone(),
+        role: row.role(),
+        tenant_id: row.tenant_id.clone(),
+        tenant_name: row.tenant_name.clone(),
+        disabled: row.disabled,
+        created_at: format_time(row.created_at),
+    }
+}
+
+impl Service {
+    async fn tenant(&self, id: &str) -> Result<tenants::TenantRow, AppError> {
+        tenants::get(self.pool(), id)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| AppError::not_found("Tenant"))
+    }
+
+    async fn user(&self, id: &str) -> Result<users::UserRow, AppError> {
+        users::by_id(self.pool(), id)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| AppError::not_found("User"))
+    }
+
+    /// Creates a tenant without an admin check: for first-start bootstrap and the service methods below.
+    pub(crate) async fn insert_tenant(
+        &self,
+        name: &TenantName,
+        description: &Label,
+    ) -> Result<String, AppError> {
+        let id = uuid::Uuid::new_v4().to_string();
+        match tenants::insert(self.pool(), &id, name.as_str(), description.as_str(), db::now()).await {
+            Ok(()) => Ok(id),
+            Err(e) if db::is_unique_violation(&e) => Err(AppError::invalid(
+                "name",
+                format!("A tenant named {} already exists.", name.as_str()),
+            )),
+            Err(e) => Err(internal(e)),
+        }
+    }
+
+    /// Creates a user without an admin check: for first-start bootstrap and the service methods below.
+    pub(crate) async fn insert_user(
+        &self,
+        tenant_id: &str,
+        username: &Username,
+        display_name: &Label,
+        role: app::model::Role,
+        password: NewPassword,
+    ) -> Result<String, AppError> {
+        let hash = password::hash(password.expose().to_string())
+            .await
+            .map_err(internal)?;
+        let id = uuid::Uuid::new_v4().to_string();
+        let row = users::NewUserRow {
+            id: &id,
+            tenant_id,
+            username: username.as_str(),
+            display_name: display_name.as_str(),
+            password_hash: &hash,
+            role,
+            now: db::now(),
+        };
+        match users::insert(self.pool(), row).await {
+            Ok(()) => Ok(id),
+            Err(e) if db::is_unique_violation(&e) => Err(AppError::invalid(
+                "username",
+                format!("The username {} is already taken.", username.as_str()),
+            )),
+            Err(e) => Err(internal(e)),
+        }
+    }
+}
+
+#[async_trait]
+impl Admin for Service {
+    async fn list_tenants(&self, caller: &Caller) -> Result<Vec<TenantView>, AppError> {
+        caller.require_admin()?;
+        let rows = tenants::list(self.pool()).await.map_err(internal)?;
+        Ok(rows.iter().map(tenant_view).collect())
+    }
+
+    async fn create_tenant(
+        &self,
+        caller: &Caller,
+        name: String,
+        description: String,
+    ) -> Result<TenantView, AppError> {
+        caller.require_admin()?;
+        let name = TenantName::parse(&name)?;
+        let description = Label::parse("description", "Description", &description, 0, 200)?;
+        let id = self.insert_tenant(&name, &description).await?;
+        tracing::info!(admin = %caller.username, tenant_id = %id, tenant = name.as_str(), "tenant created");
+        Ok(tenant_view(&self.tenant(&id).await?))
+    }
+
+    async fn set_tenant_disabled(
+        &self,
+        caller: &Caller,
+        tenant_id: String,
+        disabled: bool,
+    ) -> Result<TenantView, AppError> {
+        caller.require_admin()?;
+        let id = parse_id("Tenant", &tenant_id)?;
+        if disabled && id == caller.tenant_id {
+            return Err(AppError::conflict(
+                "You cannot disable the tenant your own account belongs to.",
+            ));
+        }
+        if !tenants::set_disabled(self.pool(), &id, disabled)
+            .await
+            .map_err(internal)?
+        {
+            return Err(AppError::not_found("Tenant"));
+        }
+        tracing::info!(admin = %caller.username, tenant_id = %id, disabled, "tenant status changed");
+        Ok(tenant_view(&self.tenant(&id).await?))
+    }
+
+    async fn list_users(&self, caller: &Caller) -> Result<Vec<UserView>, AppError> {
+        caller.require_admin()?;
+        let rows = users::list(self.pool()).await.map_err(internal)?;
+        Ok(rows.iter().map(user_view).collect())
+    }
+
+    async fn create_user(&self, caller: &Caller, user: NewUser) -> Result<UserView, AppError> {
+        caller.require_admin()?;
+        let tenant_id = parse_id("Tenant", &user.tenant_id)
+            .map_err(|_| AppError::invalid("tenant_id", "Choose a tenant."))?;
+        let tenant = tenants::get(self.pool(), &tenant_id)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| AppError::invalid("tenant_id", "Choose a tenant."))?;
+        let username = Username::parse(&user.username)?;
+        let display = if user.display_name.trim().is_empty() {
+            username.as_str()
+        } else {
+            &user.display_name
+        };
+        let display_name = Label::parse("display_name", "Display name", display, 1, 64)?;
+        let password = NewPassword::parse("password", user.password)?;
+        let id = self
+            .insert_user(&tenant.id, &username, &display_name, user.role, password)
+            .await?;
+        tracing::info!(admin = %caller.username, user_id = %id, tenant_id = %tenant.id, "user created");
+        Ok(user_view(&self.user(&id).await?))
+    }
+
+    async fn set_user_disabled(
+        &self,
+        caller: &Caller,
+        user_id: String,
+        disabled: bool,
+    ) -> Result<UserView, AppError> {
+        caller.require_admin()?;
+        let id = parse_id("User", &user_id)?;
+        if disabled && id == caller.user_id {
+            return Err(AppError::conflict("You cannot disable your own account."));
+        }
+        let target = self.user(&id).await?;
+        if disabled
+            && target.role() == app::model::Role::Admin
+            && users::other_active_admins(self.pool(), &id)
+                .await
+                .map_err(internal)?
+                == 0
+        {
+            return Err(AppError::conflict(
+                "This is the last active admin and cannot be disabled.",
+            ));
+        }
+        users::set_disabled(self.pool(), &id, disabled)
+            .await
+            .map_err(internal)?;
+        tracing::info!(admin = %caller.username, user_id = %id, disabled, "user status changed");
+        Ok(user_view(&self.user(&id).await?))
+    }
+
+    async fn reset_password(
+        &self,
+        caller: &Caller,
+        user_id: String,
+        password: String,
+    ) -> Result<(), AppError> {
+        caller.require_admin()?;
+        let id = parse_id("User", &user_id)?;
+        let password = NewPassword::parse("password", password)?;
+        let user = self.user(&id).await?;
+        let hash = password::hash(password.expose().to_string())
+            .await
+            .map_err(internal)?;
+        users::set_password(self.pool(), &user.id, &hash, db::now())
+            .await
+            .map_err(internal)?;
+        tracing::info!(admin = %caller.username, user_id = %id, "password reset; the user's sessions ended");
+        Ok(())
+    }
+}

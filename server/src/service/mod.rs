@@ -1,0 +1,86 @@
+//! The portal's services: the one implementation of the `app::port` traits. Server functions (through
+//! context) and the REST API (through `AppState`) both call these, so tenancy, validation and audit rules
+//! live here and nowhere else.
+
+mod accounts;
+mod admin;
+mod tokens;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use app::error::AppError;
+use app::model::Me;
+use app::port::Caller;
+use axum::extract::ConnectInfo;
+use http::request::Parts;
+use sqlx::SqlitePool;
+
+use crate::auth::throttle::LoginThrottle;
+use crate::config::Settings;
+use crate::db::users::UserRow;
+
+#[derive(Clone)]
+pub struct Service {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: SqlitePool,
+    throttle: LoginThrottle,
+    /// Verified against when a sign-in names an unknown user, so timing does not reveal which users exist.
+    dummy_hash: String,
+}
+
+impl Service {
+    pub fn new(pool: SqlitePool, settings: &Settings, dummy_hash: String) -> Self {
+        let throttle = LoginThrottle::new(&settings.login);
+        Self {
+            inner: Arc::new(Inner {
+                pool,
+                throttle,
+                dummy_hash,
+            }),
+        }
+    }
+
+    pub fn pool(&self) -> &SqlitePool {
+        &self.inner.pool
+    }
+
+    pub fn throttle(&self) -> &LoginThrottle {
+        &self.inner.throttle
+    }
+}
+
+/// Logs an internal failure and answers the user with a message that reveals nothing.
+pub(crate) fn internal(err: impl std::fmt::Display) -> AppError {
+    tracing::error!(error = %err, "internal error");
+    AppError::Internal
+}
+
+pub(crate) fn client_ip(req: &Parts) -> Option<IpAddr> {
+    req.extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip())
+}
+
+pub(crate) fn caller_of(user: &UserRow) -> Caller {
+    Caller {
+        user_id: user.id.clone(),
+        tenant_id: user.tenant_id.clone(),
+        username: user.username.clone(),
+        role: user.role(),
+    }
+}
+
+pub(crate) fn me_of(user: &UserRow) -> Me {
+    Me {
+        user_id: user.id.clone(),
+        username: user.username.clone(),
+        display_name: user.display_name.clone(),
+        role: user.role(),
+        tenant_id: user.tenant_id.clone(),
+        tenant_name: user.tenant_name.clone(),
+    }
+}

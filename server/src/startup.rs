@@ -1,0 +1,176 @@
+//! Building the application: database, services, sessions, routes and middleware, bound to a listener.
+//! `Application::build` does everything that can fail before serving; `run_until_stopped` serves.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use app::port::Portal;
+use app::{shell, App};
+use axum::extract::{DefaultBodyLimit, FromRef};
+use axum::routing::get;
+use axum::{middleware, Router};
+use leptos::config::LeptosOptions;
+use leptos::prelude::provide_context;
+use leptos_axum::{generate_route_list, LeptosRoutes};
+use tokio::net::TcpListener;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use tower_sessions::cookie::SameSite;
+use tower_sessions::session_store::ExpiredDeletion;
+use tower_sessions::{Expiry, SessionManagerLayer};
+use tower_sessions_sqlx_store::SqliteStore;
+
+use crate::auth::csrf::{self, OriginPolicy};
+use crate::auth::password;
+use crate::config::Settings;
+use crate::service::Service;
+use crate::{api, bootstrap, db, health};
+
+/// Request bodies larger than this are refused (413) before a handler runs. Uploads get their own limit.
+const MAX_BODY_BYTES: usize = 256 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("Failed to create the data directory {0}")]
+    DataDir(String, #[source] std::io::Error),
+    #[error(transparent)]
+    Db(#[from] db::DbError),
+    #[error("Failed to prepare the session store")]
+    Sessions(#[source] sqlx::Error),
+    #[error("Failed to prepare password hashing")]
+    Password(#[from] password::PasswordError),
+    #[error("Failed to create the first admin: {0}")]
+    Bootstrap(String),
+    #[error("Failed to listen on {0}")]
+    Bind(SocketAddr, #[source] std::io::Error),
+    #[error("Server failed")]
+    Serve(#[source] std::io::Error),
+}
+
+/// Shared state of every handler, built once.
+#[derive(Clone, FromRef)]
+pub struct AppState {
+    pub service: Service,
+    pub leptos_options: LeptosOptions,
+}
+
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    addr: SocketAddr,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        std::fs::create_dir_all(&settings.data_dir)
+            .map_err(|e| StartupError::DataDir(settings.data_dir.display().to_string(), e))?;
+        let pool = db::connect(&settings.data_dir).await?;
+        let service = Service::new(pool.clone(), &settings, password::dummy_hash().await?);
+        bootstrap::ensure_admin(&service, &settings)
+            .await
+            .map_err(|e| StartupError::Bootstrap(e.to_string()))?;
+
+        let store = SqliteStore::new(pool);
+        store.migrate().await.map_err(StartupError::Sessions)?;
+        tokio::spawn(
+            store
+                .clone()
+                .continuously_delete_expired(Duration::from_secs(300)),
+        );
+        let sessions = SessionManagerLayer::new(store)
+            .with_name("portal_session")
+            .with_http_only(true)
+            .with_same_site(SameSite::Lax)
+            .with_secure(settings.secure_cookies)
+            .with_expiry(Expiry::OnInactivity(time::Duration::minutes(
+                settings.session_idle_minutes,
+            )));
+        let throttle_owner = service.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                throttle_owner.throttle().prune();
+            }
+        });
+
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .map_err(|e| StartupError::Bind(settings.listen, e))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| StartupError::Bind(settings.listen, e))?;
+        let leptos_options = LeptosOptions::builder()
+            .output_name("portal")
+            .site_root(settings.site_root.display().to_string())
+            .site_pkg_dir("pkg")
+            .site_addr(addr)
+            .build();
+        let state = AppState {
+            service: service.clone(),
+            leptos_options: leptos_options.clone(),
+        };
+        let router = routes(state, &settings, sessions);
+        Ok(Self {
+            listener,
+            router,
+            addr,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub async fn run_until_stopped(self) -> Result<(), StartupError> {
+        let app = self.router.into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(self.listener, app)
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+            .map_err(StartupError::Serve)
+    }
+}
+
+fn routes(state: AppState, settings: &Settings, sessions: SessionManagerLayer<SqliteStore>) -> Router {
+    let portal: Arc<dyn Portal> = Arc::new(state.service.clone());
+    let context = move || provide_context(portal.clone());
+    let options = state.leptos_options.clone();
+    let origin_policy = OriginPolicy {
+        public_origin: settings.public_origin.clone(),
+    };
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .nest("/api/v1", api::router())
+        .leptos_routes_with_context(&state, generate_route_list(App), context.clone(), move || shell(options.clone()))
+        .fallback(leptos_axum::file_and_error_handler_with_context::<AppState, _>(context, shell))
+        .layer(middleware::from_fn_with_state(origin_policy, csrf::verify_origin))
+        .layer(sessions)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &http::Request<_>| {
+            let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
+            tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+        }))
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .with_state(state)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %err, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut sig) => {
+                sig.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! { () = ctrl_c => {}, () = terminate => {} }
+    tracing::info!("shutting down");
+}

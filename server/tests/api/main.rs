@@ -1,0 +1,7 @@
+//! Integration tests of the portal over HTTP: a real server on port 0 with a real SQLite file per test.
+#![allow(clippy::unwrap_used)]
+
+mod accounts;
+mod helpers;
+mod isolation;
+mod rest;

@@ -1,0 +1,192 @@
+//! The serial command loop: line editing with echo, and running each line as a [`Command`].
+//!
+//! Every command prints exactly one result line (`reboot` and `poweroff` print one only if the VMM ignored
+//! them).
+
+use crate::block::{Block, ID_BYTES};
+use crate::fb::Framebuffer;
+use crate::input::InputDevice;
+use crate::parse::HEX;
+use crate::request::{self, Command, MAX_RNG};
+use crate::rng::Rng;
+use crate::serial;
+use crate::{apic, cpu, power};
+
+pub const MAX_INPUTS: usize = 4;
+const LINE_MAX: usize = 600;
+
+#[derive(Default)]
+pub struct Devices {
+    pub block: Option<Block>,
+    pub rng: Option<Rng>,
+    pub inputs: [Option<InputDevice>; MAX_INPUTS],
+}
+
+pub struct LineEditor {
+    buf: [u8; LINE_MAX],
+    len: usize,
+    overflow: bool,
+    after_cr: bool,
+}
+
+impl LineEditor {
+    pub fn new() -> Self {
+        Self {
+            buf: [0; LINE_MAX],
+            len: 0,
+            overflow: false,
+            after_cr: false,
+        }
+    }
+
+    /// One received byte: echo it, edit the line, run it on CR or LF (CR LF counts once).
+    pub fn feed(&mut self, byte: u8, devs: &mut Devices, fb: &mut Option<Framebuffer>) {
+        let after_cr = core::mem::replace(&mut self.after_cr, false);
+        match byte {
+            b'\r' | b'\n' => {
+                if byte == b'\n' && after_cr {
+                    return;
+                }
+                self.after_cr = byte == b'\r';
+                serial::puts("\r\n");
+                if self.overflow {
+                    err("line too long");
+                } else if !self.buf[..self.len].iter().all(|&c| c == b' ') {
+                    let mut line = [0u8; LINE_MAX];
+                    line[..self.len].copy_from_slice(&self.buf[..self.len]);
+                    run(&line[..self.len], devs, fb);
+                }
+                self.len = 0;
+                self.overflow = false;
+            }
+            0x08 | 0x7f if self.len > 0 => {
+                self.len -= 1;
+                serial::write_bytes(b"\x08 \x08");
+            }
+            b'\t' | 0x20..=0x7e => {
+                let c = if byte == b'\t' { b' ' } else { byte };
+                serial::write_bytes(&[c]);
+                if self.len < LINE_MAX {
+                    self.buf[self.len] = c;
+                    self.len += 1;
+                } else {
+                    self.overflow = true;
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn ok() {
+    serial::puts("OK\r\n");
+}
+
+fn err(what: &str) {
+    serial::puts("ERR ");
+    serial::puts(what);
+    serial::puts("\r\n");
+}
+
+fn run(line: &[u8], devs: &mut Devices, fb: &mut Option<Framebuffer>) {
+    let cmd = match request::parse(line) {
+        Ok(c) => c,
+        Err(e) => return err(e),
+    };
+    match cmd {
+        Command::Echo(text) => {
+            serial::write_bytes(text);
+            serial::puts("\r\n");
+        }
+        Command::Rng(n) => {
+            let Some(rng) = devs.rng.as_mut() else {
+                return err("no rng device");
+            };
+            let mut bytes = [0u8; MAX_RNG];
+            match rng.fill(&mut bytes[..n]) {
+                Ok(()) => {
+                    let mut hex = [0u8; 2 * MAX_RNG];
+                    for (i, b) in bytes[..n].iter().enumerate() {
+                        hex[2 * i] = HEX[(b >> 4) as usize];
+                        hex[2 * i + 1] = HEX[(b & 0xf) as usize];
+                    }
+                    serial::puts("RNG ");
+                    serial::write_bytes(&hex[..2 * n]);
+                    serial::puts("\r\n");
+                }
+                Err(e) => err(e.as_str()),
+            }
+        }
+        Command::FbFill { x, y, w, h, rgb } => match fb.as_mut() {
+            Some(f) => {
+                f.fill(x, y, w, h, rgb);
+                ok();
+            }
+            None => err("no framebuffer"),
+        },
+        Command::Reboot => {
+            power::reboot();
+            err("reboot failed");
+        }
+        Command::Poweroff => {
+            power::poweroff();
+            err("poweroff failed");
+        }
+        Command::Ticks => {
+            serial::puts("TICKS ");
+            serial::put_dec(apic::ticks());
+            serial::puts("\r\n");
+        }
+        Command::Fault => cpu::raise_invalid_opcode(),
+        Command::Panic => panic!("requested by the panic command"),
+        Command::TripleFault => cpu::triple_fault(),
+        blk => {
+            let Some(b) = devs.block.as_mut() else {
+                return err("no block device");
+            };
+            run_block(blk, b);
+        }
+    }
+}
+
+fn run_block(cmd: Command, b: &mut Block) {
+    match cmd {
+        Command::BlkWrite { sector, text } => match b.write(sector, text) {
+            Ok(()) => ok(),
+            Err(e) => err(e.as_str()),
+        },
+        Command::BlkRead(sector) => match b.read(sector) {
+            Ok(data) => {
+                let end = data.iter().position(|&c| c == 0).unwrap_or(data.len());
+                serial::puts("DATA ");
+                for &c in &data[..end] {
+                    // Binary sector contents must not garble the line protocol.
+                    serial::write_bytes(&[if (0x20..0x7f).contains(&c) { c } else { b'.' }]);
+                }
+                serial::puts("\r\n");
+            }
+            Err(e) => err(e.as_str()),
+        },
+        Command::BlkFlush => match b.flush() {
+            Ok(()) => ok(),
+            Err(e) => err(e.as_str()),
+        },
+        Command::BlkId => match b.id() {
+            Ok(id) => {
+                let end = id.iter().position(|&c| c == 0).unwrap_or(ID_BYTES);
+                serial::puts("ID ");
+                for &c in &id[..end] {
+                    serial::write_bytes(&[if (0x20..0x7f).contains(&c) { c } else { b'.' }]);
+                }
+                serial::puts("\r\n");
+            }
+            Err(e) => err(e.as_str()),
+        },
+        Command::BlkSize => {
+            serial::puts("SECTORS ");
+            serial::put_dec(b.capacity());
+            serial::puts("\r\n");
+        }
+        _ => err("unknown command"),
+    }
+}

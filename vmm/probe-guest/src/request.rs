@@ -1,0 +1,165 @@
+//! The serial command language: parsing a line into a [`Command`] (execution is in commands.rs).
+
+use crate::parse::{next_word, parse_rgb, parse_u64, trim_end};
+
+/// Longest `blk-write` text (one sector).
+pub const MAX_TEXT: usize = 512;
+/// Most bytes `rng` returns.
+pub const MAX_RNG: usize = 64;
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Command<'a> {
+    Echo(&'a [u8]),
+    BlkWrite {
+        sector: u64,
+        text: &'a [u8],
+    },
+    BlkRead(u64),
+    BlkFlush,
+    BlkId,
+    BlkSize,
+    Rng(usize),
+    FbFill {
+        x: u32,
+        y: u32,
+        w: u32,
+        h: u32,
+        rgb: u32,
+    },
+    Reboot,
+    Poweroff,
+    /// Diagnostics beyond the protocol: idle-timer ticks so far.
+    Ticks,
+    /// Test hooks beyond the protocol: a CPU exception (`fault`), a Rust panic (`panic`) and a triple
+    /// fault (`triple-fault`), to exercise how the VMM reports a crashing guest.
+    Fault,
+    Panic,
+    TripleFault,
+}
+
+/// Parses one line (without its line ending). `Err` is the message printed after `ERR `.
+pub fn parse(line: &[u8]) -> Result<Command<'_>, &'static str> {
+    let (verb, rest) = next_word(line);
+    let args = trim_end(rest);
+    let no_args = |cmd: Command<'static>| {
+        if args.is_empty() {
+            Ok(cmd)
+        } else {
+            Err("unexpected argument")
+        }
+    };
+    match verb {
+        b"echo" => Ok(Command::Echo(rest)),
+        b"blk-write" => {
+            let (sector, text) = next_word(rest);
+            let sector = parse_u64(sector).ok_or("usage: blk-write <sector> <text>")?;
+            if text.len() > MAX_TEXT {
+                return Err("text longer than one sector");
+            }
+            Ok(Command::BlkWrite { sector, text })
+        }
+        b"blk-read" => Ok(Command::BlkRead(
+            one_number(args).ok_or("usage: blk-read <sector>")?,
+        )),
+        b"blk-flush" => no_args(Command::BlkFlush),
+        b"blk-id" => no_args(Command::BlkId),
+        b"blk-size" => no_args(Command::BlkSize),
+        b"rng" => match one_number(args) {
+            Some(n) if (1..=MAX_RNG as u64).contains(&n) => Ok(Command::Rng(n as usize)),
+            _ => Err("usage: rng <n> (1..64)"),
+        },
+        b"fb-fill" => parse_fill(args).ok_or("usage: fb-fill <x> <y> <w> <h> <rrggbb>"),
+        b"reboot" => no_args(Command::Reboot),
+        b"poweroff" => no_args(Command::Poweroff),
+        b"ticks" => no_args(Command::Ticks),
+        b"fault" => no_args(Command::Fault),
+        b"panic" => no_args(Command::Panic),
+        b"triple-fault" => no_args(Command::TripleFault),
+        _ => Err("unknown command"),
+    }
+}
+
+fn one_number(args: &[u8]) -> Option<u64> {
+    let (n, rest) = next_word(args);
+    if rest.is_empty() {
+        parse_u64(n)
+    } else {
+        None
+    }
+}
+
+fn parse_fill(args: &[u8]) -> Option<Command<'static>> {
+    let mut rest = args;
+    let mut dims = [0u32; 4];
+    for d in dims.iter_mut() {
+        let (word, tail) = next_word(rest);
+        *d = u32::try_from(parse_u64(word)?).ok()?;
+        rest = tail;
+    }
+    let (colour, tail) = next_word(rest);
+    if !tail.is_empty() {
+        return None;
+    }
+    let rgb = parse_rgb(colour)?;
+    let [x, y, w, h] = dims;
+    Some(Command::FbFill { x, y, w, h, rgb })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_command_of_the_protocol() {
+        assert_eq!(parse(b"echo hello  world"), Ok(Command::Echo(b"hello  world")));
+        assert_eq!(
+            parse(b"blk-write 7 some text"),
+            Ok(Command::BlkWrite {
+                sector: 7,
+                text: b"some text"
+            })
+        );
+        assert_eq!(parse(b"blk-read 0x10"), Ok(Command::BlkRead(16)));
+        assert_eq!(parse(b"blk-flush"), Ok(Command::BlkFlush));
+        assert_eq!(parse(b"blk-id"), Ok(Command::BlkId));
+        assert_eq!(parse(b"blk-size "), Ok(Command::BlkSize));
+        assert_eq!(parse(b"rng 16"), Ok(Command::Rng(16)));
+        assert_eq!(
+            parse(b"fb-fill 10 20 30 40 ff0080"),
+            Ok(Command::FbFill {
+                x: 10,
+                y: 20,
+                w: 30,
+                h: 40,
+                rgb: 0xff0080
+            })
+        );
+        assert_eq!(parse(b"reboot"), Ok(Command::Reboot));
+        assert_eq!(parse(b"poweroff"), Ok(Command::Poweroff));
+    }
+
+    #[test]
+    fn bad_input_gets_an_error_message() {
+        assert_eq!(parse(b"frobnicate"), Err("unknown command"));
+        assert_eq!(parse(b"rng 65"), Err("usage: rng <n> (1..64)"));
+        assert_eq!(parse(b"rng 0"), Err("usage: rng <n> (1..64)"));
+        assert!(parse(b"blk-read").is_err());
+        assert!(parse(b"blk-read 1 2").is_err());
+        assert!(parse(b"blk-write x text").is_err());
+        assert!(parse(b"fb-fill 1 2 3 4").is_err());
+        assert!(parse(b"fb-fill 1 2 3 4 12345g").is_err());
+        assert!(parse(b"poweroff now").is_err());
+        let long = [b'a'; 600];
+        let mut line = b"blk-write 1 ".to_vec();
+        line.extend_from_slice(&long);
+        assert_eq!(parse(&line), Err("text longer than one sector"));
+    }
+
+    #[test]
+    fn blk_write_with_empty_text_writes_zeros() {
+        assert_eq!(
+            parse(b"blk-write 3"),
+            Ok(Command::BlkWrite { sector: 3, text: b"" })
+        );
+    }
+}

@@ -1,0 +1,55 @@
+//! Process exit codes of the `vmm` binary: the server maps them to VM states.
+//!
+//! | code | meaning |
+//! |------|---------|
+//! | 0 | guest powered off (ACPI S5), graceful shutdown completed, or forced stop via `control.sock` |
+//! | 1 | VMM error before or between boots (bad config, missing kernel/disk, KVM setup failed) |
+//! | 2 | usage error (command-line arguments) |
+//! | 3 | guest triple fault (KVM_EXIT_SHUTDOWN) |
+//! | 4 | KVM_EXIT_INTERNAL_ERROR (typically an instruction KVM could not emulate; RIP and bytes logged) |
+//! | 5 | KVM_EXIT_FAIL_ENTRY (the CPU refused to enter the guest) |
+//! | 6 | KVM_RUN failed with an unexpected error |
+//! | 7 | the guest reported a crash (KVM system event CRASH, e.g. pvpanic) |
+
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_VMM_ERROR: i32 = 1;
+pub const EXIT_USAGE: i32 = 2;
+pub const EXIT_TRIPLE_FAULT: i32 = 3;
+pub const EXIT_INTERNAL_ERROR: i32 = 4;
+pub const EXIT_FAIL_ENTRY: i32 = 5;
+pub const EXIT_KVM_RUN: i32 = 6;
+pub const EXIT_GUEST_CRASH: i32 = 7;
+
+/// All codes with a short name, for logs and documentation.
+pub const TABLE: &[(i32, &str)] = &[
+    (EXIT_OK, "stopped"),
+    (EXIT_VMM_ERROR, "vmm-error"),
+    (EXIT_USAGE, "usage"),
+    (EXIT_TRIPLE_FAULT, "triple-fault"),
+    (EXIT_INTERNAL_ERROR, "internal-error"),
+    (EXIT_FAIL_ENTRY, "fail-entry"),
+    (EXIT_KVM_RUN, "kvm-run-error"),
+    (EXIT_GUEST_CRASH, "guest-crash"),
+];
+
+/// Short name of an exit code.
+pub fn name(code: i32) -> &'static str {
+    TABLE
+        .iter()
+        .find(|(c, _)| *c == code)
+        .map(|(_, n)| *n)
+        .unwrap_or("unknown")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_distinct() {
+        let mut codes: Vec<i32> = TABLE.iter().map(|(c, _)| *c).collect();
+        codes.dedup();
+        assert_eq!(codes.len(), TABLE.len());
+        assert_eq!(name(EXIT_TRIPLE_FAULT), "triple-fault");
+    }
+}

@@ -1,0 +1,42 @@
+//! `vmm --config <file.json>` or `vmm --config-json '<json>'`: runs one VM until it stops.
+//!
+//! Logs go to stderr (`RUST_LOG` filters, default `info`), each line carrying the `vm_id`. The exit code
+//! tells how the VM ended (see `vmm::exit_codes`).
+
+use std::time::Instant;
+
+use vmm::config::VmConfig;
+use vmm::exit_codes;
+
+const USAGE: &str = "usage: vmm --config <file.json> | --config-json <json>";
+
+fn main() {
+    let started = Instant::now();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let cfg = match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        ["--config", path] => VmConfig::from_file(std::path::Path::new(path)),
+        ["--config-json", json] => VmConfig::parse(json),
+        _ => {
+            eprintln!("{USAGE}");
+            std::process::exit(exit_codes::EXIT_USAGE);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let cfg = match cfg {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %vmm::runner::error_chain(&e), "invalid configuration");
+            std::process::exit(exit_codes::EXIT_VMM_ERROR);
+        }
+    };
+    let span = tracing::info_span!("vm", vm_id = %cfg.vm_id);
+    let code = span.in_scope(|| vmm::runner::run(cfg, started));
+    tracing::info!(code, name = exit_codes::name(code), "vmm exiting");
+    std::process::exit(code);
+}

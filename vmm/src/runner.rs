@@ -1,0 +1,198 @@
+//! The VMM's main loop: build the machine, run the vCPU threads, wait for the event that ends the
+//! boot (poweroff, reboot, crash, stop) and act on it.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use kvm_ioctls::Kvm;
+
+use crate::builder::{self, RuntimeHandles};
+use crate::config::VmConfig;
+use crate::control::{self, ControlCtx};
+use crate::devices::serial::SerialHub;
+use crate::exit_codes;
+use crate::lock;
+use crate::state::{RunState, Shared, VmEvent};
+use crate::vstate::vcpu::{self, VcpuContext};
+
+/// Errors that prevent the VMM from starting at all.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("Failed to create the run directory {0}")]
+    RunDir(std::path::PathBuf, #[source] std::io::Error),
+    #[error("Failed to open the console log {0}")]
+    ConsoleLog(std::path::PathBuf, #[source] std::io::Error),
+    #[error("Failed to open /dev/kvm")]
+    OpenKvm(#[source] kvm_ioctls::Error),
+    #[error("Failed to set up the vCPU kick signal")]
+    Signal(#[source] vcpu::VcpuError),
+    #[error("Failed to start the sockets")]
+    Sockets(#[source] control::ControlError),
+    #[error("Failed to spawn a vCPU thread")]
+    SpawnVcpu(#[source] std::io::Error),
+    #[error("Failed to set up SIGTERM/SIGINT handling")]
+    Signals(#[source] std::io::Error),
+}
+
+/// SIGTERM and SIGINT become a forced stop (exit code 0, sockets removed): they are blocked in every
+/// thread and received by one thread with sigwait. Must run before any other thread is spawned.
+fn handle_termination_signals(shared: &Arc<Shared>) -> Result<(), RunError> {
+    // SAFETY: sigset_t is plain data; sigemptyset/sigaddset initialise it.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid sigset_t; the signal numbers are valid.
+    unsafe {
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGINT);
+    }
+    // SAFETY: blocks the signals for this thread (inherited by threads spawned later).
+    let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+    if rc != 0 {
+        return Err(RunError::Signals(std::io::Error::from_raw_os_error(rc)));
+    }
+    let shared = shared.clone();
+    let span = tracing::Span::current();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            let _e = span.enter();
+            loop {
+                let mut sig: libc::c_int = 0;
+                // SAFETY: `set` is initialised and blocked in this thread; `sig` is a valid out pointer.
+                if unsafe { libc::sigwait(&set, &mut sig) } == 0 {
+                    tracing::info!(sig, "termination signal: stopping the VM");
+                    shared.request(VmEvent::ForceStop);
+                }
+            }
+        })
+        .map(|_| ())
+        .map_err(RunError::Signals)
+}
+
+/// Runs the VM described by `cfg` until it ends; returns the process exit code.
+pub fn run(cfg: VmConfig, started: Instant) -> i32 {
+    match run_inner(cfg, started) {
+        Ok(code) => code,
+        Err(e) => {
+            tracing::error!(error = %error_chain(&e), "VMM failed");
+            exit_codes::EXIT_VMM_ERROR
+        }
+    }
+}
+
+/// "outer: inner: innermost" for logs.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+fn run_inner(cfg: VmConfig, started: Instant) -> Result<i32, RunError> {
+    vcpu::install_kick_handler().map_err(RunError::Signal)?;
+    std::fs::create_dir_all(&cfg.run_dir).map_err(|e| RunError::RunDir(cfg.run_dir.clone(), e))?;
+    let log_file = match &cfg.console_log {
+        Some(p) => Some(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .map_err(|e| RunError::ConsoleLog(p.clone(), e))?,
+        ),
+        None => None,
+    };
+    let shared = Arc::new(Shared::new(&cfg.vm_id, started));
+    handle_termination_signals(&shared)?;
+    let hub = SerialHub::new(log_file);
+    let runtime = Arc::new(Mutex::new(RuntimeHandles::default()));
+    let ctx = Arc::new(ControlCtx::new(
+        shared.clone(),
+        hub.clone(),
+        runtime.clone(),
+        cfg.memory_mib,
+    ));
+    let sockets =
+        control::start(&ctx, &cfg.control_socket(), &cfg.serial_socket()).map_err(RunError::Sockets)?;
+    let kvm = Kvm::new().map_err(RunError::OpenKvm)?;
+
+    let mut reboot = false;
+    let code = loop {
+        shared.begin_boot(reboot);
+        let machine = match builder::build(&kvm, &cfg, &shared, &hub) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!(error = %error_chain(&e), "failed to build the VM");
+                shared.set_state(RunState::Crashed);
+                break exit_codes::EXIT_VMM_ERROR;
+            }
+        };
+        *lock(&runtime) = machine.handles.clone();
+        let vctx = Arc::new(VcpuContext {
+            pio: machine.pio.clone(),
+            mmio: machine.mmio.clone(),
+            shared: shared.clone(),
+            mem: machine.vm.mem.clone(),
+        });
+        let mut threads = Vec::new();
+        for v in machine.vcpus {
+            let vctx = vctx.clone();
+            let span = tracing::Span::current();
+            let t = std::thread::Builder::new()
+                .name(format!("vcpu{}", v.id))
+                .spawn(move || {
+                    let _e = span.enter();
+                    v.run(&vctx)
+                })
+                .map_err(RunError::SpawnVcpu)?;
+            threads.push(t);
+        }
+        if shared.state() != RunState::Paused {
+            shared.set_state(RunState::Running);
+        }
+        tracing::info!(reboots = shared.reboots(), "guest running");
+
+        let event = shared.wait_event();
+        tracing::info!(?event, "guest run ended");
+        shared.stop_vcpus();
+        while threads.iter().any(|t| !t.is_finished()) {
+            shared.kick_vcpus();
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        for t in threads {
+            let _ = t.join();
+        }
+        *lock(&runtime) = RuntimeHandles::default();
+        drop(vctx);
+        drop(machine.vm);
+
+        match event {
+            VmEvent::Poweroff | VmEvent::ForceStop => {
+                shared.set_state(RunState::Stopped);
+                break exit_codes::EXIT_OK;
+            }
+            VmEvent::Reboot => {
+                shared.set_state(RunState::Rebooting);
+                reboot = true;
+            }
+            VmEvent::Crash { code, reason } => {
+                tracing::error!(code, name = exit_codes::name(code), %reason, "guest crashed");
+                shared.set_state(RunState::Crashed);
+                break code;
+            }
+        }
+    };
+    // Give control clients a moment to read the final state before the sockets disappear.
+    std::thread::sleep(Duration::from_millis(100));
+    sockets.remove();
+    Ok(code)
+}
+
+/// Removes a stale socket file; ignores "not found".
+pub fn remove_socket(path: &Path) {
+    let _ = std::fs::remove_file(path);
+}

@@ -1,0 +1,4 @@
+//! KVM objects: the VM (memory slots, irqchip, PIT) and the vCPUs with their run loops.
+
+pub mod vcpu;
+pub mod vm;

@@ -1,0 +1,312 @@
+//! Shared helpers for the VMM integration tests: find /dev/kvm, build the probe guest once, spawn
+//! the real `vmm` binary in a temporary run directory and talk to its sockets.
+#![allow(dead_code, clippy::unwrap_used)] // shared test code: a failed unwrap is a failed test
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+/// Generous: guest instructions run thousands of times slower on emulated KVM hosts.
+pub const TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Whether the tests can run VMs here; prints a loud SKIP otherwise.
+pub fn kvm_or_skip(test: &str) -> bool {
+    if Path::new("/dev/kvm").exists() {
+        true
+    } else {
+        eprintln!("SKIP: {test}: /dev/kvm is absent");
+        false
+    }
+}
+
+fn manifest_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The probe guest ELF (`PROBE_GUEST_ELF` overrides), (re)built with cargo once per test binary so a stale
+/// guest is never tested (a no-op build costs well under a second).
+pub fn probe_guest() -> PathBuf {
+    static ELF: OnceLock<PathBuf> = OnceLock::new();
+    ELF.get_or_init(|| {
+        if let Some(p) = std::env::var_os("PROBE_GUEST_ELF") {
+            return PathBuf::from(p);
+        }
+        let dir = manifest_dir().join("probe-guest");
+        let elf = dir.join("target/x86_64-unknown-none/release/probe-guest");
+        // Serialise builds across test binaries running at the same time.
+        let lock_path = std::env::temp_dir().join("vmm-probe-guest-build.lock");
+        let lock = std::fs::File::create(&lock_path).expect("create build lock");
+        // SAFETY: flock on a file descriptor we own; released when `lock` is dropped.
+        unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) };
+        {
+            let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+                .args([
+                    "build",
+                    "--release",
+                    "--target",
+                    "x86_64-unknown-none",
+                    "--manifest-path",
+                ])
+                .arg(dir.join("Cargo.toml"))
+                .arg("--target-dir")
+                .arg(dir.join("target"))
+                .env_remove("CARGO_TARGET_DIR")
+                .env_remove("RUSTFLAGS")
+                .env_remove("CARGO_ENCODED_RUSTFLAGS")
+                .status()
+                .expect("run cargo for the probe guest");
+            assert!(status.success(), "probe guest build failed");
+        }
+        drop(lock);
+        elf
+    })
+    .clone()
+}
+
+/// Collects everything a serial.sock client receives.
+pub struct SerialClient {
+    stream: UnixStream,
+    buf: Arc<Mutex<Vec<u8>>>,
+}
+
+impl SerialClient {
+    pub fn connect(path: &Path) -> SerialClient {
+        let stream = UnixStream::connect(path).expect("connect serial.sock");
+        let mut reader = stream.try_clone().unwrap();
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let b = buf.clone();
+        std::thread::spawn(move || {
+            let mut chunk = [0u8; 4096];
+            while let Ok(n) = reader.read(&mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                b.lock().unwrap().extend_from_slice(&chunk[..n]);
+            }
+        });
+        SerialClient { stream, buf }
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.buf.lock().unwrap()).into_owned()
+    }
+
+    /// Waits until `needle` has been received `count` times in total.
+    pub fn wait_for_n(&self, needle: &str, count: usize, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let t = self.text();
+            if t.matches(needle).count() >= count {
+                return t;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {needle:?} x{count}; serial so far:\n{t}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn wait_for(&self, needle: &str, timeout: Duration) -> String {
+        self.wait_for_n(needle, 1, timeout)
+    }
+
+    /// Types a command line (CR-terminated, like a terminal).
+    pub fn send_line(&mut self, line: &str) {
+        self.stream
+            .write_all(format!("{line}\r").as_bytes())
+            .expect("write serial");
+    }
+
+    /// Sends `line` and returns the guest's one-line result that starts with `result_prefix`.
+    pub fn command(&mut self, line: &str, result_prefix: &str) -> String {
+        let before = self.text().len();
+        self.send_line(line);
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let t = self.text();
+            let new = &t[before.min(t.len())..];
+            // Only complete lines: the guest may be in the middle of printing the last one.
+            let complete = &new[..new.rfind("\r\n").unwrap_or(0)];
+            if let Some(l) = complete
+                .split("\r\n")
+                .skip(1)
+                .find(|l| l.starts_with(result_prefix))
+            {
+                return l.to_string();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {result_prefix:?} reply to {line:?}; got:\n{new}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// A running `vmm` process with its temporary run directory.
+pub struct TestVm {
+    pub child: Child,
+    pub dir: tempfile::TempDir,
+    pub run_dir: PathBuf,
+    pub stderr: Arc<Mutex<String>>,
+}
+
+/// Options for `TestVm::start`.
+pub struct VmOpts {
+    pub name: &'static str,
+    pub kernel: PathBuf,
+    pub cmdline: String,
+    pub disk_mib: Option<u64>,
+    pub framebuffer: bool,
+    pub memory_mib: u64,
+}
+
+impl VmOpts {
+    /// The probe guest with a 1 MiB disk and a 640x480 framebuffer.
+    pub fn probe(name: &'static str) -> VmOpts {
+        VmOpts {
+            kernel: probe_guest(),
+            ..Self::probe_like(name)
+        }
+    }
+
+    /// Same defaults, kernel left for the caller to set.
+    pub fn probe_like(name: &'static str) -> VmOpts {
+        VmOpts {
+            name,
+            kernel: PathBuf::new(),
+            cmdline: String::new(),
+            disk_mib: Some(1),
+            framebuffer: true,
+            memory_mib: 64,
+        }
+    }
+}
+
+impl TestVm {
+    pub fn start(opts: VmOpts) -> TestVm {
+        let dir = tempfile::tempdir().unwrap();
+        let run_dir = dir.path().join("run");
+        let mut disks = vec![];
+        if let Some(mib) = opts.disk_mib {
+            let disk = dir.path().join("disk.img");
+            std::fs::File::create(&disk).unwrap().set_len(mib << 20).unwrap();
+            disks.push(json!({"path": disk, "read_only": false, "serial": format!("{}-disk", opts.name)}));
+        }
+        let mut cfg = json!({
+            "vm_id": opts.name, "vcpus": 1, "memory_mib": opts.memory_mib, "kernel": opts.kernel,
+            "cmdline": opts.cmdline, "disks": disks, "run_dir": run_dir,
+        });
+        if opts.framebuffer {
+            cfg["framebuffer"] = json!({"width": 640, "height": 480});
+        }
+        let mut child = Command::new(env!("CARGO_BIN_EXE_vmm"))
+            .arg("--config-json")
+            .arg(cfg.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn vmm");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let mut pipe = child.stderr.take().unwrap();
+        let s = stderr.clone();
+        std::thread::spawn(move || {
+            let mut r = BufReader::new(&mut pipe);
+            let mut line = String::new();
+            while r.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+                s.lock().unwrap().push_str(&line);
+                line.clear();
+            }
+        });
+        let vm = TestVm {
+            child,
+            dir,
+            run_dir,
+            stderr,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !vm.run_dir.join("serial.sock").exists() || !vm.run_dir.join("control.sock").exists() {
+            assert!(
+                Instant::now() < deadline,
+                "vmm sockets did not appear; stderr:\n{}",
+                vm.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        vm
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    pub fn serial(&self) -> SerialClient {
+        SerialClient::connect(&self.run_dir.join("serial.sock"))
+    }
+
+    pub fn disk_path(&self) -> PathBuf {
+        self.dir.path().join("disk.img")
+    }
+
+    /// One control request; panics on transport errors.
+    pub fn control(&self, req: Value) -> Value {
+        self.try_control(req)
+            .unwrap_or_else(|e| panic!("control: {e}; stderr:\n{}", self.stderr()))
+    }
+
+    pub fn try_control(&self, req: Value) -> std::io::Result<Value> {
+        let mut s = UnixStream::connect(self.run_dir.join("control.sock"))?;
+        s.write_all(format!("{req}\n").as_bytes())?;
+        let mut line = String::new();
+        BufReader::new(s).read_line(&mut line)?;
+        serde_json::from_str(&line).map_err(|e| std::io::Error::other(e.to_string()))
+    }
+
+    /// Waits for the process to exit; returns its exit code.
+    pub fn wait_exit(&mut self, timeout: Duration) -> i32 {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st.code().unwrap_or(-1);
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("vmm did not exit; stderr:\n{}", self.stderr());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Polls status until the process exits; returns (exit code, last state seen).
+    pub fn wait_exit_watching_state(&mut self, timeout: Duration) -> (i32, String) {
+        let deadline = Instant::now() + timeout;
+        let mut last = String::new();
+        loop {
+            if let Ok(v) = self.try_control(json!({"cmd": "status"})) {
+                last = v["state"].as_str().unwrap_or_default().to_string();
+            }
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return (st.code().unwrap_or(-1), last);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "vmm did not exit; stderr:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+impl Drop for TestVm {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
