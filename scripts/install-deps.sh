@@ -6,7 +6,6 @@ source "$(dirname "$0")/lib.sh"
 
 APT_PACKAGES=(
   build-essential pkg-config git curl ca-certificates python3
-  nodejs npm                       # e2e runner and front-end packages (noVNC, xterm.js)
   chromium                         # real browser for e2e (driven by playwright-core)
   linux-source-6.1 flex bison bc libelf-dev libssl-dev cpio   # minimal guest kernel
   busybox-static                   # guest initramfs
@@ -16,6 +15,10 @@ missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
 done
+# Node.js and npm: the machine's own if present (its nodejs package bundles npm and conflicts with
+# Debian's separate npm package), else Debian's.
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 if ((${#missing[@]})); then
   step "apt-get install ${missing[*]}"
   apt-get update -qq
