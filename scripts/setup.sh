@@ -5,11 +5,7 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$REPO"
 
-"$REPO/scripts/install-deps.sh"
-if [[ -x "$REPO/guest/build.sh" ]]; then
-  step "guest images"
-  "$REPO/guest/build.sh"
-fi
+"$REPO/scripts/prepare.sh"
 "$REPO/scripts/build-web.sh"
 # Same profile as the tests by default (dependencies are optimised even there, see Cargo.toml), so one
 # build serves both commands; PROFILE=release builds a fully optimised portal and VMM.

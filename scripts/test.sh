@@ -5,11 +5,7 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$REPO"
 
-"$REPO/scripts/install-deps.sh"
-if [[ -x "$REPO/guest/build.sh" ]]; then
-  step "guest images"
-  GUEST_NO_DOCS=1 "$REPO/guest/build.sh"
-fi
+"$REPO/scripts/prepare.sh"
 [[ -e /dev/kvm ]] || echo "!!! /dev/kvm is absent: KVM tests will SKIP (they run wherever /dev/kvm exists) !!!"
 
 step "cargo test (app, server, vmm)"
