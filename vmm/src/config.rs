@@ -188,6 +188,11 @@ impl VmConfig {
     pub fn serial_socket(&self) -> PathBuf {
         self.run_dir.join("serial.sock")
     }
+
+    /// RFB (VNC) server of the framebuffer; only present when the VM has one.
+    pub fn vnc_socket(&self) -> PathBuf {
+        self.run_dir.join("vnc.sock")
+    }
 }
 
 #[cfg(test)]

@@ -33,6 +33,8 @@ pub enum RunError {
     SpawnVcpu(#[source] std::io::Error),
     #[error("Failed to set up SIGTERM/SIGINT handling")]
     Signals(#[source] std::io::Error),
+    #[error("Failed to start the VNC server")]
+    Vnc(#[source] crate::rfb::RfbError),
 }
 
 /// SIGTERM and SIGINT become a forced stop (exit code 0, sockets removed): they are blocked in every
@@ -118,6 +120,10 @@ fn run_inner(cfg: VmConfig, started: Instant) -> Result<i32, RunError> {
     ));
     let sockets =
         control::start(&ctx, &cfg.control_socket(), &cfg.serial_socket()).map_err(RunError::Sockets)?;
+    let vnc = match cfg.framebuffer {
+        Some(fb) => Some(start_vnc(&cfg, &runtime, (fb.width, fb.height))?),
+        None => None,
+    };
     let kvm = Kvm::new().map_err(RunError::OpenKvm)?;
 
     let mut reboot = false;
@@ -189,7 +195,27 @@ fn run_inner(cfg: VmConfig, started: Instant) -> Result<i32, RunError> {
     // Give control clients a moment to read the final state before the sockets disappear.
     std::thread::sleep(Duration::from_millis(100));
     sockets.remove();
+    if let Some(vnc) = vnc {
+        vnc.stop();
+        remove_socket(&cfg.vnc_socket());
+    }
     Ok(code)
+}
+
+/// Serves the framebuffer as RFB on `vnc.sock`, following the devices of whichever boot is current: viewers
+/// stay connected across guest reboots. The server is the only reader of the framebuffer's dirty log.
+fn start_vnc(
+    cfg: &VmConfig,
+    runtime: &Arc<Mutex<RuntimeHandles>>,
+    size: (u32, u32),
+) -> Result<crate::rfb::RfbServer, RunError> {
+    use crate::rfb::{glue, RfbServer};
+    let frame = Arc::new(glue::RuntimeFrame::new(runtime.clone(), size));
+    let input = Arc::new(glue::RuntimeInput::new(runtime.clone()));
+    let server = RfbServer::new(frame, input, &cfg.vm_id).map_err(RunError::Vnc)?;
+    let listener = RfbServer::bind(&cfg.vnc_socket()).map_err(RunError::Vnc)?;
+    server.spawn(listener).map_err(RunError::Vnc)?;
+    Ok(server)
 }
 
 /// Removes a stale socket file; ignores "not found".
