@@ -53,6 +53,21 @@ impl AppError {
         }
     }
 
+    /// The stable name of the variant, the same as its JSON `kind` tag (styles, tests and API clients use it).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Unauthenticated => "unauthenticated",
+            Self::Forbidden => "forbidden",
+            Self::NotFound { .. } => "not_found",
+            Self::Invalid { .. } => "invalid",
+            Self::Conflict { .. } => "conflict",
+            Self::TooLarge => "too_large",
+            Self::TooManyRequests { .. } => "too_many_requests",
+            Self::Internal => "internal",
+            Self::Transport { .. } => "transport",
+        }
+    }
+
     /// The HTTP status this error is answered with.
     pub fn status(&self) -> u16 {
         match self {

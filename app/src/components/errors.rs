@@ -58,17 +58,7 @@ pub fn FieldError(#[prop(into)] error: Signal<Option<AppError>>, name: &'static 
 
 /// A stable name for the kind of error (used by styles and tests).
 pub fn error_kind(error: &AppError) -> &'static str {
-    match error {
-        AppError::Unauthenticated => "unauthenticated",
-        AppError::Forbidden => "forbidden",
-        AppError::NotFound { .. } => "not_found",
-        AppError::Invalid { .. } => "invalid",
-        AppError::Conflict { .. } => "conflict",
-        AppError::TooLarge => "too_large",
-        AppError::TooManyRequests { .. } => "too_many_requests",
-        AppError::Internal => "internal",
-        AppError::Transport { .. } => "transport",
-    }
+    error.kind()
 }
 
 #[cfg(test)]

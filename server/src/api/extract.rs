@@ -25,11 +25,7 @@ impl From<AppError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.0.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let kind = serde_json::to_value(&self.0)
-            .ok()
-            .and_then(|v| v.get("kind").and_then(|k| k.as_str()).map(str::to_string))
-            .unwrap_or_else(|| "internal".into());
-        let mut body = serde_json::json!({ "kind": kind, "message": self.0.to_string() });
+        let mut body = serde_json::json!({ "kind": self.0.kind(), "message": self.0.to_string() });
         if let Some(field) = self.0.field() {
             body["field"] = field.into();
         }
