@@ -7,3 +7,5 @@ source "$(dirname "$0")/lib.sh"
 step "guest images"
 # The generated kernel-config facts are committed; only a deliberate `guest/build.sh` rewrites them.
 GUEST_NO_DOCS=1 "$REPO/guest/build.sh"
+step "probe guest (test image)"
+"$REPO/scripts/build-probe.sh"

@@ -94,3 +94,219 @@ pub struct NewUser {
     pub role: Role,
     pub password: String,
 }
+
+/// A machine size tenants launch from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct FlavorView {
+    pub id: String,
+    pub name: String,
+    pub vcpus: u32,
+    pub memory_mib: u32,
+    pub disk_gib: u32,
+    /// Price per hour in minor currency units (cents).
+    pub hourly_price_minor: i64,
+    pub disabled: bool,
+}
+
+/// What an admin fills in to create a flavor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct NewFlavor {
+    pub name: String,
+    pub vcpus: u32,
+    pub memory_mib: u32,
+    pub disk_gib: u32,
+    pub hourly_price_minor: i64,
+}
+
+/// A bootable image: kernel, initramfs and an optional root disk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct ImageView {
+    pub id: String,
+    pub name: String,
+    pub os: String,
+    pub cmdline: String,
+    pub has_root_disk: bool,
+    /// `None` for public images, otherwise the one tenant that sees it.
+    pub owner_tenant_id: Option<String>,
+    /// A small test guest (the probe), not a general-purpose OS.
+    pub is_test: bool,
+    pub size_bytes: i64,
+    pub created_at: String,
+}
+
+/// Lifecycle states of a VM. See `server::vm::state` for the transitions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum VmState {
+    Creating,
+    Starting,
+    Running,
+    Stopping,
+    Stopped,
+    Rebooting,
+    Crashed,
+    Deleting,
+    Deleted,
+}
+
+impl VmState {
+    pub const ALL: [VmState; 9] = [
+        Self::Creating,
+        Self::Starting,
+        Self::Running,
+        Self::Stopping,
+        Self::Stopped,
+        Self::Rebooting,
+        Self::Crashed,
+        Self::Deleting,
+        Self::Deleted,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Creating => "creating",
+            Self::Starting => "starting",
+            Self::Running => "running",
+            Self::Stopping => "stopping",
+            Self::Stopped => "stopped",
+            Self::Rebooting => "rebooting",
+            Self::Crashed => "crashed",
+            Self::Deleting => "deleting",
+            Self::Deleted => "deleted",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    /// A state the orchestrator is in the middle of changing (spinners in the UI).
+    pub fn is_transitional(self) -> bool {
+        matches!(
+            self,
+            Self::Creating | Self::Starting | Self::Stopping | Self::Rebooting | Self::Deleting
+        )
+    }
+
+    /// Actions a user may ask for in this state (the UI shows these buttons; the server checks the same).
+    pub fn allowed_actions(self) -> &'static [VmAction] {
+        use VmAction::*;
+        match self {
+            Self::Running => &[Stop, Reboot, ForceOff, Delete],
+            Self::Stopped | Self::Crashed => &[Start, Delete],
+            Self::Starting | Self::Stopping | Self::Rebooting => &[ForceOff, Delete],
+            Self::Creating | Self::Deleting | Self::Deleted => &[],
+        }
+    }
+}
+
+impl std::fmt::Display for VmState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a user can ask a VM to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum VmAction {
+    Start,
+    /// Graceful: Ctrl-Alt-Del to the guest, forced off after the stop timeout.
+    Stop,
+    /// Graceful stop, then start again with the same disk.
+    Reboot,
+    /// Immediate power off.
+    ForceOff,
+    /// Force off if needed, then remove the disk and run directory.
+    Delete,
+}
+
+impl VmAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Start => "start",
+            Self::Stop => "stop",
+            Self::Reboot => "reboot",
+            Self::ForceOff => "force_off",
+            Self::Delete => "delete",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Start => "Start",
+            Self::Stop => "Stop",
+            Self::Reboot => "Reboot",
+            Self::ForceOff => "Force off",
+            Self::Delete => "Delete",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Start, Self::Stop, Self::Reboot, Self::ForceOff, Self::Delete]
+            .into_iter()
+            .find(|a| a.as_str() == s)
+    }
+}
+
+/// A virtual machine as its tenant sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct VmView {
+    pub id: String,
+    pub name: String,
+    pub tenant_id: String,
+    pub state: VmState,
+    /// Why it is in this state, e.g. the VMM's exit reason after a crash.
+    pub state_reason: String,
+    pub image_id: String,
+    pub image_name: String,
+    pub flavor_id: String,
+    pub flavor_name: String,
+    pub vcpus: u32,
+    pub memory_mib: u32,
+    pub disk_gib: u32,
+    pub created_at: String,
+    pub started_at: Option<String>,
+}
+
+/// One entry of a VM's state history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct VmEventView {
+    pub at: String,
+    pub from_state: Option<VmState>,
+    pub to_state: VmState,
+    /// Username of who asked, or `system`.
+    pub actor: String,
+    pub message: String,
+}
+
+/// A VM with its history, for its detail page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmDetail {
+    pub vm: VmView,
+    pub events: Vec<VmEventView>,
+}
+
+/// The launch form.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct LaunchRequest {
+    pub name: String,
+    pub image_id: String,
+    pub flavor_id: String,
+    /// An OpenSSH public key, written to the config disk as `authorized_keys`.
+    #[serde(default)]
+    pub ssh_key: String,
+    /// Free-form user data, written to the config disk as `user-data`.
+    #[serde(default)]
+    pub user_data: String,
+}

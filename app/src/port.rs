@@ -12,7 +12,10 @@ use http::request::Parts;
 use leptos::prelude::*;
 
 use crate::error::AppError;
-use crate::model::{Me, NewToken, NewUser, TenantView, TokenView, UserView};
+use crate::model::{
+    FlavorView, ImageView, LaunchRequest, Me, NewFlavor, NewToken, NewUser, TenantView, TokenView, UserView,
+    VmAction, VmDetail, VmView,
+};
 
 /// Who is making a request, once authenticated (by session cookie or API token).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,9 +106,38 @@ pub trait Admin: Send + Sync {
     ) -> Result<(), AppError>;
 }
 
+/// Flavors and images: everyone reads what they may launch; admins manage them.
+#[async_trait]
+pub trait Catalogue: Send + Sync {
+    /// Members see enabled flavors; admins see all.
+    async fn list_flavors(&self, caller: &Caller) -> Result<Vec<FlavorView>, AppError>;
+    async fn create_flavor(&self, caller: &Caller, flavor: NewFlavor) -> Result<FlavorView, AppError>;
+    async fn set_flavor_disabled(
+        &self,
+        caller: &Caller,
+        flavor_id: String,
+        disabled: bool,
+    ) -> Result<FlavorView, AppError>;
+    /// Public images and the caller's tenant's own (admins: all).
+    async fn list_images(&self, caller: &Caller) -> Result<Vec<ImageView>, AppError>;
+    /// Removes an image no VM uses (admins).
+    async fn delete_image(&self, caller: &Caller, image_id: String) -> Result<(), AppError>;
+}
+
+/// The caller's tenant's virtual machines.
+#[async_trait]
+pub trait Vms: Send + Sync {
+    async fn list_vms(&self, caller: &Caller) -> Result<Vec<VmView>, AppError>;
+    async fn get_vm(&self, caller: &Caller, vm_id: String) -> Result<VmDetail, AppError>;
+    /// Creates the VM and starts it; answers at once with the VM in `creating`.
+    async fn launch_vm(&self, caller: &Caller, req: LaunchRequest) -> Result<VmView, AppError>;
+    /// Asks for an action; answers at once with the VM in its new (often transitional) state.
+    async fn vm_action(&self, caller: &Caller, vm_id: String, action: VmAction) -> Result<VmView, AppError>;
+}
+
 /// Everything the UI needs from the server, one trait per area.
-pub trait Portal: Accounts + ApiTokens + Admin + 'static {}
-impl<T: Accounts + ApiTokens + Admin + 'static> Portal for T {}
+pub trait Portal: Accounts + ApiTokens + Admin + Catalogue + Vms + 'static {}
+impl<T: Accounts + ApiTokens + Admin + Catalogue + Vms + 'static> Portal for T {}
 
 /// The portal and the request of the server function being run.
 pub fn portal() -> Result<(Arc<dyn Portal>, Parts), AppError> {

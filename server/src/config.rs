@@ -35,6 +35,20 @@ pub struct Settings {
     pub login: LoginLimits,
     /// `pretty` or `json`.
     pub log_format: String,
+    /// The `vmm` binary; unset: `vmm` next to the `portal` binary.
+    pub vmm_binary: Option<PathBuf>,
+    /// Built guest images (`guest/out`, with `manifest.json`), registered as images at start.
+    pub guest_dir: PathBuf,
+    /// A graceful stop waits this long for the guest to power off, then forces it.
+    pub stop_timeout_secs: u64,
+    /// A VMM that has not reported running after this long is killed and the VM marked crashed.
+    pub start_timeout_secs: u64,
+    /// Whether KVM here emulates guest instructions (kvm_pvm); unset: detected from /sys/module/kvm_pvm.
+    pub kvm_emulated: Option<bool>,
+    /// Force off every VM when the portal stops (default: VMs keep running and are re-adopted at start).
+    pub stop_vms_on_shutdown: bool,
+    /// Largest image upload (kernel + initramfs + root disk), in MiB.
+    pub max_image_upload_mib: u64,
 }
 
 /// Sign-in throttling: attempts allowed per minute, per account and per client address.
@@ -56,6 +70,11 @@ impl Settings {
             .and_then(|b| b.set_default("login.per_account_per_minute", 5))
             .and_then(|b| b.set_default("login.per_address_per_minute", 30))
             .and_then(|b| b.set_default("log_format", "pretty"))
+            .and_then(|b| b.set_default("guest_dir", "guest/out"))
+            .and_then(|b| b.set_default("stop_timeout_secs", 60))
+            .and_then(|b| b.set_default("start_timeout_secs", 30))
+            .and_then(|b| b.set_default("stop_vms_on_shutdown", false))
+            .and_then(|b| b.set_default("max_image_upload_mib", 2048))
             .map_err(ConfigError::Load)?
             .add_source(config::File::with_name(&file).required(false))
             .add_source(
@@ -84,6 +103,12 @@ impl Settings {
                 reason: "limits must be at least 1".into(),
             });
         }
+        if !(1..=3600).contains(&self.stop_timeout_secs) || !(1..=3600).contains(&self.start_timeout_secs) {
+            return Err(ConfigError::Invalid {
+                key: "stop_timeout_secs",
+                reason: "start and stop timeouts must be between 1 and 3600 seconds".into(),
+            });
+        }
         if !matches!(self.log_format.as_str(), "pretty" | "json") {
             return Err(ConfigError::Invalid {
                 key: "log_format",
@@ -108,6 +133,32 @@ impl Settings {
                 per_address_per_minute: 30,
             },
             log_format: "pretty".into(),
+            vmm_binary: None,
+            guest_dir: PathBuf::from("guest/out"),
+            stop_timeout_secs: 10,
+            start_timeout_secs: 30,
+            kvm_emulated: None,
+            stop_vms_on_shutdown: false,
+            max_image_upload_mib: 64,
         }
+    }
+}
+
+impl Settings {
+    /// The `vmm` binary to run: the configured one, else `vmm` next to this executable.
+    pub fn vmm_binary(&self) -> PathBuf {
+        if let Some(p) = &self.vmm_binary {
+            return p.clone();
+        }
+        std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent().map(|d| d.join("vmm")))
+            .unwrap_or_else(|| PathBuf::from("vmm"))
+    }
+
+    /// Whether guest instructions are emulated here (see FACTS.md): configured, or kvm_pvm is loaded.
+    pub fn kvm_emulated(&self) -> bool {
+        self.kvm_emulated
+            .unwrap_or_else(|| std::path::Path::new("/sys/module/kvm_pvm").exists())
     }
 }

@@ -128,6 +128,101 @@ impl std::fmt::Debug for NewPassword {
     }
 }
 
+/// A VM name, usable as its hostname: 1–63 characters of `a-z 0-9 -` (a DNS label), not starting or ending
+/// with '-'. Stored lowercase.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmName(String);
+
+impl VmName {
+    pub fn parse(input: &str) -> Result<Self, AppError> {
+        let s = input.trim().to_lowercase();
+        let ok_chars = s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if !(1..=63).contains(&s.len()) || !ok_chars || s.starts_with('-') || s.ends_with('-') {
+            return Err(AppError::invalid(
+                "name",
+                "VM names are 1 to 63 characters: lowercase letters, digits and '-', not starting or ending with '-'.",
+            ));
+        }
+        Ok(Self(s))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A flavor name such as `m1.small`: 2–40 characters of `a-z 0-9 . -`, starting with a letter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlavorName(String);
+
+impl FlavorName {
+    pub fn parse(input: &str) -> Result<Self, AppError> {
+        let s = input.trim().to_lowercase();
+        let ok_chars = s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || ".-".contains(c));
+        let ok_start = s.chars().next().is_some_and(|c| c.is_ascii_lowercase());
+        if !(2..=40).contains(&s.len()) || !ok_chars || !ok_start {
+            return Err(AppError::invalid(
+                "name",
+                "Flavor names are 2 to 40 characters: lowercase letters, digits, '.' and '-', starting with a letter.",
+            ));
+        }
+        Ok(Self(s))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// An OpenSSH public key line (`<type> <base64> [comment]`), or empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshKey(String);
+
+impl SshKey {
+    const TYPES: [&'static str; 6] = [
+        "ssh-ed25519",
+        "ssh-rsa",
+        "ecdsa-sha2-nistp256",
+        "ecdsa-sha2-nistp384",
+        "ecdsa-sha2-nistp521",
+        "sk-ssh-ed25519@openssh.com",
+    ];
+
+    pub fn parse(input: &str) -> Result<Self, AppError> {
+        let s = input.trim();
+        if s.is_empty() {
+            return Ok(Self(String::new()));
+        }
+        let mut parts = s.split_whitespace();
+        let kind = parts.next().unwrap_or_default();
+        let body = parts.next().unwrap_or_default();
+        let ok_body = body.len() >= 16
+            && body.chars().all(|c| c.is_ascii_alphanumeric() || "+/=".contains(c));
+        if s.len() > 8192 || s.contains('\n') || !Self::TYPES.contains(&kind) || !ok_body {
+            return Err(AppError::invalid(
+                "ssh_key",
+                "Paste one OpenSSH public key, e.g. \"ssh-ed25519 AAAAC3Nz... you@laptop\".",
+            ));
+        }
+        Ok(Self(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// User data for the guest: up to 64 KiB of text.
+pub fn parse_user_data(input: &str) -> Result<&str, AppError> {
+    if input.len() > 64 * 1024 {
+        return Err(AppError::invalid("user_data", "User data must be at most 64 KiB."));
+    }
+    if input.contains('\0') {
+        return Err(AppError::invalid("user_data", "User data must be text."));
+    }
+    Ok(input)
+}
+
 /// An id taken from a URL or form. A malformed id is answered like an unknown one: `what` not found.
 pub fn parse_id(what: &str, input: &str) -> Result<String, AppError> {
     uuid::Uuid::parse_str(input.trim())
@@ -170,6 +265,23 @@ mod tests {
         assert!(NewPassword::parse("password", " ".repeat(12)).is_err());
         assert!(NewPassword::parse("password", "long enough pw".into()).is_ok());
         assert!(NewPassword::parse("password", "x".repeat(257)).is_err());
+    }
+
+    #[test]
+    fn vm_names_are_dns_labels() {
+        assert_eq!(VmName::parse(" Web-1 ").unwrap().as_str(), "web-1");
+        for bad in ["", "-a", "a-", "a_b", "a.b", &"a".repeat(64)] {
+            assert!(VmName::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn ssh_keys_must_look_like_openssh_public_keys() {
+        assert!(SshKey::parse("").unwrap().as_str().is_empty());
+        assert!(SshKey::parse("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG me@host").is_ok());
+        for bad in ["hello", "ssh-ed25519", "ssh-dss AAAAB3NzaC1kc3MAAACBAP", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG\nrm -rf /"] {
+            assert!(SshKey::parse(bad).is_err(), "{bad:?} accepted");
+        }
     }
 
     #[test]

@@ -8,6 +8,8 @@ pub mod config;
 pub mod db;
 pub mod domain;
 pub mod health;
+pub mod seed;
 pub mod service;
 pub mod startup;
 pub mod telemetry;
+pub mod vm;

@@ -25,7 +25,8 @@ use crate::auth::csrf::{self, OriginPolicy};
 use crate::auth::password;
 use crate::config::Settings;
 use crate::service::Service;
-use crate::{api, bootstrap, db, health};
+use crate::vm::{Supervisor, VmSettings};
+use crate::{api, bootstrap, db, health, seed};
 
 /// Request bodies larger than this are refused (413) before a handler runs. Uploads get their own limit.
 const MAX_BODY_BYTES: usize = 256 * 1024;
@@ -42,6 +43,10 @@ pub enum StartupError {
     Password(#[from] password::PasswordError),
     #[error("Failed to create the first admin: {0}")]
     Bootstrap(String),
+    #[error(transparent)]
+    Seed(#[from] seed::SeedError),
+    #[error("Failed to reconcile VMs with running VMM processes")]
+    Reconcile(#[source] sqlx::Error),
     #[error("Failed to listen on {0}")]
     Bind(SocketAddr, #[source] std::io::Error),
     #[error("Server failed")]
@@ -59,14 +64,29 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     addr: SocketAddr,
+    service: Service,
+    stop_vms_on_shutdown: bool,
 }
 
 impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
-        std::fs::create_dir_all(&settings.data_dir)
+        std::fs::create_dir_all(settings.data_dir.join("vms"))
             .map_err(|e| StartupError::DataDir(settings.data_dir.display().to_string(), e))?;
-        let pool = db::connect(&settings.data_dir).await?;
-        let service = Service::new(pool.clone(), &settings, password::dummy_hash().await?);
+        let data_dir = std::fs::canonicalize(&settings.data_dir)
+            .map_err(|e| StartupError::DataDir(settings.data_dir.display().to_string(), e))?;
+        let pool = db::connect(&data_dir).await?;
+        seed::seed(&pool, &settings.guest_dir).await?;
+        let vm_settings = VmSettings {
+            vmm_binary: settings.vmm_binary(),
+            vms_dir: data_dir.join("vms"),
+            stop_timeout: Duration::from_secs(settings.stop_timeout_secs),
+            start_timeout: Duration::from_secs(settings.start_timeout_secs),
+            kvm_emulated: settings.kvm_emulated(),
+        };
+        tracing::info!(vmm = %vm_settings.vmm_binary.display(), emulated = vm_settings.kvm_emulated, "VM supervisor");
+        let supervisor = Supervisor::new(pool.clone(), vm_settings);
+        supervisor.reconcile().await.map_err(StartupError::Reconcile)?;
+        let service = Service::new(pool.clone(), &settings, supervisor, password::dummy_hash().await?);
         bootstrap::ensure_admin(&service, &settings)
             .await
             .map_err(|e| StartupError::Bootstrap(e.to_string()))?;
@@ -116,6 +136,8 @@ impl Application {
             listener,
             router,
             addr,
+            service,
+            stop_vms_on_shutdown: settings.stop_vms_on_shutdown,
         })
     }
 
@@ -123,12 +145,23 @@ impl Application {
         self.addr
     }
 
+    /// The services (tests reach the supervisor through this).
+    pub fn service(&self) -> &Service {
+        &self.service
+    }
+
+    /// Serves until SIGINT/SIGTERM. Running VMs keep running unless `stop_vms_on_shutdown` is set.
     pub async fn run_until_stopped(self) -> Result<(), StartupError> {
         let app = self.router.into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(self.listener, app)
+        let served = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown_signal())
             .await
-            .map_err(StartupError::Serve)
+            .map_err(StartupError::Serve);
+        if self.stop_vms_on_shutdown {
+            tracing::info!("stopping every VM (stop_vms_on_shutdown)");
+            self.service.supervisor().stop_all().await;
+        }
+        served
     }
 }
 

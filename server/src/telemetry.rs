@@ -14,3 +14,15 @@ pub fn init(format: &str) {
         builder.try_init()
     };
 }
+
+/// "outer: inner: innermost", for logs and for reasons shown to people (crash reasons).
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}

@@ -32,6 +32,27 @@ pub const TABLE: &[(i32, &str)] = &[
     (EXIT_GUEST_CRASH, "guest-crash"),
 ];
 
+/// File in the run directory where the VMM records how it ended: `{"code": 0, "name": "stopped"}`.
+pub const STATUS_FILE: &str = "exit-status.json";
+
+/// How a VMM process ended, as recorded in `STATUS_FILE`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ExitStatus {
+    pub code: i32,
+    pub name: String,
+}
+
+/// Writes the exit status atomically (temporary file, then rename).
+pub fn write_status(path: &std::path::Path, code: i32) -> std::io::Result<()> {
+    let status = ExitStatus {
+        code,
+        name: name(code).to_string(),
+    };
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, serde_json::to_vec(&status).map_err(std::io::Error::other)?)?;
+    std::fs::rename(&tmp, path)
+}
+
 /// Short name of an exit code.
 pub fn name(code: i32) -> &'static str {
     TABLE

@@ -1,7 +1,8 @@
 //! `vmm --config <file.json>` or `vmm --config-json '<json>'`: runs one VM until it stops.
 //!
 //! Logs go to stderr (`RUST_LOG` filters, default `info`), each line carrying the `vm_id`. The exit code
-//! tells how the VM ended (see `vmm::exit_codes`).
+//! tells how the VM ended (see `vmm::exit_codes`), and is also written to `<run_dir>/exit-status.json` so a
+//! supervisor that is not this process's parent (e.g. after a server restart) learns it too.
 
 use std::time::Instant;
 
@@ -36,7 +37,13 @@ fn main() {
         }
     };
     let span = tracing::info_span!("vm", vm_id = %cfg.vm_id);
+    let status_file = cfg.run_dir.join(exit_codes::STATUS_FILE);
+    // A stale file from an earlier run would tell the supervisor this run already ended.
+    let _ = std::fs::remove_file(&status_file);
     let code = span.in_scope(|| vmm::runner::run(cfg, started));
     tracing::info!(code, name = exit_codes::name(code), "vmm exiting");
+    if let Err(e) = exit_codes::write_status(&status_file, code) {
+        tracing::warn!(error = %e, path = %status_file.display(), "cannot record the exit status");
+    }
     std::process::exit(code);
 }

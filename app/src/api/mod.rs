@@ -2,4 +2,6 @@
 
 pub mod admin;
 pub mod auth;
+pub mod catalogue;
 pub mod tokens;
+pub mod vms;

@@ -64,6 +64,23 @@ impl FromRequestParts<AppState> for ApiCaller {
     }
 }
 
+/// The caller by bearer token if the request carries one, else by session cookie: for endpoints the
+/// browser uses directly (the event stream, image uploads from the admin page).
+pub struct AnyCaller(pub Caller);
+
+impl FromRequestParts<AppState> for AnyCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        if parts.headers.contains_key(AUTHORIZATION) {
+            let ApiCaller(caller) = ApiCaller::from_request_parts(parts, state).await?;
+            return Ok(Self(caller));
+        }
+        use app::port::Accounts;
+        Ok(Self(state.service.session_caller(parts).await?))
+    }
+}
+
 /// `axum::Json` with rejections answered as `ApiError`s ("body: expected a string at line 1 ...").
 #[derive(FromRequest)]
 #[from_request(via(axum::Json), rejection(ApiError))]

@@ -1,19 +1,27 @@
 //! REST API `/api/v1`: bearer-token authenticated, JSON in and out, errors as
 //! `{"error": {"kind", "message", "field"?}}`. Handlers are thin: they call the same services as the UI.
+//! The OpenAPI document is served at `/api/v1/openapi.json`.
 
 mod accounts;
 mod admin;
+mod catalogue;
+mod events;
 mod extract;
+mod openapi;
+mod vms;
 
+use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, patch, post};
 use axum::Router;
 
-pub use extract::{ApiCaller, ApiError, ApiJson};
+pub use extract::{AnyCaller, ApiCaller, ApiError, ApiJson};
+pub use openapi::ApiDoc;
 
 use crate::startup::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()
+        .route("/openapi.json", get(openapi::openapi_json))
         .route("/whoami", get(accounts::whoami))
         .route("/tokens", get(accounts::list_tokens).post(accounts::create_token))
         .route("/tokens/{id}", delete(accounts::revoke_token))
@@ -22,5 +30,19 @@ pub fn router() -> Router<AppState> {
         .route("/users", get(admin::list_users).post(admin::create_user))
         .route("/users/{id}", patch(admin::update_user))
         .route("/users/{id}/password", post(admin::reset_password))
+        .route("/flavors", get(catalogue::list_flavors).post(catalogue::create_flavor))
+        .route("/flavors/{id}", patch(catalogue::update_flavor))
+        .route(
+            "/images",
+            get(catalogue::list_images)
+                // Uploads stream to disk under their own limit (settings.max_image_upload_mib).
+                .post(catalogue::upload_image)
+                .layer(DefaultBodyLimit::disable()),
+        )
+        .route("/images/{id}", delete(catalogue::delete_image))
+        .route("/vms", get(vms::list_vms).post(vms::launch_vm))
+        .route("/vms/{id}", get(vms::get_vm).delete(vms::delete_vm))
+        .route("/vms/{id}/actions", post(vms::vm_action))
+        .route("/events", get(events::vm_events))
         .fallback(|| async { ApiError(app::error::AppError::not_found("API route")) })
 }

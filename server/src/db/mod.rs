@@ -1,9 +1,12 @@
 //! The SQLite database: one pool, WAL mode, foreign keys on, migrations applied at start.
 //! Queries live in the submodules, one per table group; services never write SQL.
 
+pub mod flavors;
+pub mod images;
 pub mod tenants;
 pub mod tokens;
 pub mod users;
+pub mod vms;
 
 use std::path::Path;
 use std::str::FromStr;

@@ -4,9 +4,13 @@
 
 mod accounts;
 mod admin;
+mod catalogue;
+pub mod images;
 mod tokens;
+mod vms;
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use app::error::AppError;
@@ -19,6 +23,7 @@ use sqlx::SqlitePool;
 use crate::auth::throttle::LoginThrottle;
 use crate::config::Settings;
 use crate::db::users::UserRow;
+use crate::vm::Supervisor;
 
 #[derive(Clone)]
 pub struct Service {
@@ -27,17 +32,25 @@ pub struct Service {
 
 struct Inner {
     pool: SqlitePool,
+    supervisor: Supervisor,
+    /// Where uploaded images are stored, one directory each.
+    images_dir: PathBuf,
+    /// Largest accepted image upload, in bytes (all files together).
+    max_upload_bytes: u64,
     throttle: LoginThrottle,
     /// Verified against when a sign-in names an unknown user, so timing does not reveal which users exist.
     dummy_hash: String,
 }
 
 impl Service {
-    pub fn new(pool: SqlitePool, settings: &Settings, dummy_hash: String) -> Self {
+    pub fn new(pool: SqlitePool, settings: &Settings, supervisor: Supervisor, dummy_hash: String) -> Self {
         let throttle = LoginThrottle::new(&settings.login);
         Self {
             inner: Arc::new(Inner {
                 pool,
+                supervisor,
+                images_dir: settings.data_dir.join("images"),
+                max_upload_bytes: settings.max_image_upload_mib.saturating_mul(1024 * 1024),
                 throttle,
                 dummy_hash,
             }),
@@ -46,6 +59,18 @@ impl Service {
 
     pub fn pool(&self) -> &SqlitePool {
         &self.inner.pool
+    }
+
+    pub fn supervisor(&self) -> &Supervisor {
+        &self.inner.supervisor
+    }
+
+    pub fn images_dir(&self) -> &Path {
+        &self.inner.images_dir
+    }
+
+    pub fn max_upload_bytes(&self) -> u64 {
+        self.inner.max_upload_bytes
     }
 
     pub fn throttle(&self) -> &LoginThrottle {

@@ -9,8 +9,12 @@ use server::startup::Application;
 pub const ADMIN_PASSWORD: &str = "admin-password-for-tests";
 
 pub struct TestApp {
-    pub base: String,
+    pub site: Site,
+    pub data_dir: std::path::PathBuf,
+    /// VMMs outlive the portal by design: kill this test's before its data directory goes.
+    _reaper: super::vm_helpers::VmmReaper,
     pub _data: tempfile::TempDir,
+    _guest: Option<tempfile::TempDir>,
 }
 
 /// A browser-like client: a cookie jar and the portal's own `Origin` on every request.
@@ -26,14 +30,56 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
     let data = tempfile::tempdir().expect("temp dir");
     let mut settings = Settings::for_tests(data.path().to_path_buf());
+    // No guest images unless a test asks for them (`spawn_app_with_vms`).
+    settings.guest_dir = data.path().join("no-guest-images");
     tweak(&mut settings);
     let app = Application::build(settings).await.expect("app builds");
     let base = format!("http://{}", app.addr());
     tokio::spawn(app.run_until_stopped());
-    TestApp { base, _data: data }
+    let data_dir = std::fs::canonicalize(data.path()).expect("data dir");
+    TestApp {
+        site: Site { base },
+        _reaper: super::vm_helpers::VmmReaper(data_dir.clone()),
+        data_dir,
+        _data: data,
+        _guest: None,
+    }
+}
+
+/// A portal that can run VMs: the real `vmm` binary and the probe guest registered as an image.
+pub async fn spawn_app_with_vms() -> TestApp {
+    let guest = super::vm_helpers::probe_guest_dir();
+    let guest_dir = guest.path().to_path_buf();
+    let mut app = spawn_app_with(|s| {
+        s.guest_dir = guest_dir;
+        s.vmm_binary = Some(super::vm_helpers::vmm_binary());
+    })
+    .await;
+    app._guest = Some(guest);
+    app
+}
+
+/// A portal reached over HTTP: where the client helpers live.
+pub struct Site {
+    pub base: String,
+}
+
+impl std::ops::Deref for TestApp {
+    type Target = Site;
+
+    fn deref(&self) -> &Site {
+        &self.site
+    }
 }
 
 impl TestApp {
+    /// A handle on a portal running elsewhere (a separate process); nothing is cleaned up by it.
+    pub fn attach(base: &str) -> Site {
+        Site { base: base.to_string() }
+    }
+}
+
+impl Site {
     pub fn browser(&self) -> Browser {
         let mut headers = HeaderMap::new();
         headers.insert(ORIGIN, HeaderValue::from_str(&self.base).expect("origin"));

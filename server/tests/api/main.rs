@@ -5,3 +5,5 @@ mod accounts;
 mod helpers;
 mod isolation;
 mod rest;
+mod vm_helpers;
+mod vms;

@@ -1,0 +1,155 @@
+//! `/api/v1/flavors` and `/api/v1/images` (listing for everyone; changes for admins).
+
+use app::model::{FlavorView, ImageView, NewFlavor};
+use app::port::Catalogue;
+use axum::extract::{Multipart, Path, State};
+use axum::Json;
+use http::StatusCode;
+use serde::Deserialize;
+use tokio::io::AsyncWriteExt;
+use utoipa::ToSchema;
+
+use super::{AnyCaller, ApiCaller, ApiError, ApiJson};
+use crate::service::images::{UploadMeta, INITRD_FILE, KERNEL_FILE, ROOT_DISK_FILE};
+use crate::startup::AppState;
+use app::error::AppError;
+
+#[utoipa::path(get, path = "/flavors", tag = "catalogue", responses((status = 200, body = [FlavorView])))]
+pub async fn list_flavors(
+    State(state): State<AppState>,
+    ApiCaller(caller): ApiCaller,
+) -> Result<Json<Vec<FlavorView>>, ApiError> {
+    Ok(Json(state.service.list_flavors(&caller).await?))
+}
+
+#[utoipa::path(post, path = "/flavors", tag = "catalogue", request_body = NewFlavor,
+    responses((status = 201, body = FlavorView), (status = 403, description = "Admins only")))]
+pub async fn create_flavor(
+    State(state): State<AppState>,
+    ApiCaller(caller): ApiCaller,
+    ApiJson(body): ApiJson<NewFlavor>,
+) -> Result<(StatusCode, Json<FlavorView>), ApiError> {
+    Ok((StatusCode::CREATED, Json(state.service.create_flavor(&caller, body).await?)))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetDisabled {
+    disabled: bool,
+}
+
+#[utoipa::path(patch, path = "/flavors/{id}", tag = "catalogue", request_body = SetDisabled,
+    params(("id" = String, Path, description = "Flavor id")),
+    responses((status = 200, body = FlavorView), (status = 403, description = "Admins only")))]
+pub async fn update_flavor(
+    State(state): State<AppState>,
+    ApiCaller(caller): ApiCaller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<SetDisabled>,
+) -> Result<Json<FlavorView>, ApiError> {
+    Ok(Json(state.service.set_flavor_disabled(&caller, id, body.disabled).await?))
+}
+
+#[utoipa::path(get, path = "/images", tag = "catalogue", responses((status = 200, body = [ImageView])))]
+pub async fn list_images(
+    State(state): State<AppState>,
+    ApiCaller(caller): ApiCaller,
+) -> Result<Json<Vec<ImageView>>, ApiError> {
+    Ok(Json(state.service.list_images(&caller).await?))
+}
+
+#[utoipa::path(delete, path = "/images/{id}", tag = "catalogue", params(("id" = String, Path, description = "Image id")),
+    responses((status = 204), (status = 409, description = "In use by VMs")))]
+pub async fn delete_image(
+    State(state): State<AppState>,
+    ApiCaller(caller): ApiCaller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.service.delete_image(&caller, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Multipart form: text fields `name`, `os`, `cmdline`, `owner_tenant_id` (optional) and files `kernel`
+/// (required), `initrd` and `root_disk` (optional).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ImageUpload {
+    name: String,
+    os: String,
+    cmdline: Option<String>,
+    owner_tenant_id: Option<String>,
+    #[schema(format = Binary, content_media_type = "application/octet-stream")]
+    kernel: Vec<u8>,
+    #[schema(format = Binary, content_media_type = "application/octet-stream")]
+    initrd: Option<Vec<u8>>,
+    #[schema(format = Binary, content_media_type = "application/octet-stream")]
+    root_disk: Option<Vec<u8>>,
+}
+
+/// Longest text field of an upload.
+const MAX_TEXT_FIELD: usize = 4096;
+
+#[utoipa::path(post, path = "/images", tag = "catalogue",
+    request_body(content = ImageUpload, content_type = "multipart/form-data"),
+    responses((status = 201, body = ImageView), (status = 413, description = "Larger than the upload limit"),
+              (status = 422, description = "A file is not what it should be")))]
+pub async fn upload_image(
+    State(state): State<AppState>,
+    AnyCaller(caller): AnyCaller,
+    mut form: Multipart,
+) -> Result<(StatusCode, Json<ImageView>), ApiError> {
+    let service = &state.service;
+    let staging = service.stage_upload(&caller).await?;
+    let mut meta = UploadMeta::default();
+    let mut total: u64 = 0;
+    let limit = service.max_upload_bytes();
+    let bad_form = |e: axum::extract::multipart::MultipartError| {
+        ApiError(AppError::invalid("body", format!("The upload is not a valid multipart form: {}", e.body_text())))
+    };
+    while let Some(mut field) = form.next_field().await.map_err(bad_form)? {
+        let name = field.name().unwrap_or_default().to_string();
+        let file = match name.as_str() {
+            "kernel" => Some(KERNEL_FILE),
+            "initrd" => Some(INITRD_FILE),
+            "root_disk" => Some(ROOT_DISK_FILE),
+            _ => None,
+        };
+        if let Some(file) = file {
+            let path = staging.dir().join(file);
+            let mut out = tokio::fs::File::create(&path)
+                .await
+                .map_err(|e| ApiError(crate::service::internal(e)))?;
+            let mut written = 0u64;
+            while let Some(chunk) = field.chunk().await.map_err(bad_form)? {
+                total += chunk.len() as u64;
+                written += chunk.len() as u64;
+                if total > limit {
+                    return Err(ApiError(AppError::TooLarge));
+                }
+                out.write_all(&chunk).await.map_err(|e| ApiError(crate::service::internal(e)))?;
+            }
+            out.flush().await.map_err(|e| ApiError(crate::service::internal(e)))?;
+            drop(out);
+            if written == 0 {
+                // An empty file input: as if not sent.
+                let _ = tokio::fs::remove_file(&path).await;
+            }
+            continue;
+        }
+        let text = field.text().await.map_err(bad_form)?;
+        if text.len() > MAX_TEXT_FIELD {
+            return Err(ApiError(AppError::invalid(&name, "This field is too long.")));
+        }
+        match name.as_str() {
+            "name" => meta.name = text,
+            "os" => meta.os = text,
+            "cmdline" => meta.cmdline = text,
+            "owner_tenant_id" => meta.owner_tenant_id = text,
+            other => {
+                return Err(ApiError(AppError::invalid(other, format!("Unknown field {other}."))));
+            }
+        }
+    }
+    let image = service.finish_upload(&caller, meta, staging).await?;
+    Ok((StatusCode::CREATED, Json(image)))
+}

@@ -1,0 +1,40 @@
+//! The OpenAPI document of `/api/v1`, generated from the handlers' annotations (`GET /api/v1/openapi.json`).
+
+use axum::Json;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use super::{catalogue, events, vms};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Cloud portal API", version = "1", description = "Self-service VMs on our own KVM VMM. \
+        Authenticate with `Authorization: Bearer <token>` (create tokens on the API tokens page). Errors are \
+        `{\"error\": {\"kind\", \"message\", \"field\"?}}`."),
+    servers((url = "/api/v1")),
+    paths(
+        vms::list_vms, vms::launch_vm, vms::get_vm, vms::vm_action, vms::delete_vm,
+        catalogue::list_flavors, catalogue::create_flavor, catalogue::update_flavor,
+        catalogue::list_images, catalogue::upload_image, catalogue::delete_image,
+        events::vm_events,
+    ),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}

@@ -1,0 +1,211 @@
+//! Queries on `vms` and `vm_events`. Every state change goes through `transition`, which updates the VM only
+//! if it is still in one of the expected states and records the event in the same transaction, so two
+//! racing actions can never both win and the history never disagrees with the state.
+
+use app::model::VmState;
+use sqlx::{FromRow, SqlitePool};
+
+#[derive(Debug, Clone, FromRow)]
+pub struct VmRow {
+    pub id: String,
+    pub tenant_id: String,
+    pub created_by: String,
+    pub name: String,
+    pub image_id: String,
+    pub image_name: String,
+    pub flavor_id: String,
+    pub flavor_name: String,
+    pub vcpus: i64,
+    pub memory_mib: i64,
+    pub disk_gib: i64,
+    pub state: String,
+    pub state_reason: String,
+    pub ssh_key: String,
+    pub user_data: String,
+    pub pid: Option<i64>,
+    pub pid_start_ticks: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub started_at: Option<i64>,
+}
+
+impl VmRow {
+    /// The stored state; the CHECK constraint keeps it one of the known names.
+    pub fn state(&self) -> VmState {
+        VmState::parse(&self.state).unwrap_or(VmState::Crashed)
+    }
+}
+
+const SELECT: &str = "SELECT v.id, v.tenant_id, v.created_by, v.name, v.image_id, i.name AS image_name, \
+     v.flavor_id, f.name AS flavor_name, v.vcpus, v.memory_mib, v.disk_gib, v.state, v.state_reason, v.ssh_key, \
+     v.user_data, v.pid, v.pid_start_ticks, v.created_at, v.updated_at, v.started_at \
+     FROM vms v JOIN images i ON i.id = v.image_id JOIN flavors f ON f.id = v.flavor_id";
+
+/// A tenant's VMs that are not deleted, newest first.
+pub async fn list_for_tenant(pool: &SqlitePool, tenant_id: &str) -> Result<Vec<VmRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "{SELECT} WHERE v.tenant_id = ? AND v.state <> 'deleted' ORDER BY v.created_at DESC, v.name"
+    ))
+    .bind(tenant_id)
+    .fetch_all(pool)
+    .await
+}
+
+/// Every VM that is not deleted (admins, reconciliation).
+pub async fn list_live(pool: &SqlitePool) -> Result<Vec<VmRow>, sqlx::Error> {
+    sqlx::query_as(&format!("{SELECT} WHERE v.state <> 'deleted' ORDER BY v.created_at DESC"))
+        .fetch_all(pool)
+        .await
+}
+
+pub async fn get(pool: &SqlitePool, id: &str) -> Result<Option<VmRow>, sqlx::Error> {
+    sqlx::query_as(&format!("{SELECT} WHERE v.id = ?"))
+        .bind(id)
+        .fetch_optional(pool)
+        .await
+}
+
+/// The fields of a new VM.
+pub struct NewVm<'a> {
+    pub id: &'a str,
+    pub tenant_id: &'a str,
+    pub created_by: &'a str,
+    pub name: &'a str,
+    pub image_id: &'a str,
+    pub flavor_id: &'a str,
+    pub vcpus: i64,
+    pub memory_mib: i64,
+    pub disk_gib: i64,
+    pub ssh_key: &'a str,
+    pub user_data: &'a str,
+}
+
+/// Inserts a VM in `creating` with its first event.
+pub async fn insert(pool: &SqlitePool, vm: &NewVm<'_>, now: i64) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    sqlx::query(
+        "INSERT INTO vms (id, tenant_id, created_by, name, image_id, flavor_id, vcpus, memory_mib, disk_gib, \
+         state, ssh_key, user_data, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'creating', ?, ?, ?, ?)",
+    )
+    .bind(vm.id)
+    .bind(vm.tenant_id)
+    .bind(vm.created_by)
+    .bind(vm.name)
+    .bind(vm.image_id)
+    .bind(vm.flavor_id)
+    .bind(vm.vcpus)
+    .bind(vm.memory_mib)
+    .bind(vm.disk_gib)
+    .bind(vm.ssh_key)
+    .bind(vm.user_data)
+    .bind(now)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    insert_event(&mut tx, vm.id, now, None, VmState::Creating, Some(vm.created_by), "launched").await?;
+    tx.commit().await
+}
+
+async fn insert_event(
+    tx: &mut sqlx::SqliteConnection,
+    vm_id: &str,
+    at: i64,
+    from: Option<VmState>,
+    to: VmState,
+    actor: Option<&str>,
+    message: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO vm_events (vm_id, at, from_state, to_state, actor, message) VALUES (?, ?, ?, ?, ?, ?)")
+        .bind(vm_id)
+        .bind(at)
+        .bind(from.map(VmState::as_str))
+        .bind(to.as_str())
+        .bind(actor)
+        .bind(message)
+        .execute(tx)
+        .await
+        .map(|_| ())
+}
+
+/// One requested state change.
+pub struct Transition<'a> {
+    pub vm_id: &'a str,
+    /// The change happens only if the VM is in one of these states.
+    pub from: &'a [VmState],
+    pub to: VmState,
+    /// Shown with the state (e.g. a crash reason); empty clears it.
+    pub reason: &'a str,
+    /// The user who asked, or `None` for the system.
+    pub actor: Option<&'a str>,
+    pub message: &'a str,
+}
+
+/// Applies the transition if the VM is in an expected state; returns the state it was in, or `None` when
+/// it was not (nothing changed).
+pub async fn transition(pool: &SqlitePool, t: &Transition<'_>, now: i64) -> Result<Option<VmState>, sqlx::Error> {
+    // IMMEDIATE: take the write lock before reading, so the read-check-write cannot interleave with another.
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let current: Option<String> = sqlx::query_scalar("SELECT state FROM vms WHERE id = ?")
+        .bind(t.vm_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let Some(from) = current.as_deref().and_then(VmState::parse) else {
+        return Ok(None);
+    };
+    if !t.from.contains(&from) {
+        return Ok(None);
+    }
+    let started = matches!(t.to, VmState::Running);
+    let deleted = matches!(t.to, VmState::Deleted);
+    sqlx::query(
+        "UPDATE vms SET state = ?, state_reason = ?, updated_at = ?, \
+         started_at = CASE WHEN ? THEN ? ELSE started_at END, \
+         deleted_at = CASE WHEN ? THEN ? ELSE deleted_at END WHERE id = ? AND state = ?",
+    )
+    .bind(t.to.as_str())
+    .bind(t.reason)
+    .bind(now)
+    .bind(started)
+    .bind(now)
+    .bind(deleted)
+    .bind(now)
+    .bind(t.vm_id)
+    .bind(from.as_str())
+    .execute(&mut *tx)
+    .await?;
+    insert_event(&mut tx, t.vm_id, now, Some(from), t.to, t.actor, t.message).await?;
+    tx.commit().await?;
+    Ok(Some(from))
+}
+
+/// Records (or clears) the VMM process of a VM.
+pub async fn set_process(pool: &SqlitePool, id: &str, process: Option<(i64, i64)>) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE vms SET pid = ?, pid_start_ticks = ? WHERE id = ?")
+        .bind(process.map(|p| p.0))
+        .bind(process.map(|p| p.1))
+        .bind(id)
+        .execute(pool)
+        .await
+        .map(|_| ())
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct EventRow {
+    pub at: i64,
+    pub from_state: Option<String>,
+    pub to_state: String,
+    pub actor: Option<String>,
+    pub message: String,
+}
+
+/// A VM's history, newest first, with usernames for actors.
+pub async fn events(pool: &SqlitePool, vm_id: &str, limit: i64) -> Result<Vec<EventRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT e.at, e.from_state, e.to_state, COALESCE(u.username, 'system') AS actor, e.message \
+         FROM vm_events e LEFT JOIN users u ON u.id = e.actor WHERE e.vm_id = ? ORDER BY e.id DESC LIMIT ?",
+    )
+    .bind(vm_id)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}

@@ -1,0 +1,191 @@
+//! A tenant's VMs: list, detail, launch, actions. Tenancy is enforced here: another tenant's VM reads as
+//! "not found" on every route, and actions are checked against the state machine before anything happens.
+
+use app::error::AppError;
+use app::model::{LaunchRequest, VmAction, VmDetail, VmEventView, VmState, VmView};
+use app::port::{Caller, Vms};
+use async_trait::async_trait;
+
+use super::{internal, Service};
+use crate::db::{self, format_time, vms};
+use crate::domain::{parse_id, parse_user_data, SshKey, VmName};
+
+pub(crate) fn vm_view(row: &vms::VmRow) -> VmView {
+    VmView {
+        id: row.id.clone(),
+        name: row.name.clone(),
+        tenant_id: row.tenant_id.clone(),
+        state: row.state(),
+        state_reason: row.state_reason.clone(),
+        image_id: row.image_id.clone(),
+        image_name: row.image_name.clone(),
+        flavor_id: row.flavor_id.clone(),
+        flavor_name: row.flavor_name.clone(),
+        vcpus: u32::try_from(row.vcpus).unwrap_or(0),
+        memory_mib: u32::try_from(row.memory_mib).unwrap_or(0),
+        disk_gib: u32::try_from(row.disk_gib).unwrap_or(0),
+        created_at: format_time(row.created_at),
+        started_at: row.started_at.map(format_time),
+    }
+}
+
+fn event_view(row: &vms::EventRow) -> VmEventView {
+    VmEventView {
+        at: format_time(row.at),
+        from_state: row.from_state.as_deref().and_then(VmState::parse),
+        to_state: VmState::parse(&row.to_state).unwrap_or(VmState::Crashed),
+        actor: row.actor.clone().unwrap_or_else(|| "system".into()),
+        message: row.message.clone(),
+    }
+}
+
+/// The state an action moves a VM to at once, and from which states it may.
+fn first_step(action: VmAction) -> VmState {
+    match action {
+        VmAction::Start => VmState::Starting,
+        VmAction::Stop | VmAction::ForceOff => VmState::Stopping,
+        VmAction::Reboot => VmState::Rebooting,
+        VmAction::Delete => VmState::Deleting,
+    }
+}
+
+/// States from which `action` is allowed (the inverse of `VmState::allowed_actions`).
+fn allowed_from(action: VmAction) -> Vec<VmState> {
+    VmState::ALL
+        .into_iter()
+        .filter(|s| s.allowed_actions().contains(&action))
+        .collect()
+}
+
+impl Service {
+    /// The caller's tenant's VM; any other VM (or a deleted one) is not found.
+    pub(crate) async fn tenant_vm(&self, caller: &Caller, id: &str) -> Result<vms::VmRow, AppError> {
+        let id = parse_id("VM", id)?;
+        match vms::get(self.pool(), &id).await.map_err(internal)? {
+            Some(vm) if vm.tenant_id == caller.tenant_id && vm.state() != VmState::Deleted => Ok(vm),
+            _ => Err(AppError::not_found("VM")),
+        }
+    }
+}
+
+#[async_trait]
+impl Vms for Service {
+    async fn list_vms(&self, caller: &Caller) -> Result<Vec<VmView>, AppError> {
+        let rows = vms::list_for_tenant(self.pool(), &caller.tenant_id)
+            .await
+            .map_err(internal)?;
+        Ok(rows.iter().map(vm_view).collect())
+    }
+
+    async fn get_vm(&self, caller: &Caller, vm_id: String) -> Result<VmDetail, AppError> {
+        let vm = self.tenant_vm(caller, &vm_id).await?;
+        let events = vms::events(self.pool(), &vm.id, 200).await.map_err(internal)?;
+        Ok(VmDetail {
+            vm: vm_view(&vm),
+            events: events.iter().map(event_view).collect(),
+        })
+    }
+
+    async fn launch_vm(&self, caller: &Caller, req: LaunchRequest) -> Result<VmView, AppError> {
+        let name = VmName::parse(&req.name)?;
+        let ssh_key = SshKey::parse(&req.ssh_key)?;
+        let user_data = parse_user_data(&req.user_data)?;
+        if req.image_id.trim().is_empty() {
+            return Err(AppError::invalid("image_id", "Choose an image."));
+        }
+        if req.flavor_id.trim().is_empty() {
+            return Err(AppError::invalid("flavor_id", "Choose a flavor."));
+        }
+        let image = self.visible_image(caller, &req.image_id).await?;
+        let flavor = self.flavor(&req.flavor_id).await?;
+        if flavor.disabled {
+            return Err(AppError::invalid("flavor_id", format!("Flavor {} is not offered any more.", flavor.name)));
+        }
+        let id = uuid::Uuid::new_v4().to_string();
+        let new = vms::NewVm {
+            id: &id,
+            tenant_id: &caller.tenant_id,
+            created_by: &caller.user_id,
+            name: name.as_str(),
+            image_id: &image.id,
+            flavor_id: &flavor.id,
+            vcpus: flavor.vcpus,
+            memory_mib: flavor.memory_mib,
+            disk_gib: flavor.disk_gib,
+            ssh_key: ssh_key.as_str(),
+            user_data,
+        };
+        match vms::insert(self.pool(), &new, db::now()).await {
+            Ok(()) => {}
+            Err(e) if db::is_unique_violation(&e) => {
+                return Err(AppError::invalid(
+                    "name",
+                    format!("You already have a VM named {}.", name.as_str()),
+                ))
+            }
+            Err(e) => return Err(internal(e)),
+        }
+        tracing::info!(vm_id = id, user = caller.username, "VM launched");
+        self.supervisor().provision(&id);
+        let vm = self.tenant_vm(caller, &id).await?;
+        Ok(vm_view(&vm))
+    }
+
+    async fn vm_action(&self, caller: &Caller, vm_id: String, action: VmAction) -> Result<VmView, AppError> {
+        let vm = self.tenant_vm(caller, &vm_id).await?;
+        let from = allowed_from(action);
+        let to = first_step(action);
+        let message = format!("{} requested", action.label());
+        let t = vms::Transition {
+            vm_id: &vm.id,
+            from: &from,
+            to,
+            reason: "",
+            actor: Some(&caller.user_id),
+            message: &message,
+        };
+        let previous = self.supervisor().transition(&t).await.map_err(internal)?;
+        if previous.is_none() {
+            // Re-read: the state may have changed since the check above.
+            let now = self.tenant_vm(caller, &vm.id).await?.state();
+            return Err(AppError::conflict(format!(
+                "Cannot {} VM {} while it is {now}.",
+                action.label().to_lowercase(),
+                vm.name
+            )));
+        }
+        let sup = self.supervisor();
+        match action {
+            VmAction::Start => sup.finish_start(&vm.id),
+            VmAction::Stop => sup.finish_stop(&vm.id, true),
+            VmAction::ForceOff => sup.finish_stop(&vm.id, false),
+            VmAction::Reboot => sup.finish_reboot(&vm.id),
+            VmAction::Delete => sup.finish_delete(&vm.id),
+        }
+        let vm = vms::get(self.pool(), &vm.id)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| AppError::not_found("VM"))?;
+        Ok(vm_view(&vm))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_action_has_a_legal_source_state_and_moves_somewhere_else() {
+        for action in [VmAction::Start, VmAction::Stop, VmAction::Reboot, VmAction::ForceOff, VmAction::Delete] {
+            let from = allowed_from(action);
+            assert!(!from.is_empty(), "{action:?} is never allowed");
+            // Force off while stopping escalates a graceful stop; every other action changes the state.
+            if action != VmAction::ForceOff {
+                assert!(!from.contains(&first_step(action)), "{action:?} would loop");
+            }
+        }
+        assert_eq!(allowed_from(VmAction::Start), vec![VmState::Stopped, VmState::Crashed]);
+        assert!(!allowed_from(VmAction::Delete).contains(&VmState::Deleted));
+        assert!(!allowed_from(VmAction::Stop).contains(&VmState::Stopped));
+    }
+}

@@ -1,0 +1,17 @@
+//! VM orchestration: the persisted lifecycle state machine and the supervisor of one VMM process per VM.
+//!
+//! Every state change is a conditional database transition (`db::vms::transition`) recorded in `vm_events`
+//! and broadcast to live subscribers (the browser's event stream). User actions make the first transition
+//! at once and hand the slow part (graceful shutdown, boot) to a task, so the API answers immediately with
+//! the VM in `stopping`, `rebooting`, ...; the task makes the next transition. Any transition that finds the
+//! VM no longer in the state it expects does nothing: the action that changed it meanwhile wins.
+
+mod control;
+mod disk;
+mod process;
+mod reconcile;
+mod supervisor;
+
+pub use control::ControlError;
+pub use process::Outcome;
+pub use supervisor::{Supervisor, VmChange, VmSettings};

@@ -1,0 +1,221 @@
+//! Helpers for tests that run real VMs: KVM check, the `vmm` binary and the probe guest, a portal process
+//! that can be stopped and restarted on the same data directory, and waiting for VM states.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use super::helpers::{Api, Site, ADMIN_PASSWORD};
+
+/// True when /dev/kvm is usable; otherwise prints a loud SKIP line.
+pub fn kvm_or_skip(test: &str) -> bool {
+    if std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok() {
+        return true;
+    }
+    eprintln!("\n!!!!!!!! SKIP {test}: /dev/kvm is not available; this test needs real KVM guests !!!!!!!!\n");
+    false
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The `vmm` binary cargo built next to this test (`cargo test` of the workspace builds it).
+pub fn vmm_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe.parent().unwrap().parent().unwrap().join("vmm");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build -p vmm` (scripts/test.sh does) before the server's VM tests",
+        bin.display()
+    );
+    bin
+}
+
+/// A guest directory holding just the probe guest (built by scripts/build-probe.sh if missing).
+pub fn probe_guest_dir() -> tempfile::TempDir {
+    let built = repo().join("guest/out/probe-guest");
+    if !built.exists() {
+        let ok = Command::new("bash")
+            .arg(repo().join("scripts/build-probe.sh"))
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "building the probe guest failed");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(&built, dir.path().join("probe-guest")).unwrap();
+    dir
+}
+
+/// Kills every VMM whose config lives under `data_dir` (test clean-up: VMs outlive the portal by design).
+pub fn kill_vmms_under(data_dir: &Path) {
+    let _ = Command::new("pkill")
+        .arg("-KILL")
+        .arg("-f")
+        .arg(format!("vmm --config {}", data_dir.display()))
+        .status();
+}
+
+/// Kills the test's VMMs when dropped, even if the test fails.
+pub struct VmmReaper(pub PathBuf);
+
+impl Drop for VmmReaper {
+    fn drop(&mut self) {
+        kill_vmms_under(&self.0);
+    }
+}
+
+/// The catalogue ids a launch needs: (probe image id, t1.micro flavor id).
+pub async fn probe_and_micro(api: &Api) -> (String, String) {
+    let (status, images) = api.get("/images").await;
+    assert_eq!(status, 200, "{images}");
+    let image = images
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["is_test"] == true)
+        .unwrap_or_else(|| panic!("probe image not registered: {images}"));
+    let (_, flavors) = api.get("/flavors").await;
+    let flavor = flavors
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "t1.micro")
+        .unwrap();
+    (
+        image["id"].as_str().unwrap().to_string(),
+        flavor["id"].as_str().unwrap().to_string(),
+    )
+}
+
+pub async fn launch(api: &Api, name: &str, image: &str, flavor: &str) -> String {
+    let (status, vm) = api
+        .send(
+            reqwest::Method::POST,
+            "/vms",
+            Some(json!({ "name": name, "image_id": image, "flavor_id": flavor })),
+        )
+        .await;
+    assert_eq!(status, 202, "{vm}");
+    vm["id"].as_str().unwrap().to_string()
+}
+
+pub async fn action(api: &Api, vm: &str, action: &str) -> (u16, Value) {
+    api.send(
+        reqwest::Method::POST,
+        &format!("/vms/{vm}/actions"),
+        Some(json!({ "action": action })),
+    )
+    .await
+}
+
+/// Polls the VM until it reaches `state`; panics with its history otherwise.
+pub async fn wait_state(api: &Api, vm: &str, state: &str, timeout: Duration) -> Value {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let (status, body) = api.get(&format!("/vms/{vm}")).await;
+        if state == "gone" && status == 404 {
+            return body;
+        }
+        if status == 200 && body["state"] == state {
+            return body;
+        }
+        if Instant::now() > deadline {
+            panic!("VM {vm} did not reach {state} in {timeout:?}: {status} {body:#}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// One request to a VMM control socket.
+pub fn control(run_dir: &Path, request: Value) -> Value {
+    use std::io::{BufRead, BufReader, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(run_dir.join("control.sock")).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    writeln!(s, "{request}").unwrap();
+    let mut line = String::new();
+    BufReader::new(s).read_line(&mut line).unwrap();
+    serde_json::from_str(&line).unwrap()
+}
+
+/// Waits until the guest's console log contains `needle`.
+pub fn wait_console(run_dir: &Path, needle: &str, timeout: Duration) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let log = control(run_dir, json!({"cmd": "console-log"}));
+        let text = log["data"].as_str().unwrap_or_default().to_string();
+        if text.contains(needle) {
+            return text;
+        }
+        assert!(Instant::now() < deadline, "no {needle:?} on the console: {text}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Types a line on the guest's serial console.
+pub fn serial_line(run_dir: &Path, line: &str) {
+    use std::io::Write;
+    let mut s = std::os::unix::net::UnixStream::connect(run_dir.join("serial.sock")).unwrap();
+    s.write_all(format!("{line}\r").as_bytes()).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+}
+
+/// A member of a fresh tenant with an API token, on a portal with the probe image.
+pub async fn member_api(app: &Site, tenant: &str) -> Api {
+    let admin = app.admin().await;
+    let user = format!("{tenant}-user");
+    app.tenant_with_member(&admin, tenant, &user).await;
+    let member = app.signed_in(&user, &format!("{user}-password-1")).await;
+    let token = member.token("vm tests").await;
+    app.api(&token)
+}
+
+/// The `portal` binary as a separate process, so a test can stop and restart it like an operator would.
+pub struct PortalProcess {
+    pub child: Child,
+    pub base: String,
+}
+
+impl PortalProcess {
+    pub fn start(data_dir: &Path, guest_dir: &Path) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(env!("CARGO_BIN_EXE_portal"))
+            .env("PORTAL_LISTEN", format!("127.0.0.1:{port}"))
+            .env("PORTAL_DATA_DIR", data_dir)
+            .env("PORTAL_GUEST_DIR", guest_dir)
+            .env("PORTAL_VMM_BINARY", vmm_binary())
+            .env("PORTAL_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            .env("PORTAL_STOP_TIMEOUT_SECS", "10")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(data_dir.join("portal.log")).unwrap())
+            .spawn()
+            .unwrap();
+        let base = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "portal did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self { child, base }
+    }
+
+    /// SIGTERM and wait: a graceful portal shutdown.
+    pub fn terminate(mut self) {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for PortalProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
