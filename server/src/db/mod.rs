@@ -1,6 +1,7 @@
 //! The SQLite database: one pool, WAL mode, foreign keys on, migrations applied at start.
 //! Queries live in the submodules, one per table group; services never write SQL.
 
+pub mod audit;
 pub mod flavors;
 pub mod images;
 pub mod tenants;

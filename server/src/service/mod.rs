@@ -4,6 +4,7 @@
 
 mod accounts;
 mod admin;
+mod audit;
 mod catalogue;
 pub mod images;
 mod tokens;

@@ -126,6 +126,8 @@ impl Vms for Service {
             Err(e) => return Err(internal(e)),
         }
         tracing::info!(vm_id = id, user = caller.username, "VM launched");
+        let detail = format!("name={} image={} flavor={}", name.as_str(), image.name, flavor.name);
+        self.audit(Some(caller), "vm_launch", &format!("vm:{id}"), &detail).await;
         self.supervisor().provision(&id);
         let vm = self.tenant_vm(caller, &id).await?;
         Ok(vm_view(&vm))
@@ -153,6 +155,10 @@ impl Vms for Service {
                 action.label().to_lowercase(),
                 vm.name
             )));
+        }
+        if action == VmAction::Delete {
+            self.audit(Some(caller), "vm_delete", &format!("vm:{}", vm.id), &format!("name={}", vm.name))
+                .await;
         }
         let sup = self.supervisor();
         match action {
