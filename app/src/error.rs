@@ -22,6 +22,9 @@ pub enum AppError {
     Conflict { message: String },
     #[error("The request is too large.")]
     TooLarge,
+    /// A tenant quota would be exceeded; `resource` names the limit.
+    #[error("{message}")]
+    QuotaExceeded { resource: String, message: String },
     #[error("{message}")]
     TooManyRequests { message: String, retry_after_secs: u64 },
     #[error("Something went wrong on our side. Please try again.")]
@@ -62,6 +65,7 @@ impl AppError {
             Self::Invalid { .. } => "invalid",
             Self::Conflict { .. } => "conflict",
             Self::TooLarge => "too_large",
+            Self::QuotaExceeded { .. } => "quota_exceeded",
             Self::TooManyRequests { .. } => "too_many_requests",
             Self::Internal => "internal",
             Self::Transport { .. } => "transport",
@@ -77,6 +81,8 @@ impl AppError {
             Self::Invalid { .. } => 422,
             Self::Conflict { .. } => 409,
             Self::TooLarge => 413,
+            // As OpenStack Nova answers "Quota exceeded for cores".
+            Self::QuotaExceeded { .. } => 403,
             Self::TooManyRequests { .. } => 429,
             Self::Internal => 500,
             Self::Transport { .. } => 502,

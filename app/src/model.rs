@@ -249,9 +249,15 @@ impl VmAction {
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Start, Self::Stop, Self::Reboot, Self::ForceOff, Self::Delete]
-            .into_iter()
-            .find(|a| a.as_str() == s)
+        [
+            Self::Start,
+            Self::Stop,
+            Self::Reboot,
+            Self::ForceOff,
+            Self::Delete,
+        ]
+        .into_iter()
+        .find(|a| a.as_str() == s)
     }
 }
 
@@ -309,4 +315,120 @@ pub struct LaunchRequest {
     /// Free-form user data, written to the config disk as `user-data`.
     #[serde(default)]
     pub user_data: String,
+}
+
+/// A tenant's four limits (or its usage, in the same units).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct QuotaLimits {
+    pub instances: i64,
+    pub vcpus: i64,
+    pub memory_mib: i64,
+    pub disk_gib: i64,
+}
+
+/// Limits and current usage of one tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct QuotaView {
+    pub tenant_id: String,
+    pub tenant_name: String,
+    pub limits: QuotaLimits,
+    pub used: QuotaLimits,
+    /// The tenant has no limits of its own and uses the defaults.
+    pub is_default: bool,
+}
+
+impl QuotaView {
+    /// What is left of each limit (never negative).
+    pub fn left(&self) -> QuotaLimits {
+        QuotaLimits {
+            instances: (self.limits.instances - self.used.instances).max(0),
+            vcpus: (self.limits.vcpus - self.used.vcpus).max(0),
+            memory_mib: (self.limits.memory_mib - self.used.memory_mib).max(0),
+            disk_gib: (self.limits.disk_gib - self.used.disk_gib).max(0),
+        }
+    }
+
+    /// Which limit a launch of this size would exceed, as a sentence, or `None` if it fits.
+    pub fn launch_problem(&self, vcpus: u32, memory_mib: u32, disk_gib: u32) -> Option<String> {
+        let left = self.left();
+        if left.instances < 1 {
+            return Some(format!(
+                "Instance limit reached ({} of {}).",
+                self.used.instances, self.limits.instances
+            ));
+        }
+        if i64::from(vcpus) > left.vcpus {
+            return Some(format!(
+                "Needs {vcpus} vCPUs; {} of {} left.",
+                left.vcpus, self.limits.vcpus
+            ));
+        }
+        if i64::from(memory_mib) > left.memory_mib {
+            return Some(format!(
+                "Needs {memory_mib} MiB memory; {} MiB of {} left.",
+                left.memory_mib, self.limits.memory_mib
+            ));
+        }
+        if i64::from(disk_gib) > left.disk_gib {
+            return Some(format!(
+                "Needs {disk_gib} GiB disk; {} GiB of {} left.",
+                left.disk_gib, self.limits.disk_gib
+            ));
+        }
+        None
+    }
+}
+
+/// One line of an invoice: a VM at one hourly rate within the month.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct InvoiceLine {
+    pub tenant_id: String,
+    pub tenant_name: String,
+    pub vm_id: String,
+    pub vm_name: String,
+    pub flavor_name: String,
+    /// Powered-on seconds within the month.
+    pub seconds: i64,
+    pub hourly_price_minor: i64,
+    pub amount_minor: i64,
+}
+
+/// A tenant's (or, for admins, everyone's) usage for one calendar month (UTC).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct Invoice {
+    /// `YYYY-MM`.
+    pub month: String,
+    pub lines: Vec<InvoiceLine>,
+    pub total_minor: i64,
+    /// Cost per day of the month (index 0 = the 1st), in minor units.
+    pub daily_minor: Vec<i64>,
+    /// The month is not over: figures run up to now.
+    pub partial: bool,
+}
+
+/// One audit entry as admins see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct AuditView {
+    pub seq: i64,
+    pub at: String,
+    pub actor: String,
+    pub tenant_id: Option<String>,
+    pub action: String,
+    pub target: String,
+    pub detail: String,
+    pub hash: String,
+}
+
+/// The audit log's chain check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct AuditCheck {
+    pub entries: i64,
+    /// The first entry whose hash or link does not match, if any.
+    pub broken_at: Option<i64>,
 }

@@ -13,8 +13,8 @@ use leptos::prelude::*;
 
 use crate::error::AppError;
 use crate::model::{
-    FlavorView, ImageView, LaunchRequest, Me, NewFlavor, NewToken, NewUser, TenantView, TokenView, UserView,
-    VmAction, VmDetail, VmView,
+    AuditCheck, AuditView, FlavorView, ImageView, Invoice, LaunchRequest, Me, NewFlavor, NewToken, NewUser,
+    QuotaLimits, QuotaView, TenantView, TokenView, UserView, VmAction, VmDetail, VmView,
 };
 
 /// Who is making a request, once authenticated (by session cookie or API token).
@@ -135,9 +135,33 @@ pub trait Vms: Send + Sync {
     async fn vm_action(&self, caller: &Caller, vm_id: String, action: VmAction) -> Result<VmView, AppError>;
 }
 
+/// Quotas, usage, invoices and the audit log.
+#[async_trait]
+pub trait Billing: Send + Sync {
+    /// The caller's tenant's limits and usage.
+    async fn my_quota(&self, caller: &Caller) -> Result<QuotaView, AppError>;
+    /// Every tenant's limits and usage (admins).
+    async fn list_quotas(&self, caller: &Caller) -> Result<Vec<QuotaView>, AppError>;
+    /// Sets a tenant's limits (admins); `tenant_id` `"*"` sets the defaults for tenants without their own.
+    async fn set_quota(
+        &self,
+        caller: &Caller,
+        tenant_id: String,
+        limits: QuotaLimits,
+    ) -> Result<(), AppError>;
+    /// The caller's tenant's invoice for `month` (`YYYY-MM`, empty: this month).
+    async fn my_invoice(&self, caller: &Caller, month: String) -> Result<Invoice, AppError>;
+    /// Every tenant's usage for `month` (admins).
+    async fn all_usage(&self, caller: &Caller, month: String) -> Result<Invoice, AppError>;
+    /// The newest audit entries (admins).
+    async fn audit_log(&self, caller: &Caller, limit: u32) -> Result<Vec<AuditView>, AppError>;
+    /// Recomputes the audit hash chain (admins).
+    async fn verify_audit(&self, caller: &Caller) -> Result<AuditCheck, AppError>;
+}
+
 /// Everything the UI needs from the server, one trait per area.
-pub trait Portal: Accounts + ApiTokens + Admin + Catalogue + Vms + 'static {}
-impl<T: Accounts + ApiTokens + Admin + Catalogue + Vms + 'static> Portal for T {}
+pub trait Portal: Accounts + ApiTokens + Admin + Catalogue + Vms + Billing + 'static {}
+impl<T: Accounts + ApiTokens + Admin + Catalogue + Vms + Billing + 'static> Portal for T {}
 
 /// The portal and the request of the server function being run.
 pub fn portal() -> Result<(Arc<dyn Portal>, Parts), AppError> {

@@ -4,11 +4,17 @@
 //! |------------------|---------------------------------------|
 //! | `/login`         | sign in                               |
 //! | `/`, `/instances`| tenant dashboard (signed in)          |
+//! | `/instances/:id` | one VM: actions, console, history  |
 //! | `/usage`         | usage (signed in)                     |
 //! | `/tokens`        | personal API tokens (signed in)       |
 //! | `/account`       | profile and password (signed in)      |
 //! | `/admin/tenants` | tenants (admins)                      |
 //! | `/admin/users`   | users (admins)                        |
+//! | `/admin/flavors`| flavors (admins)                      |
+//! | `/admin/images` | images (admins)                       |
+//! | `/admin/quotas` | quotas (admins)                       |
+//! | `/admin/usage`  | usage of all tenants (admins)         |
+//! | `/admin/audit`  | audit log (admins)                    |
 //! | anything else    | 404                                   |
 
 use leptos::prelude::*;
@@ -18,9 +24,15 @@ use leptos_router::path;
 
 use crate::components::{AppLayout, PRODUCT_NAME};
 use crate::pages::account::AccountPage;
+use crate::pages::admin::audit::AuditPage;
+use crate::pages::admin::flavors::FlavorsPage;
+use crate::pages::admin::images::ImagesPage;
+use crate::pages::admin::quotas::QuotasPage;
 use crate::pages::admin::tenants::TenantsPage;
+use crate::pages::admin::usage::AdminUsagePage;
 use crate::pages::admin::users::UsersPage;
 use crate::pages::dashboard::DashboardPage;
+use crate::pages::instance::InstancePage;
 use crate::pages::login::LoginPage;
 use crate::pages::not_found::NotFoundPage;
 use crate::pages::tokens::TokensPage;
@@ -59,11 +71,17 @@ pub fn App() -> impl IntoView {
                 <ParentRoute path=path!("") view=AppLayout>
                     <Route path=path!("") view=DashboardPage/>
                     <Route path=path!("instances") view=DashboardPage/>
+                    <Route path=path!("instances/:id") view=InstancePage/>
                     <Route path=path!("usage") view=UsagePage/>
                     <Route path=path!("tokens") view=TokensPage/>
                     <Route path=path!("account") view=AccountPage/>
                     <Route path=path!("admin/tenants") view=TenantsPage/>
                     <Route path=path!("admin/users") view=UsersPage/>
+                    <Route path=path!("admin/flavors") view=FlavorsPage/>
+                    <Route path=path!("admin/images") view=ImagesPage/>
+                    <Route path=path!("admin/quotas") view=QuotasPage/>
+                    <Route path=path!("admin/usage") view=AdminUsagePage/>
+                    <Route path=path!("admin/audit") view=AuditPage/>
                 </ParentRoute>
             </Routes>
         </Router>

@@ -1,5 +1,6 @@
 //! Browser entry point: hydrates the server-rendered page so it becomes interactive without a reload.
 #![forbid(unsafe_code)]
+#![recursion_limit = "512"]
 
 #[wasm_bindgen::prelude::wasm_bindgen]
 pub fn hydrate() {

@@ -136,7 +136,9 @@ pub struct VmName(String);
 impl VmName {
     pub fn parse(input: &str) -> Result<Self, AppError> {
         let s = input.trim().to_lowercase();
-        let ok_chars = s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        let ok_chars = s
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
         if !(1..=63).contains(&s.len()) || !ok_chars || s.starts_with('-') || s.ends_with('-') {
             return Err(AppError::invalid(
                 "name",
@@ -158,7 +160,9 @@ pub struct FlavorName(String);
 impl FlavorName {
     pub fn parse(input: &str) -> Result<Self, AppError> {
         let s = input.trim().to_lowercase();
-        let ok_chars = s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || ".-".contains(c));
+        let ok_chars = s
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || ".-".contains(c));
         let ok_start = s.chars().next().is_some_and(|c| c.is_ascii_lowercase());
         if !(2..=40).contains(&s.len()) || !ok_chars || !ok_start {
             return Err(AppError::invalid(
@@ -197,7 +201,9 @@ impl SshKey {
         let kind = parts.next().unwrap_or_default();
         let body = parts.next().unwrap_or_default();
         let ok_body = body.len() >= 16
-            && body.chars().all(|c| c.is_ascii_alphanumeric() || "+/=".contains(c));
+            && body
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+/=".contains(c));
         if s.len() > 8192 || s.contains('\n') || !Self::TYPES.contains(&kind) || !ok_body {
             return Err(AppError::invalid(
                 "ssh_key",
@@ -215,7 +221,10 @@ impl SshKey {
 /// User data for the guest: up to 64 KiB of text.
 pub fn parse_user_data(input: &str) -> Result<&str, AppError> {
     if input.len() > 64 * 1024 {
-        return Err(AppError::invalid("user_data", "User data must be at most 64 KiB."));
+        return Err(AppError::invalid(
+            "user_data",
+            "User data must be at most 64 KiB.",
+        ));
     }
     if input.contains('\0') {
         return Err(AppError::invalid("user_data", "User data must be text."));
@@ -279,7 +288,12 @@ mod tests {
     fn ssh_keys_must_look_like_openssh_public_keys() {
         assert!(SshKey::parse("").unwrap().as_str().is_empty());
         assert!(SshKey::parse("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG me@host").is_ok());
-        for bad in ["hello", "ssh-ed25519", "ssh-dss AAAAB3NzaC1kc3MAAACBAP", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG\nrm -rf /"] {
+        for bad in [
+            "hello",
+            "ssh-ed25519",
+            "ssh-dss AAAAB3NzaC1kc3MAAACBAP",
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG\nrm -rf /",
+        ] {
             assert!(SshKey::parse(bad).is_err(), "{bad:?} accepted");
         }
     }

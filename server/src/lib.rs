@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod billing;
 pub mod bootstrap;
 pub mod config;
 pub mod db;

@@ -93,7 +93,9 @@ pub async fn seed(pool: &sqlx::SqlitePool, guest_dir: &Path) -> Result<(), SeedE
                 register(pool, row).await?;
             }
         }
-        Err(e) => tracing::warn!(path = %manifest_path.display(), error = %e, "no guest manifest; run scripts/prepare.sh"),
+        Err(e) => {
+            tracing::warn!(path = %manifest_path.display(), error = %e, "no guest manifest; run scripts/prepare.sh")
+        }
     }
     let probe = guest_dir.join(PROBE_GUEST_FILE);
     if probe.exists() {
@@ -151,6 +153,8 @@ async fn register(pool: &sqlx::SqlitePool, mut row: images::ImageRow) -> Result<
         }
         None => {
             tracing::info!(image = row.name, "registering guest image");
+            // Printed like the first admin login: what an operator can launch right away.
+            println!("==> Guest image registered: {} ({})", row.name, row.os);
             images::insert(pool, &row).await
         }
     }

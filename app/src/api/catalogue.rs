@@ -3,7 +3,7 @@
 use leptos::prelude::*;
 
 use crate::error::AppError;
-use crate::model::{FlavorView, NewFlavor};
+use crate::model::FlavorView;
 
 #[server(prefix = "/api/fn", endpoint = "create_flavor")]
 pub async fn create_flavor(
@@ -14,7 +14,7 @@ pub async fn create_flavor(
     hourly_price_minor: i64,
 ) -> Result<FlavorView, AppError> {
     crate::port::with_caller(|portal, caller, _| async move {
-        let flavor = NewFlavor {
+        let flavor = crate::model::NewFlavor {
             name,
             vcpus,
             memory_mib,

@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod billing;
 pub mod catalogue;
 pub mod tokens;
 pub mod vms;

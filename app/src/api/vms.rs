@@ -4,7 +4,7 @@
 use leptos::prelude::*;
 
 use crate::error::AppError;
-use crate::model::{FlavorView, ImageView, LaunchRequest, VmAction, VmDetail, VmView};
+use crate::model::{FlavorView, ImageView, VmDetail, VmView};
 
 #[server(prefix = "/api/fn", endpoint = "list_vms")]
 pub async fn list_vms() -> Result<Vec<VmView>, AppError> {
@@ -25,7 +25,7 @@ pub async fn launch_vm(
     user_data: String,
 ) -> Result<VmView, AppError> {
     crate::port::with_caller(|portal, caller, _| async move {
-        let req = LaunchRequest {
+        let req = crate::model::LaunchRequest {
             name,
             image_id,
             flavor_id,
@@ -40,7 +40,8 @@ pub async fn launch_vm(
 #[server(prefix = "/api/fn", endpoint = "act_on_vm")]
 pub async fn act_on_vm(id: String, action: String) -> Result<VmView, AppError> {
     crate::port::with_caller(|portal, caller, _| async move {
-        let action = VmAction::parse(&action).ok_or_else(|| AppError::invalid("action", "Unknown action."))?;
+        let action = crate::model::VmAction::parse(&action)
+            .ok_or_else(|| AppError::invalid("action", "Unknown action."))?;
         portal.vm_action(&caller, id, action).await
     })
     .await

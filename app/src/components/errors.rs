@@ -14,6 +14,7 @@ pub fn ErrorBox(error: AppError) -> impl IntoView {
         AppError::Invalid { .. } => "Please check the form",
         AppError::Conflict { .. } => "Conflict",
         AppError::TooLarge => "Too large",
+        AppError::QuotaExceeded { .. } => "Over quota",
         AppError::TooManyRequests { .. } => "Too many attempts",
         AppError::Internal => "Server error",
         AppError::Transport { .. } => "Connection problem",

@@ -141,6 +141,21 @@ fn SideNav(is_admin: bool) -> impl IntoView {
                     <A href="/admin/users" {..} class="nav-link" data-testid="nav-users">
                         <span class="nav-icon" aria-hidden="true">"\u{263b}"</span>"Users"
                     </A>
+                    <A href="/admin/quotas" {..} class="nav-link" data-testid="nav-quotas">
+                        <span class="nav-icon" aria-hidden="true">"\u{25a5}"</span>"Quotas"
+                    </A>
+                    <A href="/admin/flavors" {..} class="nav-link" data-testid="nav-flavors">
+                        <span class="nav-icon" aria-hidden="true">"\u{25a4}"</span>"Flavors"
+                    </A>
+                    <A href="/admin/images" {..} class="nav-link" data-testid="nav-images">
+                        <span class="nav-icon" aria-hidden="true">"\u{25c9}"</span>"Images"
+                    </A>
+                    <A href="/admin/usage" {..} class="nav-link" data-testid="nav-admin-usage">
+                        <span class="nav-icon" aria-hidden="true">"\u{25d1}"</span>"Usage"
+                    </A>
+                    <A href="/admin/audit" {..} class="nav-link" data-testid="nav-audit">
+                        <span class="nav-icon" aria-hidden="true">"\u{2261}"</span>"Audit log"
+                    </A>
                 </div>
             })}
         </nav>

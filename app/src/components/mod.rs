@@ -1,11 +1,17 @@
 //! Reusable UI pieces: the signed-in layout, error displays, form fields and small layout helpers.
 
+pub mod billing;
 pub mod errors;
 pub mod form;
+pub mod launch;
 pub mod layout;
+pub mod live;
+pub mod quota;
 pub mod ui;
+pub mod vm;
 
 pub use errors::{ErrorBox, FieldError, FormError};
 pub use form::{action_error, action_succeeded, Field};
 pub use layout::{AppLayout, PRODUCT_NAME};
+pub use live::vm_changes;
 pub use ui::{fmt_time, mark_hydrated, AdminOnly, EmptyState, PageHeader};

@@ -1,49 +1,104 @@
-//! `/` and `/instances`: the tenant dashboard. Until the VM lifecycle feature lands, the figures are
-//! placeholders and the instance list is an empty state.
+//! `/` and `/instances`: the tenant dashboard — summary figures, the instance list with actions, and the
+//! launch dialog. The list follows state changes live (server-sent events).
 
 use leptos::prelude::*;
 use leptos_meta::Title;
+use leptos_router::components::A;
 
-use crate::components::{EmptyState, PageHeader};
-use crate::model::Me;
+use crate::api::vms::{list_vms, ActOnVm, LaunchVm};
+use crate::components::launch::LaunchDialog;
+use crate::components::quota::QuotaCards;
+use crate::components::vm::{size_line, StateBadge, VmActions};
+use crate::components::{action_error, fmt_time, vm_changes, EmptyState, ErrorBox, FormError, PageHeader};
+use crate::model::{Me, VmView};
 
 #[component]
 pub fn DashboardPage() -> impl IntoView {
-    let tenant = use_context::<Me>().map(|me| me.tenant_name).unwrap_or_default();
+    let tenant = StoredValue::new(use_context::<Me>().map(|me| me.tenant_name).unwrap_or_default());
+    let launch = ServerAction::<LaunchVm>::new();
+    let act = ServerAction::<ActOnVm>::new();
+    let changes = vm_changes();
+    let vms = Resource::new(
+        move || (changes.get(), launch.version().get(), act.version().get()),
+        |_| list_vms(),
+    );
+    let act_error = action_error(act);
+    let open = RwSignal::new(false);
+    let on_close = Callback::new(move |_| open.set(false));
     view! {
         <Title text="Instances"/>
         <PageHeader title="Instances" subtitle="Virtual machines of your tenant.">
-            <button type="button" class="btn btn-primary" disabled=true data-testid="launch-instance"
-                title="Launching arrives with the VM lifecycle feature">
+            <button type="button" class="btn btn-primary" data-testid="launch-instance"
+                on:click=move |_| { launch.clear(); open.set(true) }>
                 "+ Launch instance"
             </button>
         </PageHeader>
-        <section class="cards" aria-label="Summary" data-testid="summary">
-            <SummaryCard label="Instances" value="0" unit=""/>
-            <SummaryCard label="vCPUs" value="0" unit=""/>
-            <SummaryCard label="Memory" value="0" unit="GiB"/>
-        </section>
-        <section class="panel">
-            <div class="panel-header">
-                <h2>"Instances in "<span class="tenant-inline">{tenant}</span></h2>
-            </div>
-            <EmptyState title="No instances yet" icon="\u{25a3}">
-                <p>"Instances you launch will be listed here with their state, size and console."</p>
-                <p class="muted">"Launching instances arrives with the VM lifecycle feature."</p>
-                <button type="button" class="btn btn-primary" disabled=true>"+ Launch instance"</button>
-            </EmptyState>
-        </section>
+        <Show when=move || open.get()>
+            <LaunchDialog launch on_close/>
+        </Show>
+        <QuotaCards/>
+        <Transition fallback=|| view! { <p class="loading">"Loading instances…"</p> }>
+            {move || Suspend::new(async move {
+                match vms.await {
+                    Ok(list) => {
+                        let tenant = tenant.get_value();
+                        view! {
+                            <section class="panel">
+                                <div class="panel-header">
+                                    <h2>"Instances in "<span class="tenant-inline">{tenant}</span></h2>
+                                </div>
+                                <FormError error=act_error/>
+                                {if list.is_empty() {
+                                    view! {
+                                        <EmptyState title="No instances yet" icon="\u{25a3}">
+                                            <p>"Launch an instance: pick an image and a flavor, and it boots in seconds."</p>
+                                            <button type="button" class="btn btn-primary"
+                                                on:click=move |_| open.set(true)>"+ Launch instance"</button>
+                                        </EmptyState>
+                                    }.into_any()
+                                } else {
+                                    view! { <VmTable list act/> }.into_any()
+                                }}
+                            </section>
+                        }.into_any()
+                    }
+                    Err(error) => view! { <ErrorBox error/> }.into_any(),
+                }
+            })}
+        </Transition>
     }
 }
 
-/// One figure of the summary row. The figures are placeholders until instances exist.
 #[component]
-fn SummaryCard(label: &'static str, value: &'static str, unit: &'static str) -> impl IntoView {
+fn VmTable(list: Vec<VmView>, act: ServerAction<ActOnVm>) -> impl IntoView {
+    let rows = list
+        .into_iter()
+        .map(|vm| {
+            let href = format!("/instances/{}", vm.id);
+            let name = vm.name.clone();
+            view! {
+                <tr data-testid="vm-row" data-vm-name=vm.name.clone()>
+                    <td class="strong"><A href=href>{name}</A></td>
+                    <td><StateBadge state=vm.state/>
+                        {(!vm.state_reason.is_empty()).then(|| view! {
+                            <div class="muted small" title=vm.state_reason.clone()>{vm.state_reason.clone()}</div>
+                        })}
+                    </td>
+                    <td>{vm.image_name.clone()}</td>
+                    <td>{vm.flavor_name.clone()}<div class="muted small">{size_line(&vm)}</div></td>
+                    <td title=vm.created_at.clone()>{fmt_time(&vm.created_at)}</td>
+                    <td class="actions"><VmActions vm=vm.clone() action=act/></td>
+                </tr>
+            }
+        })
+        .collect_view();
     view! {
-        <div class="card stat" data-testid=format!("stat-{}", label.to_lowercase())>
-            <div class="stat-label">{label}</div>
-            <div class="stat-value">{value}<span class="stat-unit">{unit}</span></div>
-            <div class="stat-note">"Placeholder · arrives with VM lifecycle"</div>
-        </div>
+        <table class="table" data-testid="vms-table">
+            <thead>
+                <tr><th>"Name"</th><th>"State"</th><th>"Image"</th><th>"Flavor"</th><th>"Created"</th>
+                    <th class="actions">"Actions"</th></tr>
+            </thead>
+            <tbody>{rows}</tbody>
+        </table>
     }
 }

@@ -3,6 +3,7 @@
 pub mod account;
 pub mod admin;
 pub mod dashboard;
+pub mod instance;
 pub mod login;
 pub mod not_found;
 pub mod tokens;

@@ -29,7 +29,10 @@ pub async fn create_flavor(
     ApiCaller(caller): ApiCaller,
     ApiJson(body): ApiJson<NewFlavor>,
 ) -> Result<(StatusCode, Json<FlavorView>), ApiError> {
-    Ok((StatusCode::CREATED, Json(state.service.create_flavor(&caller, body).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(state.service.create_flavor(&caller, body).await?),
+    ))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -47,7 +50,12 @@ pub async fn update_flavor(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<SetDisabled>,
 ) -> Result<Json<FlavorView>, ApiError> {
-    Ok(Json(state.service.set_flavor_disabled(&caller, id, body.disabled).await?))
+    Ok(Json(
+        state
+            .service
+            .set_flavor_disabled(&caller, id, body.disabled)
+            .await?,
+    ))
 }
 
 #[utoipa::path(get, path = "/images", tag = "catalogue", responses((status = 200, body = [ImageView])))]
@@ -104,7 +112,10 @@ pub async fn upload_image(
     let mut total: u64 = 0;
     let limit = service.max_upload_bytes();
     let bad_form = |e: axum::extract::multipart::MultipartError| {
-        ApiError(AppError::invalid("body", format!("The upload is not a valid multipart form: {}", e.body_text())))
+        ApiError(AppError::invalid(
+            "body",
+            format!("The upload is not a valid multipart form: {}", e.body_text()),
+        ))
     };
     while let Some(mut field) = form.next_field().await.map_err(bad_form)? {
         let name = field.name().unwrap_or_default().to_string();
@@ -126,9 +137,13 @@ pub async fn upload_image(
                 if total > limit {
                     return Err(ApiError(AppError::TooLarge));
                 }
-                out.write_all(&chunk).await.map_err(|e| ApiError(crate::service::internal(e)))?;
+                out.write_all(&chunk)
+                    .await
+                    .map_err(|e| ApiError(crate::service::internal(e)))?;
             }
-            out.flush().await.map_err(|e| ApiError(crate::service::internal(e)))?;
+            out.flush()
+                .await
+                .map_err(|e| ApiError(crate::service::internal(e)))?;
             drop(out);
             if written == 0 {
                 // An empty file input: as if not sent.
@@ -146,7 +161,10 @@ pub async fn upload_image(
             "cmdline" => meta.cmdline = text,
             "owner_tenant_id" => meta.owner_tenant_id = text,
             other => {
-                return Err(ApiError(AppError::invalid(other, format!("Unknown field {other}."))));
+                return Err(ApiError(AppError::invalid(
+                    other,
+                    format!("Unknown field {other}."),
+                )));
             }
         }
     }

@@ -23,12 +23,14 @@ pub async fn vm_events(
     AnyCaller(caller): AnyCaller,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let tenant = caller.tenant_id;
-    let stream = BroadcastStream::new(state.service.supervisor().subscribe()).filter_map(move |msg| match msg {
-        Ok(change) if change.tenant_id == tenant => {
-            Some(Ok(Event::default().event("vm").json_data(&change).unwrap_or_default()))
-        }
-        Ok(_) => None,
-        Err(BroadcastStreamRecvError::Lagged(_)) => Some(Ok(Event::default().event("resync").data("{}"))),
-    });
+    let stream =
+        BroadcastStream::new(state.service.supervisor().subscribe()).filter_map(move |msg| match msg {
+            Ok(change) if change.tenant_id == tenant => Some(Ok(Event::default()
+                .event("vm")
+                .json_data(&change)
+                .unwrap_or_default())),
+            Ok(_) => None,
+            Err(BroadcastStreamRecvError::Lagged(_)) => Some(Ok(Event::default().event("resync").data("{}"))),
+        });
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }

@@ -4,6 +4,7 @@
 
 mod accounts;
 mod admin;
+mod billing;
 mod catalogue;
 mod events;
 mod extract;
@@ -30,7 +31,10 @@ pub fn router() -> Router<AppState> {
         .route("/users", get(admin::list_users).post(admin::create_user))
         .route("/users/{id}", patch(admin::update_user))
         .route("/users/{id}/password", post(admin::reset_password))
-        .route("/flavors", get(catalogue::list_flavors).post(catalogue::create_flavor))
+        .route(
+            "/flavors",
+            get(catalogue::list_flavors).post(catalogue::create_flavor),
+        )
         .route("/flavors/{id}", patch(catalogue::update_flavor))
         .route(
             "/images",
@@ -44,5 +48,14 @@ pub fn router() -> Router<AppState> {
         .route("/vms/{id}", get(vms::get_vm).delete(vms::delete_vm))
         .route("/vms/{id}/actions", post(vms::vm_action))
         .route("/events", get(events::vm_events))
+        .route("/quota", get(billing::my_quota))
+        .route("/quotas", get(billing::list_quotas))
+        .route("/quotas/{tenant_id}", axum::routing::put(billing::set_quota))
+        .route("/usage", get(billing::my_usage))
+        .route("/usage.csv", get(billing::my_usage_csv))
+        .route("/admin/usage", get(billing::all_usage))
+        .route("/admin/usage.csv", get(billing::all_usage_csv))
+        .route("/audit", get(billing::audit_log))
+        .route("/audit/verify", get(billing::verify_audit))
         .fallback(|| async { ApiError(app::error::AppError::not_found("API route")) })
 }

@@ -4,7 +4,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{catalogue, events, vms};
+use super::{billing, catalogue, events, vms};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -17,6 +17,8 @@ use super::{catalogue, events, vms};
         catalogue::list_flavors, catalogue::create_flavor, catalogue::update_flavor,
         catalogue::list_images, catalogue::upload_image, catalogue::delete_image,
         events::vm_events,
+        billing::my_quota, billing::list_quotas, billing::set_quota, billing::my_usage, billing::my_usage_csv,
+        billing::all_usage, billing::all_usage_csv, billing::audit_log, billing::verify_audit,
     ),
     modifiers(&BearerAuth),
     security(("bearer" = [])),

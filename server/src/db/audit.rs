@@ -96,7 +96,9 @@ pub struct Verification {
 
 /// Recomputes the whole chain.
 pub async fn verify(pool: &SqlitePool) -> Result<Verification, sqlx::Error> {
-    let rows: Vec<AuditRow> = sqlx::query_as("SELECT * FROM audit_log ORDER BY seq").fetch_all(pool).await?;
+    let rows: Vec<AuditRow> = sqlx::query_as("SELECT * FROM audit_log ORDER BY seq")
+        .fetch_all(pool)
+        .await?;
     let mut prev = GENESIS.to_string();
     for row in &rows {
         let e = Entry {

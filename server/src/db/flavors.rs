@@ -14,7 +14,8 @@ pub struct FlavorRow {
     pub created_at: i64,
 }
 
-const SELECT: &str = "SELECT id, name, vcpus, memory_mib, disk_gib, hourly_price_minor, disabled, created_at FROM flavors";
+const SELECT: &str =
+    "SELECT id, name, vcpus, memory_mib, disk_gib, hourly_price_minor, disabled, created_at FROM flavors";
 
 pub async fn list(pool: &SqlitePool) -> Result<Vec<FlavorRow>, sqlx::Error> {
     sqlx::query_as(&format!("{SELECT} ORDER BY vcpus, memory_mib, name"))
@@ -58,5 +59,7 @@ pub async fn set_disabled(pool: &SqlitePool, id: &str, disabled: bool) -> Result
 }
 
 pub async fn count(pool: &SqlitePool) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("SELECT COUNT(*) FROM flavors").fetch_one(pool).await
+    sqlx::query_scalar("SELECT COUNT(*) FROM flavors")
+        .fetch_one(pool)
+        .await
 }

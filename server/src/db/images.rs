@@ -20,7 +20,8 @@ pub struct ImageRow {
     pub created_at: i64,
 }
 
-const SELECT: &str = "SELECT id, name, os, kernel_path, initrd_path, root_disk_path, cmdline, emulated_cmdline, \
+const SELECT: &str =
+    "SELECT id, name, os, kernel_path, initrd_path, root_disk_path, cmdline, emulated_cmdline, \
      virtio_discovery, owner_tenant_id, is_test, uploaded, size_bytes, created_at FROM images";
 
 /// Every image (admins).

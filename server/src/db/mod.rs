@@ -4,8 +4,10 @@
 pub mod audit;
 pub mod flavors;
 pub mod images;
+pub mod quotas;
 pub mod tenants;
 pub mod tokens;
+pub mod usage;
 pub mod users;
 pub mod vms;
 

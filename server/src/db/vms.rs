@@ -5,6 +5,27 @@
 use app::model::VmState;
 use sqlx::{FromRow, SqlitePool};
 
+use super::quotas::{self, QuotaError, QuotaExceeded, Usage};
+use super::usage;
+
+/// A state change or launch that did not happen: over quota, or a database failure.
+#[derive(Debug, thiserror::Error)]
+pub enum VmWriteError {
+    #[error(transparent)]
+    Quota(#[from] QuotaExceeded),
+    #[error("Database error")]
+    Db(#[from] sqlx::Error),
+}
+
+impl From<QuotaError> for VmWriteError {
+    fn from(e: QuotaError) -> Self {
+        match e {
+            QuotaError::Exceeded(q) => Self::Quota(q),
+            QuotaError::Db(d) => Self::Db(d),
+        }
+    }
+}
+
 #[derive(Debug, Clone, FromRow)]
 pub struct VmRow {
     pub id: String,
@@ -53,9 +74,11 @@ pub async fn list_for_tenant(pool: &SqlitePool, tenant_id: &str) -> Result<Vec<V
 
 /// Every VM that is not deleted (admins, reconciliation).
 pub async fn list_live(pool: &SqlitePool) -> Result<Vec<VmRow>, sqlx::Error> {
-    sqlx::query_as(&format!("{SELECT} WHERE v.state <> 'deleted' ORDER BY v.created_at DESC"))
-        .fetch_all(pool)
-        .await
+    sqlx::query_as(&format!(
+        "{SELECT} WHERE v.state <> 'deleted' ORDER BY v.created_at DESC"
+    ))
+    .fetch_all(pool)
+    .await
 }
 
 pub async fn get(pool: &SqlitePool, id: &str) -> Result<Option<VmRow>, sqlx::Error> {
@@ -80,9 +103,17 @@ pub struct NewVm<'a> {
     pub user_data: &'a str,
 }
 
-/// Inserts a VM in `creating` with its first event.
-pub async fn insert(pool: &SqlitePool, vm: &NewVm<'_>, now: i64) -> Result<(), sqlx::Error> {
+/// Inserts a VM in `creating` with its first event, if the tenant's quota allows it (checked in the same
+/// IMMEDIATE transaction, so concurrent launches cannot overshoot).
+pub async fn insert(pool: &SqlitePool, vm: &NewVm<'_>, now: i64) -> Result<(), VmWriteError> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let add = Usage {
+        instances: 1,
+        vcpus: vm.vcpus,
+        memory_mib: vm.memory_mib,
+        disk_gib: vm.disk_gib,
+    };
+    quotas::check(&mut tx, vm.tenant_id, add).await?;
     sqlx::query(
         "INSERT INTO vms (id, tenant_id, created_by, name, image_id, flavor_id, vcpus, memory_mib, disk_gib, \
          state, ssh_key, user_data, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'creating', ?, ?, ?, ?)",
@@ -102,8 +133,18 @@ pub async fn insert(pool: &SqlitePool, vm: &NewVm<'_>, now: i64) -> Result<(), s
     .bind(now)
     .execute(&mut *tx)
     .await?;
-    insert_event(&mut tx, vm.id, now, None, VmState::Creating, Some(vm.created_by), "launched").await?;
-    tx.commit().await
+    insert_event(
+        &mut tx,
+        vm.id,
+        now,
+        None,
+        VmState::Creating,
+        Some(vm.created_by),
+        "launched",
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 async fn insert_event(
@@ -115,16 +156,18 @@ async fn insert_event(
     actor: Option<&str>,
     message: &str,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT INTO vm_events (vm_id, at, from_state, to_state, actor, message) VALUES (?, ?, ?, ?, ?, ?)")
-        .bind(vm_id)
-        .bind(at)
-        .bind(from.map(VmState::as_str))
-        .bind(to.as_str())
-        .bind(actor)
-        .bind(message)
-        .execute(tx)
-        .await
-        .map(|_| ())
+    sqlx::query(
+        "INSERT INTO vm_events (vm_id, at, from_state, to_state, actor, message) VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(vm_id)
+    .bind(at)
+    .bind(from.map(VmState::as_str))
+    .bind(to.as_str())
+    .bind(actor)
+    .bind(message)
+    .execute(tx)
+    .await
+    .map(|_| ())
 }
 
 /// One requested state change.
@@ -138,22 +181,43 @@ pub struct Transition<'a> {
     /// The user who asked, or `None` for the system.
     pub actor: Option<&'a str>,
     pub message: &'a str,
+    /// When the change really happened, if earlier than now (e.g. a VMM that exited while the portal was
+    /// down): the usage ledger closes the interval then.
+    pub happened_at: Option<i64>,
 }
 
 /// Applies the transition if the VM is in an expected state; returns the state it was in, or `None` when
-/// it was not (nothing changed).
-pub async fn transition(pool: &SqlitePool, t: &Transition<'_>, now: i64) -> Result<Option<VmState>, sqlx::Error> {
+/// it was not (nothing changed). Starting a stopped or crashed VM checks the vCPU and memory quota; entering
+/// or leaving a powered-on state opens or closes the VM's usage interval — all in one transaction.
+pub async fn transition(
+    pool: &SqlitePool,
+    t: &Transition<'_>,
+    now: i64,
+) -> Result<Option<VmState>, VmWriteError> {
     // IMMEDIATE: take the write lock before reading, so the read-check-write cannot interleave with another.
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    let current: Option<String> = sqlx::query_scalar("SELECT state FROM vms WHERE id = ?")
-        .bind(t.vm_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-    let Some(from) = current.as_deref().and_then(VmState::parse) else {
+    let current: Option<(String, String, i64, i64)> =
+        sqlx::query_as("SELECT state, tenant_id, vcpus, memory_mib FROM vms WHERE id = ?")
+            .bind(t.vm_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let Some((state, tenant_id, vcpus, memory_mib)) = current else {
+        return Ok(None);
+    };
+    let Some(from) = VmState::parse(&state) else {
         return Ok(None);
     };
     if !t.from.contains(&from) {
         return Ok(None);
+    }
+    if t.to == VmState::Starting && matches!(from, VmState::Stopped | VmState::Crashed) {
+        let add = Usage {
+            instances: 0,
+            vcpus,
+            memory_mib,
+            disk_gib: 0,
+        };
+        quotas::check(&mut tx, &tenant_id, add).await?;
     }
     let started = matches!(t.to, VmState::Running);
     let deleted = matches!(t.to, VmState::Deleted);
@@ -174,12 +238,22 @@ pub async fn transition(pool: &SqlitePool, t: &Transition<'_>, now: i64) -> Resu
     .execute(&mut *tx)
     .await?;
     insert_event(&mut tx, t.vm_id, now, Some(from), t.to, t.actor, t.message).await?;
+    let at = t.happened_at.unwrap_or(now).min(now);
+    match (usage::powered_on(from), usage::powered_on(t.to)) {
+        (false, true) => usage::open(&mut tx, t.vm_id, at).await?,
+        (true, false) => usage::close(&mut tx, t.vm_id, at).await?,
+        _ => {}
+    }
     tx.commit().await?;
     Ok(Some(from))
 }
 
 /// Records (or clears) the VMM process of a VM.
-pub async fn set_process(pool: &SqlitePool, id: &str, process: Option<(i64, i64)>) -> Result<(), sqlx::Error> {
+pub async fn set_process(
+    pool: &SqlitePool,
+    id: &str,
+    process: Option<(i64, i64)>,
+) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE vms SET pid = ?, pid_start_ticks = ? WHERE id = ?")
         .bind(process.map(|p| p.0))
         .bind(process.map(|p| p.1))

@@ -94,8 +94,13 @@ impl Accounts for Service {
         .await?;
         tracing::info!(user_id = %user.id, tenant_id = %user.tenant_id, "signed in");
         let ip = client_ip(req).map(|ip| ip.to_string()).unwrap_or_default();
-        self.audit(Some(&caller_of(&user)), "sign_in", &format!("user:{}", user.id), &format!("from {ip}"))
-            .await;
+        self.audit(
+            Some(&caller_of(&user)),
+            "sign_in",
+            &format!("user:{}", user.id),
+            &format!("from {ip}"),
+        )
+        .await;
         Ok(me_of(&user))
     }
 

@@ -42,10 +42,16 @@ fn validate_flavor(f: &NewFlavor) -> Result<FlavorName, AppError> {
         return Err(AppError::invalid("vcpus", "vCPUs must be between 1 and 4."));
     }
     if !(64..=8192).contains(&f.memory_mib) {
-        return Err(AppError::invalid("memory_mib", "Memory must be between 64 and 8192 MiB."));
+        return Err(AppError::invalid(
+            "memory_mib",
+            "Memory must be between 64 and 8192 MiB.",
+        ));
     }
     if !(1..=2048).contains(&f.disk_gib) {
-        return Err(AppError::invalid("disk_gib", "Disk must be between 1 and 2048 GiB."));
+        return Err(AppError::invalid(
+            "disk_gib",
+            "Disk must be between 1 and 2048 GiB.",
+        ));
     }
     if !(0..=100_000_000).contains(&f.hourly_price_minor) {
         return Err(AppError::invalid(
@@ -66,14 +72,20 @@ impl Service {
     }
 
     /// An image the caller may use: public, or owned by the caller's tenant. Others read as not found.
-    pub(crate) async fn visible_image(&self, caller: &Caller, id: &str) -> Result<images::ImageRow, AppError> {
+    pub(crate) async fn visible_image(
+        &self,
+        caller: &Caller,
+        id: &str,
+    ) -> Result<images::ImageRow, AppError> {
         let id = parse_id("Image", id)?;
         let image = images::get(self.pool(), &id)
             .await
             .map_err(internal)?
             .ok_or_else(|| AppError::not_found("Image"))?;
         match &image.owner_tenant_id {
-            Some(owner) if owner != &caller.tenant_id && !caller.is_admin() => Err(AppError::not_found("Image")),
+            Some(owner) if owner != &caller.tenant_id && !caller.is_admin() => {
+                Err(AppError::not_found("Image"))
+            }
             _ => Ok(image),
         }
     }
@@ -140,7 +152,10 @@ impl Catalogue for Service {
     async fn delete_image(&self, caller: &Caller, image_id: String) -> Result<(), AppError> {
         caller.require_admin()?;
         let image = self.visible_image(caller, &image_id).await?;
-        if !images::delete_unused(self.pool(), &image.id).await.map_err(internal)? {
+        if !images::delete_unused(self.pool(), &image.id)
+            .await
+            .map_err(internal)?
+        {
             return Err(AppError::conflict(format!(
                 "Image {} is used by VMs (including deleted ones kept for history) and cannot be deleted.",
                 image.name

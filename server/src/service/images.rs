@@ -111,7 +111,9 @@ impl Service {
     /// A fresh staging directory for an upload by an admin.
     pub async fn stage_upload(&self, caller: &Caller) -> Result<Staging, AppError> {
         caller.require_admin()?;
-        let dir = self.images_dir().join(format!(".upload-{}", uuid::Uuid::new_v4()));
+        let dir = self
+            .images_dir()
+            .join(format!(".upload-{}", uuid::Uuid::new_v4()));
         tokio::fs::create_dir_all(&dir).await.map_err(internal)?;
         Ok(Staging { dir, keep: false })
     }
@@ -146,7 +148,11 @@ impl Service {
         if has_root {
             check_root_disk(&root)?;
         }
-        if images::by_name(self.pool(), name.as_str()).await.map_err(internal)?.is_some() {
+        if images::by_name(self.pool(), name.as_str())
+            .await
+            .map_err(internal)?
+            .is_some()
+        {
             return Err(AppError::invalid(
                 "name",
                 format!("An image named {} already exists.", name.as_str()),
@@ -182,7 +188,12 @@ impl Service {
             });
         }
         staging.keep = true;
-        tracing::info!(image_id = id, name = row.name, user = caller.username, "image uploaded");
+        tracing::info!(
+            image_id = id,
+            name = row.name,
+            user = caller.username,
+            "image uploaded"
+        );
         Ok(image_view(&row))
     }
 

@@ -5,6 +5,7 @@
 mod accounts;
 mod admin;
 mod audit;
+mod billing;
 mod catalogue;
 pub mod images;
 mod tokens;

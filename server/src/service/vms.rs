@@ -39,6 +39,17 @@ fn event_view(row: &vms::EventRow) -> VmEventView {
     }
 }
 
+/// A refused write: over quota (which limit, by how much), or an internal failure.
+pub(crate) fn write_error(e: vms::VmWriteError) -> AppError {
+    match e {
+        vms::VmWriteError::Quota(q) => AppError::QuotaExceeded {
+            resource: q.resource.to_string(),
+            message: format!("{q}."),
+        },
+        vms::VmWriteError::Db(e) => internal(e),
+    }
+}
+
 /// The state an action moves a VM to at once, and from which states it may.
 fn first_step(action: VmAction) -> VmState {
     match action {
@@ -99,7 +110,10 @@ impl Vms for Service {
         let image = self.visible_image(caller, &req.image_id).await?;
         let flavor = self.flavor(&req.flavor_id).await?;
         if flavor.disabled {
-            return Err(AppError::invalid("flavor_id", format!("Flavor {} is not offered any more.", flavor.name)));
+            return Err(AppError::invalid(
+                "flavor_id",
+                format!("Flavor {} is not offered any more.", flavor.name),
+            ));
         }
         let id = uuid::Uuid::new_v4().to_string();
         let new = vms::NewVm {
@@ -117,17 +131,23 @@ impl Vms for Service {
         };
         match vms::insert(self.pool(), &new, db::now()).await {
             Ok(()) => {}
-            Err(e) if db::is_unique_violation(&e) => {
+            Err(vms::VmWriteError::Db(e)) if db::is_unique_violation(&e) => {
                 return Err(AppError::invalid(
                     "name",
                     format!("You already have a VM named {}.", name.as_str()),
                 ))
             }
-            Err(e) => return Err(internal(e)),
+            Err(e) => return Err(write_error(e)),
         }
         tracing::info!(vm_id = id, user = caller.username, "VM launched");
-        let detail = format!("name={} image={} flavor={}", name.as_str(), image.name, flavor.name);
-        self.audit(Some(caller), "vm_launch", &format!("vm:{id}"), &detail).await;
+        let detail = format!(
+            "name={} image={} flavor={}",
+            name.as_str(),
+            image.name,
+            flavor.name
+        );
+        self.audit(Some(caller), "vm_launch", &format!("vm:{id}"), &detail)
+            .await;
         self.supervisor().provision(&id);
         let vm = self.tenant_vm(caller, &id).await?;
         Ok(vm_view(&vm))
@@ -145,8 +165,9 @@ impl Vms for Service {
             reason: "",
             actor: Some(&caller.user_id),
             message: &message,
+            happened_at: None,
         };
-        let previous = self.supervisor().transition(&t).await.map_err(internal)?;
+        let previous = self.supervisor().transition(&t).await.map_err(write_error)?;
         if previous.is_none() {
             // Re-read: the state may have changed since the check above.
             let now = self.tenant_vm(caller, &vm.id).await?.state();
@@ -157,8 +178,13 @@ impl Vms for Service {
             )));
         }
         if action == VmAction::Delete {
-            self.audit(Some(caller), "vm_delete", &format!("vm:{}", vm.id), &format!("name={}", vm.name))
-                .await;
+            self.audit(
+                Some(caller),
+                "vm_delete",
+                &format!("vm:{}", vm.id),
+                &format!("name={}", vm.name),
+            )
+            .await;
         }
         let sup = self.supervisor();
         match action {
@@ -182,7 +208,13 @@ mod tests {
 
     #[test]
     fn every_action_has_a_legal_source_state_and_moves_somewhere_else() {
-        for action in [VmAction::Start, VmAction::Stop, VmAction::Reboot, VmAction::ForceOff, VmAction::Delete] {
+        for action in [
+            VmAction::Start,
+            VmAction::Stop,
+            VmAction::Reboot,
+            VmAction::ForceOff,
+            VmAction::Delete,
+        ] {
             let from = allowed_from(action);
             assert!(!from.is_empty(), "{action:?} is never allowed");
             // Force off while stopping escalates a graceful stop; every other action changes the state.
@@ -190,7 +222,10 @@ mod tests {
                 assert!(!from.contains(&first_step(action)), "{action:?} would loop");
             }
         }
-        assert_eq!(allowed_from(VmAction::Start), vec![VmState::Stopped, VmState::Crashed]);
+        assert_eq!(
+            allowed_from(VmAction::Start),
+            vec![VmState::Stopped, VmState::Crashed]
+        );
         assert!(!allowed_from(VmAction::Delete).contains(&VmState::Deleted));
         assert!(!allowed_from(VmAction::Stop).contains(&VmState::Stopped));
     }

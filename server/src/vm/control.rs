@@ -41,7 +41,10 @@ pub async fn request(socket: &Path, req: &Value) -> Result<Value, ControlError> 
         if value.get("ok").and_then(Value::as_bool) == Some(true) {
             Ok(value)
         } else {
-            let msg = value.get("error").and_then(Value::as_str).unwrap_or("unknown error");
+            let msg = value
+                .get("error")
+                .and_then(Value::as_str)
+                .unwrap_or("unknown error");
             Err(ControlError::Refused(msg.to_string()))
         }
     };

@@ -54,7 +54,10 @@ fn grow(path: &Path, size_bytes: u64) -> Result<(), DiskError> {
         .write(true)
         .open(path)
         .map_err(|e| DiskError::Size(path.to_path_buf(), e))?;
-    let len = file.metadata().map_err(|e| DiskError::Size(path.to_path_buf(), e))?.len();
+    let len = file
+        .metadata()
+        .map_err(|e| DiskError::Size(path.to_path_buf(), e))?
+        .len();
     if len < size_bytes {
         file.set_len(size_bytes)
             .map_err(|e| DiskError::Size(path.to_path_buf(), e))?;

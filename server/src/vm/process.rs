@@ -99,6 +99,16 @@ pub fn read_exit_status(run_dir: &Path) -> Option<ExitStatus> {
     serde_json::from_slice(&bytes).ok()
 }
 
+/// When the VMM in `run_dir` recorded its exit (unix seconds), if it did.
+pub fn exit_time(run_dir: &Path) -> Option<i64> {
+    let modified = std::fs::metadata(run_dir.join(exit_codes::STATUS_FILE))
+        .ok()?
+        .modified()
+        .ok()?;
+    let secs = modified.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
+    i64::try_from(secs).ok()
+}
+
 /// What ended a VMM: its recorded exit status, else the wait status of our child, else nothing known.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -148,14 +158,27 @@ mod tests {
     fn our_own_process_is_alive_and_a_wrong_start_time_is_not() {
         let pid = i32::try_from(std::process::id()).unwrap();
         let ticks = start_ticks(pid).unwrap();
-        assert!(VmmProcess { pid, start_ticks: ticks }.is_alive());
-        assert!(!VmmProcess { pid, start_ticks: ticks + 1 }.is_alive());
+        assert!(VmmProcess {
+            pid,
+            start_ticks: ticks
+        }
+        .is_alive());
+        assert!(!VmmProcess {
+            pid,
+            start_ticks: ticks + 1
+        }
+        .is_alive());
     }
 
     #[test]
     fn outcomes_prefer_the_recorded_status() {
         use std::os::unix::process::ExitStatusExt;
-        let rec = |code| Some(ExitStatus { code, name: exit_codes::name(code).into() });
+        let rec = |code| {
+            Some(ExitStatus {
+                code,
+                name: exit_codes::name(code).into(),
+            })
+        };
         assert_eq!(Outcome::decide(rec(0), None), Outcome::PoweredOff);
         assert_eq!(
             Outcome::decide(rec(3), Some(std::process::ExitStatus::from_raw(0))),

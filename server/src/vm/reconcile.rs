@@ -10,7 +10,7 @@ use crate::db::vms;
 
 impl Supervisor {
     /// Run once at start, before serving.
-    pub async fn reconcile(&self) -> Result<(), sqlx::Error> {
+    pub async fn reconcile(&self) -> Result<(), vms::VmWriteError> {
         for vm in vms::list_live(self.pool()).await? {
             let state = vm.state();
             let proc_ = match (vm.pid, vm.pid_start_ticks) {
@@ -60,35 +60,56 @@ impl Supervisor {
     }
 
     /// The VMM is gone: record how it ended and finish what was in progress.
-    async fn settle(&self, vm_id: &str, state: VmState, had_process: bool) -> Result<(), sqlx::Error> {
+    async fn settle(&self, vm_id: &str, state: VmState, had_process: bool) -> Result<(), vms::VmWriteError> {
         if had_process {
             vms::set_process(self.pool(), vm_id, None).await?;
         }
         let note = "while the portal was not running";
+        // Billing stops when the VMM recorded its exit, if it did; otherwise now (when it was noticed).
+        let ended = process::exit_time(&self.run_dir(vm_id));
         match state {
             VmState::Creating => {
                 let reason = "provisioning was interrupted by a portal restart";
-                self.system_change(vm_id, state, VmState::Crashed, reason).await?;
+                self.system_change(vm_id, state, VmState::Crashed, reason, None)
+                    .await?;
             }
             VmState::Starting | VmState::Running => {
                 match Outcome::decide(process::read_exit_status(&self.run_dir(vm_id)), None) {
                     Outcome::PoweredOff => {
-                        self.system_change(vm_id, state, VmState::Stopped, &format!("guest powered off {note}"))
-                            .await?;
+                        self.system_change(
+                            vm_id,
+                            state,
+                            VmState::Stopped,
+                            &format!("guest powered off {note}"),
+                            ended,
+                        )
+                        .await?;
                     }
                     Outcome::Failed(reason) => {
-                        self.system_change(vm_id, state, VmState::Crashed, &format!("{reason} ({note})"))
-                            .await?;
+                        self.system_change(
+                            vm_id,
+                            state,
+                            VmState::Crashed,
+                            &format!("{reason} ({note})"),
+                            ended,
+                        )
+                        .await?;
                     }
                 }
             }
             VmState::Stopping => {
-                self.system_change(vm_id, state, VmState::Stopped, &format!("stopped {note}"))
+                self.system_change(vm_id, state, VmState::Stopped, &format!("stopped {note}"), ended)
                     .await?;
             }
             VmState::Rebooting => {
                 if self
-                    .system_change(vm_id, state, VmState::Starting, "restarting an interrupted reboot")
+                    .system_change(
+                        vm_id,
+                        state,
+                        VmState::Starting,
+                        "restarting an interrupted reboot",
+                        None,
+                    )
                     .await?
                 {
                     self.finish_start(vm_id);
@@ -100,7 +121,14 @@ impl Supervisor {
         Ok(())
     }
 
-    async fn system_change(&self, vm_id: &str, from: VmState, to: VmState, message: &str) -> Result<bool, sqlx::Error> {
+    async fn system_change(
+        &self,
+        vm_id: &str,
+        from: VmState,
+        to: VmState,
+        message: &str,
+        happened_at: Option<i64>,
+    ) -> Result<bool, vms::VmWriteError> {
         let reason = if to == VmState::Crashed { message } else { "" };
         let t = vms::Transition {
             vm_id,
@@ -109,6 +137,7 @@ impl Supervisor {
             reason,
             actor: None,
             message,
+            happened_at,
         };
         Ok(self.transition(&t).await?.is_some())
     }

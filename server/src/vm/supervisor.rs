@@ -20,6 +20,8 @@ use crate::db::{self, images, vms};
 pub enum SupervisorError {
     #[error("Database error")]
     Db(#[from] sqlx::Error),
+    #[error(transparent)]
+    Write(#[from] vms::VmWriteError),
     #[error("VM {0} not found")]
     Missing(String),
     #[error("Failed to prepare the VM directory {0}")]
@@ -142,12 +144,15 @@ impl Supervisor {
     }
 
     fn vm_lock(&self, vm_id: &str) -> Arc<tokio::sync::Mutex<()>> {
-        lock(&self.inner.locks).entry(vm_id.to_string()).or_default().clone()
+        lock(&self.inner.locks)
+            .entry(vm_id.to_string())
+            .or_default()
+            .clone()
     }
 
     /// Applies a transition and tells subscribers. Returns the previous state, or `None` if the VM was not
     /// in one of `t.from` (nothing changed).
-    pub async fn transition(&self, t: &vms::Transition<'_>) -> Result<Option<VmState>, sqlx::Error> {
+    pub async fn transition(&self, t: &vms::Transition<'_>) -> Result<Option<VmState>, vms::VmWriteError> {
         let done = vms::transition(self.pool(), t, db::now()).await?;
         if done.is_some() {
             tracing::info!(vm_id = t.vm_id, to = %t.to, message = t.message, "vm state");
@@ -171,6 +176,7 @@ impl Supervisor {
             reason,
             actor: None,
             message,
+            happened_at: None,
         };
         match self.transition(&t).await {
             Ok(prev) => prev.is_some(),
@@ -203,8 +209,14 @@ impl Supervisor {
         self.background(vm_id, "provision", async move {
             if let Err(e) = this.create_files(&id).await {
                 let reason = crate::telemetry::chain(&e);
-                this.system(&id, &[VmState::Creating], VmState::Crashed, &reason, "provisioning failed")
-                    .await;
+                this.system(
+                    &id,
+                    &[VmState::Creating],
+                    VmState::Crashed,
+                    &reason,
+                    "provisioning failed",
+                )
+                .await;
                 return Err(e);
             }
             if this
@@ -255,8 +267,14 @@ impl Supervisor {
             }
             if let Err(e) = self.spawn_vmm(&vm, &paths).await {
                 let reason = crate::telemetry::chain(&e);
-                self.system(vm_id, &[VmState::Starting], VmState::Crashed, &reason, "VMM failed to start")
-                    .await;
+                self.system(
+                    vm_id,
+                    &[VmState::Starting],
+                    VmState::Crashed,
+                    &reason,
+                    "VMM failed to start",
+                )
+                .await;
                 return Err(e);
             }
         }
@@ -276,7 +294,12 @@ impl Supervisor {
         std::fs::write(&paths.vmm_config, json).map_err(SupervisorError::Config)?;
         let _ = std::fs::remove_file(paths.dir.join(vmm::exit_codes::STATUS_FILE));
         let (child, proc_) = process::spawn(&self.inner.settings.vmm_binary, &paths.vmm_config, &paths.log)?;
-        vms::set_process(self.pool(), &vm.id, Some((i64::from(proc_.pid), proc_.start_ticks as i64))).await?;
+        vms::set_process(
+            self.pool(),
+            &vm.id,
+            Some((i64::from(proc_.pid), proc_.start_ticks as i64)),
+        )
+        .await?;
         self.watch(&vm.id, proc_, Some(child));
         Ok(())
     }
@@ -334,8 +357,14 @@ impl Supervisor {
             }
             if let Ok(state) = control::state(control_sock).await {
                 if state == "running" {
-                    self.system(vm_id, &[VmState::Starting], VmState::Running, "", "VMM running the guest")
-                        .await;
+                    self.system(
+                        vm_id,
+                        &[VmState::Starting],
+                        VmState::Running,
+                        "",
+                        "VMM running the guest",
+                    )
+                    .await;
                     return;
                 }
             }
@@ -395,14 +424,32 @@ impl Supervisor {
             // Unexpected ends only: stop/reboot/delete flows make their own transition.
             match &outcome {
                 Outcome::PoweredOff => {
-                    this.system(&id, &[VmState::Running], VmState::Stopped, "", "guest powered off")
-                        .await;
-                    this.system(&id, &[VmState::Starting], VmState::Crashed, "VMM exited while starting", "VMM exited while starting")
-                        .await;
+                    this.system(
+                        &id,
+                        &[VmState::Running],
+                        VmState::Stopped,
+                        "",
+                        "guest powered off",
+                    )
+                    .await;
+                    this.system(
+                        &id,
+                        &[VmState::Starting],
+                        VmState::Crashed,
+                        "VMM exited while starting",
+                        "VMM exited while starting",
+                    )
+                    .await;
                 }
                 Outcome::Failed(reason) => {
-                    this.system(&id, &[VmState::Running, VmState::Starting], VmState::Crashed, reason, reason)
-                        .await;
+                    this.system(
+                        &id,
+                        &[VmState::Running, VmState::Starting],
+                        VmState::Crashed,
+                        reason,
+                        reason,
+                    )
+                    .await;
                 }
             }
             let _ = tx.send(true);
@@ -437,8 +484,7 @@ impl Supervisor {
         if !self.is_running_process(vm_id) {
             return;
         }
-        if control::command(&control_sock, "stop").await.is_ok()
-            && self.wait_ended(vm_id, FORCE_GRACE).await
+        if control::command(&control_sock, "stop").await.is_ok() && self.wait_ended(vm_id, FORCE_GRACE).await
         {
             return;
         }
@@ -456,7 +502,8 @@ impl Supervisor {
         let id = vm_id.to_string();
         self.background(vm_id, "stop", async move {
             this.end_process(&id, graceful).await;
-            this.system(&id, &[VmState::Stopping], VmState::Stopped, "", "VMM stopped").await;
+            this.system(&id, &[VmState::Stopping], VmState::Stopped, "", "VMM stopped")
+                .await;
             Ok(())
         });
     }
@@ -468,7 +515,13 @@ impl Supervisor {
         self.background(vm_id, "reboot", async move {
             this.end_process(&id, true).await;
             if this
-                .system(&id, &[VmState::Rebooting], VmState::Starting, "", "powered off for reboot")
+                .system(
+                    &id,
+                    &[VmState::Rebooting],
+                    VmState::Starting,
+                    "",
+                    "powered off for reboot",
+                )
                 .await
             {
                 this.boot(&id).await?;
@@ -496,8 +549,14 @@ impl Supervisor {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(SupervisorError::Dir(dir, e)),
             }
-            this.system(&id, &[VmState::Deleting], VmState::Deleted, "", "disk and run directory removed")
-                .await;
+            this.system(
+                &id,
+                &[VmState::Deleting],
+                VmState::Deleted,
+                "",
+                "disk and run directory removed",
+            )
+            .await;
             lock(&this.inner.locks).remove(&id);
             Ok(())
         });
@@ -516,7 +575,14 @@ impl Supervisor {
             )
             .await;
             self.end_process(&id, false).await;
-            self.system(&id, &[VmState::Stopping], VmState::Stopped, "", "portal shut down").await;
+            self.system(
+                &id,
+                &[VmState::Stopping],
+                VmState::Stopped,
+                "",
+                "portal shut down",
+            )
+            .await;
         }
     }
 

@@ -75,7 +75,9 @@ impl std::ops::Deref for TestApp {
 impl TestApp {
     /// A handle on a portal running elsewhere (a separate process); nothing is cleaned up by it.
     pub fn attach(base: &str) -> Site {
-        Site { base: base.to_string() }
+        Site {
+            base: base.to_string(),
+        }
     }
 }
 

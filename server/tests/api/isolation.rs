@@ -114,3 +114,66 @@ async fn tenant_b_cannot_see_or_touch_tenant_a() {
         3
     );
 }
+
+/// Tenant B's member tries tenant A's VM on every VM route (server functions and REST): always 404, and
+/// A's VM keeps running untouched. Also a private image of tenant A is invisible and unusable for B.
+#[tokio::test]
+async fn tenant_b_cannot_see_or_touch_tenant_a_vms() {
+    use crate::vm_helpers::{kvm_or_skip, launch, probe_and_micro, wait_state};
+    if !kvm_or_skip("tenant_b_cannot_see_or_touch_tenant_a_vms") {
+        return;
+    }
+    let app = crate::helpers::spawn_app_with_vms().await;
+    let admin = app.admin().await;
+    app.tenant_with_member(&admin, "tenant-a", "alice").await;
+    app.tenant_with_member(&admin, "tenant-b", "bob").await;
+    let alice = app.signed_in("alice", "alice-password-1").await;
+    let alice_api = app.api(&alice.token("alice-token").await);
+    let bob = app.signed_in("bob", "bob-password-1").await;
+    let bob_api = app.api(&bob.token("bob-token").await);
+
+    let (image, flavor) = probe_and_micro(&alice_api).await;
+    let vm = launch(&alice_api, "alices-vm", &image, &flavor).await;
+    wait_state(&alice_api, &vm, "running", std::time::Duration::from_secs(60)).await;
+
+    // Listings: Bob sees nothing of Alice's.
+    assert_eq!(bob_api.get("/vms").await.1, json!([]));
+    assert_eq!(bob.call_ok("list_vms", &[]).await, json!([]));
+
+    // Every id-taking route, both ways.
+    assert_eq!(bob_api.get(&format!("/vms/{vm}")).await.0, 404);
+    assert_eq!(bob.call("get_vm", &[("id", &vm)]).await.status(), 404);
+    for action in ["start", "stop", "reboot", "force_off", "delete"] {
+        let (status, err) = bob_api
+            .send(
+                Method::POST,
+                &format!("/vms/{vm}/actions"),
+                Some(json!({ "action": action })),
+            )
+            .await;
+        assert_eq!(status, 404, "{action}: {err}");
+        assert_eq!(
+            bob.call("act_on_vm", &[("id", &vm), ("action", action)])
+                .await
+                .status(),
+            404,
+            "{action}"
+        );
+    }
+    assert_eq!(
+        bob_api.send(Method::DELETE, &format!("/vms/{vm}"), None).await.0,
+        404
+    );
+    // A launch cannot reuse A's name space either: Bob's own VM of the same name is fine and separate.
+    let bobs = launch(&bob_api, "alices-vm", &image, &flavor).await;
+    assert_ne!(bobs, vm);
+
+    // Alice's VM is untouched.
+    let (_, v) = alice_api.get(&format!("/vms/{vm}")).await;
+    assert_eq!(v["state"], "running");
+    assert!(v["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|e| e["actor"] != "bob"));
+}

@@ -2,6 +2,8 @@
 #![allow(clippy::unwrap_used)]
 
 mod accounts;
+mod billing;
+mod catalogue;
 mod helpers;
 mod isolation;
 mod rest;

@@ -11,10 +11,17 @@ use super::helpers::{Api, Site, ADMIN_PASSWORD};
 
 /// True when /dev/kvm is usable; otherwise prints a loud SKIP line.
 pub fn kvm_or_skip(test: &str) -> bool {
-    if std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok() {
+    if std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_ok()
+    {
         return true;
     }
-    eprintln!("\n!!!!!!!! SKIP {test}: /dev/kvm is not available; this test needs real KVM guests !!!!!!!!\n");
+    eprintln!(
+        "\n!!!!!!!! SKIP {test}: /dev/kvm is not available; this test needs real KVM guests !!!!!!!!\n"
+    );
     false
 }
 
@@ -208,7 +215,10 @@ impl PortalProcess {
 
     /// SIGTERM and wait: a graceful portal shutdown.
     pub fn terminate(mut self) {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
         let _ = self.child.wait();
     }
 }

@@ -42,7 +42,13 @@ async fn two_vms_walk_every_transition() {
     // Illegal transitions are refused with a reason.
     let (status, err) = action(&api, &a, "start").await;
     assert_eq!(status, 409, "{err}");
-    assert!(err["error"]["message"].as_str().unwrap().contains("while it is running"), "{err}");
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("while it is running"),
+        "{err}"
+    );
 
     // Graceful stop: Ctrl-Alt-Del reaches the guest, which powers off.
     let (status, vm) = action(&api, &a, "stop").await;
@@ -65,7 +71,10 @@ async fn two_vms_walk_every_transition() {
     assert_eq!((status, vm["state"].as_str()), (202, Some("rebooting")));
     wait_state(&api, &a, "running", T).await;
     let after = control(&run_a, json!({"cmd": "status"}));
-    assert_ne!(before["pid"], after["pid"], "reboot starts a fresh VMM: {before} {after}");
+    assert_ne!(
+        before["pid"], after["pid"],
+        "reboot starts a fresh VMM: {before} {after}"
+    );
 
     // Force off.
     action(&api, &a, "force_off").await;
@@ -77,12 +86,24 @@ async fn two_vms_walk_every_transition() {
         .map(|e| e["to_state"].as_str().unwrap().to_string())
         .collect();
     // Newest first: force off, reboot, start, stop, launch.
-    for expected in ["stopped", "stopping", "running", "starting", "rebooting", "creating"] {
-        assert!(history.contains(&expected.to_string()), "{expected} missing from {history:?}");
+    for expected in [
+        "stopped",
+        "stopping",
+        "running",
+        "starting",
+        "rebooting",
+        "creating",
+    ] {
+        assert!(
+            history.contains(&expected.to_string()),
+            "{expected} missing from {history:?}"
+        );
     }
 
     // Delete: the directory goes, the VM is gone from every view.
-    let (status, _) = api.send(reqwest::Method::DELETE, &format!("/vms/{a}"), None).await;
+    let (status, _) = api
+        .send(reqwest::Method::DELETE, &format!("/vms/{a}"), None)
+        .await;
     assert_eq!(status, 202);
     wait_state(&api, &a, "gone", T).await;
     assert!(!run_a.exists(), "disk and run directory removed");
@@ -117,7 +138,11 @@ async fn guest_power_off_and_a_killed_vmm_are_noticed() {
     action(&api, &vm, "start").await;
     wait_state(&api, &vm, "running", T).await;
     let pid = control(&run, json!({"cmd": "status"}))["pid"].as_i64().unwrap();
-    std::process::Command::new("kill").arg("-9").arg(pid.to_string()).status().unwrap();
+    std::process::Command::new("kill")
+        .arg("-9")
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
     let v = wait_state(&api, &vm, "crashed", T).await;
     assert!(v["state_reason"].as_str().unwrap().contains("signal 9"), "{v}");
     // A crashed VM can be started again.
@@ -145,14 +170,25 @@ async fn a_portal_restart_keeps_vms_running_and_controllable() {
     wait_state(&api, &lost, "running", T).await;
     let run_keep = data_dir.join("vms").join(&keep);
     let run_lost = data_dir.join("vms").join(&lost);
-    let pid = control(&run_keep, json!({"cmd": "status"}))["pid"].as_i64().unwrap();
-    let pid_lost = control(&run_lost, json!({"cmd": "status"}))["pid"].as_i64().unwrap();
+    let pid = control(&run_keep, json!({"cmd": "status"}))["pid"]
+        .as_i64()
+        .unwrap();
+    let pid_lost = control(&run_lost, json!({"cmd": "status"}))["pid"]
+        .as_i64()
+        .unwrap();
 
     // Stop the portal (SIGTERM): the VMs keep running.
     portal.terminate();
-    assert!(std::path::Path::new(&format!("/proc/{pid}")).exists(), "VMM survived the portal");
+    assert!(
+        std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "VMM survived the portal"
+    );
     // While it is down, one VMM dies.
-    std::process::Command::new("kill").arg("-9").arg(pid_lost.to_string()).status().unwrap();
+    std::process::Command::new("kill")
+        .arg("-9")
+        .arg(pid_lost.to_string())
+        .status()
+        .unwrap();
     std::thread::sleep(Duration::from_millis(300));
 
     let portal = PortalProcess::start(&data_dir, guest.path());
@@ -162,14 +198,24 @@ async fn a_portal_restart_keeps_vms_running_and_controllable() {
     let api = app.api(&token);
     wait_state(&api, &keep, "running", T).await;
     let v = wait_state(&api, &lost, "crashed", T).await;
-    assert!(v["state_reason"].as_str().unwrap().contains("portal was not running"), "{v}");
+    assert!(
+        v["state_reason"]
+            .as_str()
+            .unwrap()
+            .contains("portal was not running"),
+        "{v}"
+    );
     // Re-adopted: still controllable, and its end is noticed.
     action(&api, &keep, "stop").await;
     wait_state(&api, &keep, "stopped", T).await;
-    assert!(!std::path::Path::new(&format!("/proc/{pid}/exe")).exists() || {
-        // The pid may be a zombie until reaped by init; it is not our VMM any more.
-        std::fs::read_to_string(format!("/proc/{pid}/stat")).map(|s| s.contains(") Z")).unwrap_or(true)
-    });
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}/exe")).exists() || {
+            // The pid may be a zombie until reaped by init; it is not our VMM any more.
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map(|s| s.contains(") Z"))
+                .unwrap_or(true)
+        }
+    );
     let _ = ADMIN_PASSWORD;
     drop(portal);
 }

@@ -1,0 +1,56 @@
+//! Quotas, usage and the audit log for the pages. Admin-only bodies are refused by the service.
+
+use leptos::prelude::*;
+
+use crate::error::AppError;
+use crate::model::{AuditCheck, AuditView, Invoice, QuotaView};
+
+#[server(prefix = "/api/fn", endpoint = "my_quota")]
+pub async fn my_quota() -> Result<QuotaView, AppError> {
+    crate::port::with_caller(|portal, caller, _| async move { portal.my_quota(&caller).await }).await
+}
+
+#[server(prefix = "/api/fn", endpoint = "list_quotas")]
+pub async fn list_quotas() -> Result<Vec<QuotaView>, AppError> {
+    crate::port::with_caller(|portal, caller, _| async move { portal.list_quotas(&caller).await }).await
+}
+
+#[server(prefix = "/api/fn", endpoint = "set_quota")]
+pub async fn set_quota(
+    tenant_id: String,
+    instances: i64,
+    vcpus: i64,
+    memory_mib: i64,
+    disk_gib: i64,
+) -> Result<(), AppError> {
+    crate::port::with_caller(|portal, caller, _| async move {
+        let limits = crate::model::QuotaLimits {
+            instances,
+            vcpus,
+            memory_mib,
+            disk_gib,
+        };
+        portal.set_quota(&caller, tenant_id, limits).await
+    })
+    .await
+}
+
+#[server(prefix = "/api/fn", endpoint = "my_invoice")]
+pub async fn my_invoice(month: String) -> Result<Invoice, AppError> {
+    crate::port::with_caller(|portal, caller, _| async move { portal.my_invoice(&caller, month).await }).await
+}
+
+#[server(prefix = "/api/fn", endpoint = "all_usage")]
+pub async fn all_usage(month: String) -> Result<Invoice, AppError> {
+    crate::port::with_caller(|portal, caller, _| async move { portal.all_usage(&caller, month).await }).await
+}
+
+#[server(prefix = "/api/fn", endpoint = "audit_log")]
+pub async fn audit_log() -> Result<Vec<AuditView>, AppError> {
+    crate::port::with_caller(|portal, caller, _| async move { portal.audit_log(&caller, 300).await }).await
+}
+
+#[server(prefix = "/api/fn", endpoint = "verify_audit")]
+pub async fn verify_audit() -> Result<AuditCheck, AppError> {
+    crate::port::with_caller(|portal, caller, _| async move { portal.verify_audit(&caller).await }).await
+}

@@ -1,0 +1,106 @@
+//! Billing displays shared by the tenant's usage page and the admin overview: money, the invoice table,
+//! the daily cost chart (inline SVG, no library) and the month picker.
+
+use leptos::prelude::*;
+
+use crate::model::{Invoice, InvoiceLine};
+
+/// Minor units as "12.34".
+pub fn fmt_money(minor: i64) -> String {
+    let sign = if minor < 0 { "-" } else { "" };
+    let m = minor.abs();
+    format!("{sign}{}.{:02}", m / 100, m % 100)
+}
+
+/// Seconds as "12 h 03 min 07 s".
+pub fn fmt_duration(secs: i64) -> String {
+    format!(
+        "{} h {:02} min {:02} s",
+        secs / 3600,
+        (secs % 3600) / 60,
+        secs % 60
+    )
+}
+
+/// Daily cost bars for the month; the tallest bar fills the chart.
+#[component]
+pub fn DailyChart(invoice: Invoice) -> impl IntoView {
+    let (w, h, pad) = (720.0_f64, 180.0_f64, 24.0_f64);
+    let days = invoice.daily_minor.len().max(1);
+    let max = invoice.daily_minor.iter().copied().max().unwrap_or(0).max(1) as f64;
+    let bar_w = (w - pad * 2.0) / days as f64;
+    let bars = invoice
+        .daily_minor
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let bh = (v as f64 / max) * (h - pad * 2.0);
+            let x = pad + i as f64 * bar_w + 1.0;
+            let y = h - pad - bh;
+            let label = format!("Day {}: {}", i + 1, fmt_money(v));
+            view! {
+                <rect x=format!("{x:.1}") y=format!("{y:.1}") width=format!("{:.1}", (bar_w - 2.0).max(1.0))
+                    height=format!("{bh:.1}") class="bar"><title>{label}</title></rect>
+            }
+        })
+        .collect_view();
+    let ticks = [1usize, days / 2, days]
+        .into_iter()
+        .map(|d| {
+            let x = pad + (d as f64 - 0.5) * bar_w;
+            view! { <text x=format!("{x:.1}") y=format!("{:.1}", h - 6.0) class="tick" text-anchor="middle">{d}</text> }
+        })
+        .collect_view();
+    view! {
+        <svg class="chart" viewBox=format!("0 0 {w} {h}") role="img" data-testid="daily-chart"
+            aria-label=format!("Daily cost for {}, highest day {}", invoice.month, fmt_money(max as i64))>
+            <line x1=format!("{pad}") y1=format!("{}", h - pad) x2=format!("{}", w - pad) y2=format!("{}", h - pad) class="axis"/>
+            <text x=format!("{pad}") y="14" class="tick">{format!("max {}", fmt_money(max as i64))}</text>
+            {bars}
+            {ticks}
+        </svg>
+    }
+}
+
+/// The invoice's lines and total; `by_tenant` adds the tenant column (admin view).
+#[component]
+pub fn InvoiceTable(invoice: Invoice, #[prop(optional)] by_tenant: bool) -> impl IntoView {
+    let row = move |l: InvoiceLine| {
+        view! {
+            <tr data-testid="invoice-line">
+                {by_tenant.then(|| view! { <td>{l.tenant_name.clone()}</td> })}
+                <td class="strong">{l.vm_name.clone()}</td>
+                <td>{l.flavor_name.clone()}</td>
+                <td title=format!("{} s", l.seconds)>{fmt_duration(l.seconds)}</td>
+                <td class="num">{fmt_money(l.hourly_price_minor)}" / h"</td>
+                <td class="num">{fmt_money(l.amount_minor)}</td>
+            </tr>
+        }
+    };
+    let cols = if by_tenant { 5 } else { 4 };
+    view! {
+        <table class="table" data-testid="invoice">
+            <thead><tr>
+                {by_tenant.then(|| view! { <th>"Tenant"</th> })}
+                <th>"Instance"</th><th>"Flavor"</th><th>"Running time"</th><th class="num">"Rate"</th><th class="num">"Amount"</th>
+            </tr></thead>
+            <tbody>{invoice.lines.into_iter().map(row).collect_view()}</tbody>
+            <tfoot><tr>
+                <td colspan=cols class="strong">{if invoice.partial { "Total so far" } else { "Total" }}</td>
+                <td class="num strong" data-testid="invoice-total">{fmt_money(invoice.total_minor)}</td>
+            </tr></tfoot>
+        </table>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn money_and_durations_read_naturally() {
+        assert_eq!(fmt_money(1234), "12.34");
+        assert_eq!(fmt_money(5), "0.05");
+        assert_eq!(fmt_duration(3 * 3600 + 65), "3 h 01 min 05 s");
+    }
+}

@@ -1,0 +1,152 @@
+//! The launch dialog: name, image, flavor, SSH key and user data. Submits `launch_vm`; the new VM appears
+//! in the list at once (in `creating`) and moves on live.
+
+use leptos::prelude::*;
+
+use crate::api::billing::my_quota;
+use crate::api::vms::{list_flavors, list_images, LaunchVm};
+use crate::components::vm::fmt_mib;
+use crate::components::{action_error, ErrorBox, Field, FieldError, FormError};
+use crate::model::{FlavorView, QuotaView};
+
+/// Minor units (cents) per hour as "0.02 / h".
+pub fn fmt_price(minor: i64) -> String {
+    format!("{}.{:02} / h", minor / 100, minor % 100)
+}
+
+#[component]
+pub fn LaunchDialog(launch: ServerAction<LaunchVm>, on_close: Callback<()>) -> impl IntoView {
+    let catalogue = Resource::new(
+        || (),
+        |_| async { (list_images().await, list_flavors().await, my_quota().await) },
+    );
+    let error = action_error(launch);
+    let result = launch.value();
+    // Close once the launch succeeded.
+    Effect::new(move |_| {
+        if let Some(Ok(_)) = result.get() {
+            on_close.run(());
+        }
+    });
+    view! {
+        <div class="modal-backdrop" on:click=move |_| on_close.run(())></div>
+        <div class="modal" role="dialog" aria-modal="true" aria-labelledby="launch-title" data-testid="launch-dialog">
+            <header class="modal-header">
+                <h2 id="launch-title">"Launch instance"</h2>
+                <button type="button" class="btn btn-link" aria-label="Close" on:click=move |_| on_close.run(())>
+                    "\u{2715}"
+                </button>
+            </header>
+            <Transition fallback=|| view! { <p class="loading">"Loading images and flavors…"</p> }>
+                {move || Suspend::new(async move {
+                    match catalogue.await {
+                        (Ok(images), Ok(flavors), quota) => {
+                            let quota = quota.ok();
+                            let chosen = RwSignal::new(flavors.first().map(|f| f.id.clone()).unwrap_or_default());
+                            let flavor_list = StoredValue::new(flavors.clone());
+                            let quota_for_problem = quota.clone();
+                            let problem = Memo::new(move |_| {
+                                let q = quota_for_problem.as_ref()?;
+                                let id = chosen.get();
+                                flavor_list.with_value(|fs| fs.iter().find(|f| f.id == id).and_then(|f| flavor_problem(q, f)))
+                            });
+                            let image_options = images
+                                .into_iter()
+                                .map(|i| {
+                                    let label = if i.is_test { format!("{} — {} (test)", i.name, i.os) } else { format!("{} — {}", i.name, i.os) };
+                                    view! { <option value=i.id.clone()>{label}</option> }
+                                })
+                                .collect_view();
+                            let flavor_options = flavors
+                                .into_iter()
+                                .map(|f| {
+                                    let over = quota.as_ref().and_then(|q| flavor_problem(q, &f)).is_some();
+                                    let label = format!(
+                                        "{} — {} vCPU, {}, {} GiB, {}{}",
+                                        f.name, f.vcpus, fmt_mib(f.memory_mib), f.disk_gib, fmt_price(f.hourly_price_minor),
+                                        if over { " — over quota" } else { "" }
+                                    );
+                                    view! { <option value=f.id.clone() class:over-quota=over>{label}</option> }
+                                })
+                                .collect_view();
+                            view! {
+                                <ActionForm action=launch>
+                                    <div class="modal-body">
+                                        <Field label="Name" name="name" error required=true form="launch"
+                                            placeholder="e.g. web-1" hint="Lowercase letters, digits and '-'; also the hostname."/>
+                                        <div class="field">
+                                            <label for="launch-image_id">"Image"</label>
+                                            <select id="launch-image_id" name="image_id" required=true data-testid="launch-image">
+                                                {image_options}
+                                            </select>
+                                            <FieldError error name="image_id"/>
+                                        </div>
+                                        <div class="field" class:field-invalid=move || problem.get().is_some()>
+                                            <label for="launch-flavor_id">"Flavor"</label>
+                                            <select id="launch-flavor_id" name="flavor_id" required=true data-testid="launch-flavor"
+                                                on:change=move |ev| chosen.set(event_target_value(&ev))>
+                                                {flavor_options}
+                                            </select>
+                                            {quota.as_ref().map(|q| {
+                                                let left = q.left();
+                                                view! {
+                                                    <p class="field-hint" data-testid="quota-left">
+                                                        {format!("Your quota has {} instances, {} vCPUs, {} memory and {} GiB disk left.",
+                                                            left.instances, left.vcpus,
+                                                            fmt_mib(u32::try_from(left.memory_mib).unwrap_or(u32::MAX)), left.disk_gib)}
+                                                    </p>
+                                                }
+                                            })}
+                                            {move || problem.get().map(|p| view! {
+                                                <p class="field-error" data-testid="quota-problem">{p}</p>
+                                            })}
+                                            <FieldError error name="flavor_id"/>
+                                        </div>
+                                        <div class="field">
+                                            <label for="launch-ssh_key">"SSH public key"<span class="optional">" (optional)"</span></label>
+                                            <textarea id="launch-ssh_key" name="ssh_key" rows="2"
+                                                placeholder="ssh-ed25519 AAAA… you@laptop"></textarea>
+                                            <p class="field-hint">"Written to the config disk as ssh/authorized_keys."</p>
+                                            <FieldError error name="ssh_key"/>
+                                        </div>
+                                        <div class="field">
+                                            <label for="launch-user_data">"User data"<span class="optional">" (optional)"</span></label>
+                                            <textarea id="launch-user_data" name="user_data" rows="4"
+                                                placeholder="#!/bin/sh"></textarea>
+                                            <p class="field-hint">"Up to 64 KiB, given to the guest on its config disk (/dev/vdb, a tar archive)."</p>
+                                            <FieldError error name="user_data"/>
+                                        </div>
+                                        <FormError error fields=&["name", "image_id", "flavor_id", "ssh_key", "user_data"]/>
+                                    </div>
+                                    <footer class="modal-footer">
+                                        <button type="button" class="btn" on:click=move |_| on_close.run(())>"Cancel"</button>
+                                        <button type="submit" class="btn btn-primary" disabled=launch.pending()
+                                            data-testid="launch-submit">"Launch"</button>
+                                    </footer>
+                                </ActionForm>
+                            }.into_any()
+                        }
+                        (Err(error), _, _) | (_, Err(error), _) => view! { <ErrorBox error/> }.into_any(),
+                    }
+                })}
+            </Transition>
+        </div>
+    }
+}
+
+/// Why launching this flavor would exceed the quota, if it would.
+fn flavor_problem(q: &QuotaView, f: &FlavorView) -> Option<String> {
+    q.launch_problem(f.vcpus, f.memory_mib, f.disk_gib)
+        .map(|p| format!("Over your quota: {p}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prices_are_shown_in_major_units() {
+        assert_eq!(fmt_price(2), "0.02 / h");
+        assert_eq!(fmt_price(1250), "12.50 / h");
+    }
+}

@@ -1,0 +1,60 @@
+//! `/admin/usage`: usage of all tenants for a month — totals per tenant, every line, CSV export.
+
+use std::collections::BTreeMap;
+
+use leptos::prelude::*;
+use leptos_meta::Title;
+
+use crate::api::billing::all_usage;
+use crate::components::billing::{fmt_money, DailyChart, InvoiceTable};
+use crate::components::{AdminOnly, ErrorBox, PageHeader};
+
+#[component]
+pub fn AdminUsagePage() -> impl IntoView {
+    let month = RwSignal::new(String::new());
+    let usage = Resource::new(move || month.get(), all_usage);
+    view! {
+        <Title text="Usage by tenant"/>
+        <PageHeader title="Usage by tenant" subtitle="What every tenant used in a calendar month (UTC).">
+            <label class="inline-field">"Month "
+                <input type="month" prop:value=move || month.get() on:change=move |ev| month.set(event_target_value(&ev))/>
+            </label>
+            <a class="btn" data-testid="admin-usage-csv" href=move || format!("/api/v1/admin/usage.csv?month={}", month.get())>
+                "Download CSV (all tenants)"
+            </a>
+        </PageHeader>
+        <AdminOnly>
+            <Transition fallback=|| view! { <p class="loading">"Loading usage…"</p> }>
+                {move || Suspend::new(async move {
+                    match usage.await {
+                        Ok(inv) => {
+                            let mut per_tenant: BTreeMap<String, i64> = BTreeMap::new();
+                            for l in &inv.lines {
+                                *per_tenant.entry(l.tenant_name.clone()).or_default() += l.amount_minor;
+                            }
+                            let totals = per_tenant
+                                .into_iter()
+                                .map(|(t, amount)| view! { <tr><td class="strong">{t}</td><td class="num">{fmt_money(amount)}</td></tr> })
+                                .collect_view();
+                            view! {
+                                <section class="panel">
+                                    <div class="panel-header"><h2>{format!("Totals per tenant, {}", inv.month)}</h2></div>
+                                    <table class="table" data-testid="tenant-totals">
+                                        <thead><tr><th>"Tenant"</th><th class="num">"Amount"</th></tr></thead>
+                                        <tbody>{totals}</tbody>
+                                    </table>
+                                    <div class="chart-wrap"><DailyChart invoice=inv.clone()/></div>
+                                </section>
+                                <section class="panel">
+                                    <div class="panel-header"><h2>"All lines"</h2></div>
+                                    <InvoiceTable invoice=inv by_tenant=true/>
+                                </section>
+                            }.into_any()
+                        }
+                        Err(error) => view! { <ErrorBox error/> }.into_any(),
+                    }
+                })}
+            </Transition>
+        </AdminOnly>
+    }
+}

@@ -1,0 +1,103 @@
+//! `/instances/:id`: one VM — state and actions, its configuration, the console, and its state history.
+//! Follows state changes live; after deletion it says so and links back to the list.
+
+use leptos::prelude::*;
+use leptos_meta::Title;
+use leptos_router::components::A;
+use leptos_router::hooks::use_params_map;
+
+use crate::api::vms::{get_vm, ActOnVm};
+use crate::components::vm::{size_line, StateBadge, VmActions};
+use crate::components::{action_error, fmt_time, vm_changes, ErrorBox, FormError};
+use crate::error::AppError;
+use crate::model::{VmDetail, VmState};
+
+#[component]
+pub fn InstancePage() -> impl IntoView {
+    let params = use_params_map();
+    let id = move || params.with(|p| p.get("id").unwrap_or_default());
+    let act = ServerAction::<ActOnVm>::new();
+    let changes = vm_changes();
+    let detail = Resource::new(
+        move || (id(), changes.get(), act.version().get()),
+        |(id, _, _)| get_vm(id),
+    );
+    let act_error = action_error(act);
+    view! {
+        <Title text="Instance"/>
+        <p class="breadcrumb"><A href="/instances">"Instances"</A>" / "</p>
+        <Transition fallback=|| view! { <p class="loading">"Loading instance…"</p> }>
+            {move || Suspend::new(async move {
+                match detail.await {
+                    Ok(d) => view! { <Detail d act act_error/> }.into_any(),
+                    Err(AppError::NotFound { .. }) => view! {
+                        <div class="alert alert-info" data-testid="vm-gone">
+                            <strong class="alert-title">"This instance does not exist (any more)."</strong>
+                            <span class="alert-message"><A href="/instances">"Back to the instance list"</A></span>
+                        </div>
+                    }.into_any(),
+                    Err(error) => view! { <ErrorBox error/> }.into_any(),
+                }
+            })}
+        </Transition>
+    }
+}
+
+#[component]
+fn Detail(d: VmDetail, act: ServerAction<ActOnVm>, act_error: Signal<Option<AppError>>) -> impl IntoView {
+    let VmDetail { vm, events } = d;
+    let running = vm.state == VmState::Running;
+    let events = events
+        .into_iter()
+        .map(|e| view! {
+            <tr data-testid="vm-event">
+                <td title=e.at.clone()>{fmt_time(&e.at)}</td>
+                <td>{e.from_state.map(|s| s.as_str()).unwrap_or("—")}" \u{2192} "<strong>{e.to_state.as_str()}</strong></td>
+                <td>{e.actor.clone()}</td>
+                <td>{e.message.clone()}</td>
+            </tr>
+        })
+        .collect_view();
+    view! {
+        <header class="page-header">
+            <div>
+                <h1 data-testid="vm-name">{vm.name.clone()}" "<StateBadge state=vm.state/></h1>
+                <p class="page-subtitle">{size_line(&vm)}</p>
+                {(!vm.state_reason.is_empty()).then(|| view! {
+                    <p class="alert alert-warning" data-testid="vm-reason">{vm.state_reason.clone()}</p>
+                })}
+            </div>
+            <div class="page-actions"><VmActions vm=vm.clone() action=act/></div>
+        </header>
+        <FormError error=act_error/>
+        <section class="panel">
+            <div class="panel-header"><h2>"Overview"</h2></div>
+            <dl class="props">
+                <dt>"ID"</dt><dd><code>{vm.id.clone()}</code></dd>
+                <dt>"Image"</dt><dd>{vm.image_name.clone()}</dd>
+                <dt>"Flavor"</dt><dd>{vm.flavor_name.clone()}</dd>
+                <dt>"Created"</dt><dd>{fmt_time(&vm.created_at)}</dd>
+                <dt>"Last started"</dt><dd>{vm.started_at.as_deref().map(fmt_time).unwrap_or_else(|| "—".into())}</dd>
+            </dl>
+        </section>
+        <section class="panel" id="console-panel" data-testid="console-panel">
+            <div class="panel-header"><h2>"Console"</h2>
+                {running.then(|| view! {
+                    <a class="btn btn-small" href=format!("/instances/{}/console", vm.id) target="_blank">"Open in new window"</a>
+                })}
+            </div>
+            {if running {
+                view! { <p class="muted">"The console of a running instance opens in its own window."</p> }.into_any()
+            } else {
+                view! { <p class="muted">"The console is available while the instance runs."</p> }.into_any()
+            }}
+        </section>
+        <section class="panel">
+            <div class="panel-header"><h2>"History"</h2></div>
+            <table class="table" data-testid="vm-events">
+                <thead><tr><th>"When"</th><th>"Change"</th><th>"By"</th><th>"What"</th></tr></thead>
+                <tbody>{events}</tbody>
+            </table>
+        </section>
+    }
+}

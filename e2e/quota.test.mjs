@@ -1,0 +1,89 @@
+// Quotas end to end: an admin lowers a tenant's vCPU quota on the Quotas page; the tenant's launch dialog
+// marks the flavor in red before submitting, and the server refuses the launch anyway if submitted.
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+
+import { env, launch, signIn, signOut, unique, url, waitForPage } from './lib.mjs';
+
+async function serverFn(page, endpoint, fields) {
+  return page.evaluate(
+    async ([endpoint, fields]) => {
+      const res = await fetch(`/api/fn/${endpoint}`, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams(fields).toString(),
+      });
+      return { status: res.status, body: await res.json() };
+    },
+    [endpoint, fields],
+  );
+}
+
+describe('quotas', () => {
+  let session;
+  const tenant = unique('qt');
+  const member = unique('quser');
+  const password = `pw-${unique('x')}-Long!`;
+  let failed = false;
+
+  before(async () => {
+    session = await launch();
+  });
+
+  after(async () => {
+    if (failed && session) {
+      await session.page.screenshot({ path: path.join(env.output, 'quota-failure.png'), fullPage: true });
+      if (session.consoleErrors.length) console.error('browser console errors:', session.consoleErrors);
+    }
+    await session?.browser.close();
+  });
+
+  const step = (name, fn) =>
+    it(name, async () => {
+      try {
+        await fn(session.page);
+      } catch (err) {
+        failed = true;
+        throw err;
+      }
+    });
+
+  step('the admin lowers the tenant’s vCPU quota to 0 on the Quotas page', async (page) => {
+    await signIn(page, env.adminUser, env.adminPassword);
+    const t = await serverFn(page, 'create_tenant', { name: tenant, description: 'quota e2e' });
+    assert.equal(t.status, 200, JSON.stringify(t.body));
+    const u = await serverFn(page, 'create_user', {
+      tenant_id: t.body.id, username: member, display_name: 'Quota tester', role: 'member', password,
+    });
+    assert.equal(u.status, 200, JSON.stringify(u.body));
+    await page.getByTestId('nav-quotas').click();
+    await waitForPage(page, '/admin/quotas');
+    const block = page.locator(`[data-testid="tenant-quota"][data-tenant="${tenant}"]`);
+    await block.waitFor();
+    await block.locator('input[name="vcpus"]').fill('0');
+    await block.getByTestId('save-quota').click();
+    // After saving, the list reloads with the new limit.
+    await page.locator(`[data-testid="tenant-quota"][data-tenant="${tenant}"] input[name="vcpus"][value="0"]`).waitFor();
+    await signOut(page);
+  });
+
+  step('the tenant sees the limit in red in the launch dialog and the server refuses', async (page) => {
+    await signIn(page, member, password);
+    await page.getByTestId('quota-vcpus').filter({ hasText: /0\s*\/\s*0/ }).waitFor();
+    await page.getByTestId('launch-instance').first().click();
+    const dialog = page.getByTestId('launch-dialog');
+    await dialog.waitFor();
+    const problem = dialog.getByTestId('quota-problem');
+    await problem.waitFor();
+    assert.match(await problem.textContent(), /vCPUs/);
+    const color = await problem.evaluate((el) => getComputedStyle(el).color);
+    assert.equal(color, 'rgb(217, 45, 32)', 'the problem is shown in red');
+    await dialog.locator('input[name="name"]').fill('too-big');
+    await dialog.getByTestId('launch-submit').click();
+    await dialog.getByText(/vCPUs quota exceeded/).waitFor();
+    await page.screenshot({ path: path.join(env.output, 'quota.png'), fullPage: true });
+    await page.goto(url('/instances'));
+    await page.getByTestId('empty-state').waitFor();
+  });
+});

@@ -1,0 +1,134 @@
+//! `/api/v1/quota(s)`, `/api/v1/usage` (JSON and CSV) and `/api/v1/audit`.
+
+use app::model::{AuditCheck, AuditView, Invoice, QuotaLimits, QuotaView};
+use app::port::Billing;
+use axum::extract::{Path, Query, State};
+use axum::response::IntoResponse;
+use axum::Json;
+use http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
+use http::StatusCode;
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use super::{AnyCaller, ApiCaller, ApiError, ApiJson};
+use crate::startup::AppState;
+
+#[utoipa::path(get, path = "/quota", tag = "billing", responses((status = 200, body = QuotaView)))]
+pub async fn my_quota(
+    State(state): State<AppState>,
+    ApiCaller(caller): ApiCaller,
+) -> Result<Json<QuotaView>, ApiError> {
+    Ok(Json(state.service.my_quota(&caller).await?))
+}
+
+#[utoipa::path(get, path = "/quotas", tag = "billing", responses((status = 200, body = [QuotaView]), (status = 403)))]
+pub async fn list_quotas(
+    State(state): State<AppState>,
+    ApiCaller(caller): ApiCaller,
+) -> Result<Json<Vec<QuotaView>>, ApiError> {
+    Ok(Json(state.service.list_quotas(&caller).await?))
+}
+
+#[utoipa::path(put, path = "/quotas/{tenant_id}", tag = "billing", request_body = QuotaLimits,
+    params(("tenant_id" = String, Path, description = "Tenant id, or `*` for the defaults")),
+    responses((status = 204), (status = 403), (status = 422)))]
+pub async fn set_quota(
+    State(state): State<AppState>,
+    ApiCaller(caller): ApiCaller,
+    Path(tenant_id): Path<String>,
+    ApiJson(limits): ApiJson<QuotaLimits>,
+) -> Result<StatusCode, ApiError> {
+    state.service.set_quota(&caller, tenant_id, limits).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct MonthQuery {
+    /// `YYYY-MM` (UTC); default: this month.
+    #[serde(default)]
+    month: String,
+}
+
+#[utoipa::path(get, path = "/usage", tag = "billing", params(MonthQuery),
+    responses((status = 200, description = "The caller's tenant's invoice for the month", body = Invoice)))]
+pub async fn my_usage(
+    State(state): State<AppState>,
+    AnyCaller(caller): AnyCaller,
+    Query(q): Query<MonthQuery>,
+) -> Result<Json<Invoice>, ApiError> {
+    Ok(Json(state.service.my_invoice(&caller, q.month).await?))
+}
+
+fn csv(inv: &Invoice, name: &str) -> impl IntoResponse {
+    (
+        [
+            (CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (
+                CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}-{}.csv\"", inv.month),
+            ),
+        ],
+        crate::billing::to_csv(inv),
+    )
+}
+
+#[utoipa::path(get, path = "/usage.csv", tag = "billing", params(MonthQuery),
+    responses((status = 200, description = "The caller's tenant's invoice as CSV", content_type = "text/csv")))]
+pub async fn my_usage_csv(
+    State(state): State<AppState>,
+    AnyCaller(caller): AnyCaller,
+    Query(q): Query<MonthQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(csv(&state.service.my_invoice(&caller, q.month).await?, "invoice"))
+}
+
+#[utoipa::path(get, path = "/admin/usage", tag = "billing", params(MonthQuery),
+    responses((status = 200, description = "Every tenant's usage for the month", body = Invoice), (status = 403)))]
+pub async fn all_usage(
+    State(state): State<AppState>,
+    AnyCaller(caller): AnyCaller,
+    Query(q): Query<MonthQuery>,
+) -> Result<Json<Invoice>, ApiError> {
+    Ok(Json(state.service.all_usage(&caller, q.month).await?))
+}
+
+#[utoipa::path(get, path = "/admin/usage.csv", tag = "billing", params(MonthQuery),
+    responses((status = 200, description = "Every tenant's usage as CSV", content_type = "text/csv"), (status = 403)))]
+pub async fn all_usage_csv(
+    State(state): State<AppState>,
+    AnyCaller(caller): AnyCaller,
+    Query(q): Query<MonthQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(csv(
+        &state.service.all_usage(&caller, q.month).await?,
+        "usage-all-tenants",
+    ))
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct LimitQuery {
+    #[serde(default = "default_limit")]
+    limit: u32,
+}
+
+fn default_limit() -> u32 {
+    200
+}
+
+#[utoipa::path(get, path = "/audit", tag = "billing", params(LimitQuery),
+    responses((status = 200, body = [AuditView]), (status = 403)))]
+pub async fn audit_log(
+    State(state): State<AppState>,
+    ApiCaller(caller): ApiCaller,
+    Query(q): Query<LimitQuery>,
+) -> Result<Json<Vec<AuditView>>, ApiError> {
+    Ok(Json(state.service.audit_log(&caller, q.limit).await?))
+}
+
+#[utoipa::path(get, path = "/audit/verify", tag = "billing", responses((status = 200, body = AuditCheck), (status = 403)))]
+pub async fn verify_audit(
+    State(state): State<AppState>,
+    ApiCaller(caller): ApiCaller,
+) -> Result<Json<AuditCheck>, ApiError> {
+    Ok(Json(state.service.verify_audit(&caller).await?))
+}

@@ -1,0 +1,179 @@
+//! Tenant quotas and the usage they are checked against.
+//!
+//! Rule: vCPUs and memory count for VMs that are creating, starting, running or rebooting (a launched VM
+//! starts on its own, so `creating` counts too); instances and disk count for every VM that exists (not
+//! deleted). `check` runs inside the caller's IMMEDIATE transaction, so concurrent launches serialise on
+//! the database write lock and can never overshoot.
+
+use sqlx::{FromRow, SqliteConnection, SqlitePool};
+
+/// The tenant id of the defaults row.
+pub const DEFAULTS: &str = "*";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, FromRow)]
+pub struct Limits {
+    pub instances: i64,
+    pub vcpus: i64,
+    pub memory_mib: i64,
+    pub disk_gib: i64,
+}
+
+/// What a tenant uses now (same shape as the limits).
+pub type Usage = Limits;
+
+/// A limit that a request would exceed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{resource} quota exceeded: this needs {needed} more, {used} of {limit} in use ({over} over)")]
+pub struct QuotaExceeded {
+    pub resource: &'static str,
+    pub needed: i64,
+    pub used: i64,
+    pub limit: i64,
+    pub over: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum QuotaError {
+    #[error(transparent)]
+    Exceeded(#[from] QuotaExceeded),
+    #[error("Database error")]
+    Db(#[from] sqlx::Error),
+}
+
+const ACTIVE: &str = "('creating', 'starting', 'running', 'rebooting')";
+
+/// The tenant's limits (its own row, else the defaults).
+pub async fn limits(conn: &mut SqliteConnection, tenant_id: &str) -> Result<Limits, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT instances, vcpus, memory_mib, disk_gib FROM quotas WHERE tenant_id IN (?, '*') \
+         ORDER BY tenant_id = '*' LIMIT 1",
+    )
+    .bind(tenant_id)
+    .fetch_one(conn)
+    .await
+}
+
+pub async fn usage(conn: &mut SqliteConnection, tenant_id: &str) -> Result<Usage, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT COUNT(*) AS instances, \
+         COALESCE(SUM(CASE WHEN state IN {ACTIVE} THEN vcpus ELSE 0 END), 0) AS vcpus, \
+         COALESCE(SUM(CASE WHEN state IN {ACTIVE} THEN memory_mib ELSE 0 END), 0) AS memory_mib, \
+         COALESCE(SUM(disk_gib), 0) AS disk_gib \
+         FROM vms WHERE tenant_id = ? AND state <> 'deleted'"
+    ))
+    .bind(tenant_id)
+    .fetch_one(conn)
+    .await
+}
+
+/// Refuses if adding `add` to the tenant's usage exceeds a limit (the first one found, in the order
+/// instances, vCPUs, memory, disk).
+pub async fn check(conn: &mut SqliteConnection, tenant_id: &str, add: Usage) -> Result<(), QuotaError> {
+    let limits = limits(&mut *conn, tenant_id).await?;
+    let used = usage(&mut *conn, tenant_id).await?;
+    exceeds(limits, used, add).map_or(Ok(()), |e| Err(e.into()))
+}
+
+/// The first limit `used + add` would exceed.
+pub fn exceeds(limits: Limits, used: Usage, add: Usage) -> Option<QuotaExceeded> {
+    let checks = [
+        ("Instances", add.instances, used.instances, limits.instances),
+        ("vCPUs", add.vcpus, used.vcpus, limits.vcpus),
+        ("Memory (MiB)", add.memory_mib, used.memory_mib, limits.memory_mib),
+        ("Disk (GiB)", add.disk_gib, used.disk_gib, limits.disk_gib),
+    ];
+    checks
+        .into_iter()
+        .find(|(_, needed, used, limit)| *needed > 0 && used + needed > *limit)
+        .map(|(resource, needed, used, limit)| QuotaExceeded {
+            resource,
+            needed,
+            used,
+            limit,
+            over: used + needed - limit,
+        })
+}
+
+pub async fn set(pool: &SqlitePool, tenant_id: &str, l: Limits, now: i64) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO quotas (tenant_id, instances, vcpus, memory_mib, disk_gib, updated_at) VALUES (?, ?, ?, ?, ?, ?) \
+         ON CONFLICT (tenant_id) DO UPDATE SET instances = excluded.instances, vcpus = excluded.vcpus, \
+         memory_mib = excluded.memory_mib, disk_gib = excluded.disk_gib, updated_at = excluded.updated_at",
+    )
+    .bind(tenant_id)
+    .bind(l.instances)
+    .bind(l.vcpus)
+    .bind(l.memory_mib)
+    .bind(l.disk_gib)
+    .bind(now)
+    .execute(pool)
+    .await
+    .map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIM: Limits = Limits {
+        instances: 10,
+        vcpus: 4,
+        memory_mib: 1024,
+        disk_gib: 20,
+    };
+
+    #[test]
+    fn the_first_exceeded_limit_is_named_with_the_overshoot() {
+        let used = Limits {
+            instances: 3,
+            vcpus: 3,
+            memory_mib: 512,
+            disk_gib: 5,
+        };
+        let add = Limits {
+            instances: 1,
+            vcpus: 2,
+            memory_mib: 256,
+            disk_gib: 1,
+        };
+        let e = exceeds(LIM, used, add).unwrap();
+        assert_eq!(
+            (e.resource, e.needed, e.used, e.limit, e.over),
+            ("vCPUs", 2, 3, 4, 1)
+        );
+        assert_eq!(
+            e.to_string(),
+            "vCPUs quota exceeded: this needs 2 more, 3 of 4 in use (1 over)"
+        );
+    }
+
+    #[test]
+    fn exactly_reaching_a_limit_is_allowed_and_zero_needs_never_fail() {
+        let used = Limits {
+            instances: 9,
+            vcpus: 3,
+            memory_mib: 896,
+            disk_gib: 19,
+        };
+        let add = Limits {
+            instances: 1,
+            vcpus: 1,
+            memory_mib: 128,
+            disk_gib: 1,
+        };
+        assert_eq!(exceeds(LIM, used, add), None);
+        let over = Limits {
+            instances: 99,
+            vcpus: 99,
+            memory_mib: 99_999,
+            disk_gib: 999,
+        };
+        let none = Limits {
+            instances: 0,
+            vcpus: 0,
+            memory_mib: 0,
+            disk_gib: 0,
+        };
+        assert_eq!(exceeds(LIM, over, none), None, "a start adds no instance or disk");
+    }
+}
