@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use kvm_bindings::{
-    kvm_mp_state, CpuId, KVM_MP_STATE_RUNNABLE, KVM_MP_STATE_UNINITIALIZED, KVM_SYSTEM_EVENT_CRASH,
-    KVM_SYSTEM_EVENT_RESET, KVM_SYSTEM_EVENT_SHUTDOWN,
+    kvm_mp_state, CpuId, KVM_INTERNAL_ERROR_EMULATION, KVM_MP_STATE_RUNNABLE, KVM_MP_STATE_UNINITIALIZED,
+    KVM_SYSTEM_EVENT_CRASH, KVM_SYSTEM_EVENT_RESET, KVM_SYSTEM_EVENT_SHUTDOWN,
 };
 use kvm_ioctls::{VcpuExit, VcpuFd, VmFd};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
@@ -47,7 +47,14 @@ pub fn install_kick_handler() -> Result<(), VcpuError> {
 pub struct Vcpu {
     pub id: u8,
     fd: VcpuFd,
+    /// RIP of the last `int3` turned into #BP, and how many times in a row it failed there.
+    last_breakpoint: (u64, u32),
 }
+
+/// An `int3` that keeps failing at the same RIP this many times is a crash, not a breakpoint.
+const BREAKPOINT_RETRIES: u32 = 3;
+const INT3: u8 = 0xcc;
+const BP_VECTOR: u8 = 3;
 
 /// Everything a running vCPU needs.
 pub struct VcpuContext {
@@ -85,12 +92,24 @@ impl Vcpu {
         };
         fd.set_mp_state(kvm_mp_state { mp_state })
             .map_err(VcpuError::SetMpState)?;
-        Ok(Vcpu { id, fd })
+        Ok(Vcpu {
+            id,
+            fd,
+            last_breakpoint: (0, 0),
+        })
     }
 
     /// Runs until a VM event or stop; called on the vCPU's own thread.
     pub fn run(mut self, ctx: &VcpuContext) {
         ctx.shared.register_vcpu_thread();
+        let run = self.fd.get_kvm_run() as *const kvm_bindings::kvm_run;
+        // Bytes per access of the current KVM_EXIT_IO; `data` holds `count` accesses (string I/O:
+        // `rep outs`/`rep ins`), each of which goes to the device on its own.
+        let io_size = || {
+            // SAFETY: `run` is this vCPU's kvm_run mapping, valid as long as `self.fd`; only called for
+            // KVM_EXIT_IO, where `io` is the active union member. It does not overlap the data area.
+            usize::from(unsafe { (*run).__bindgen_anon_1.io.size })
+        };
         loop {
             if ctx.shared.kicked() && !ctx.shared.vcpu_checkpoint() {
                 break;
@@ -99,10 +118,16 @@ impl Vcpu {
                 Ok(VcpuExit::IoOut(port, data)) => {
                     // Hot path of the exit benchmark and Linux's I/O delay: no lookup, no lock.
                     if port != POST_CODE_PORT {
-                        ctx.pio.write(u64::from(port), data);
+                        for access in data.chunks(io_size().max(1)) {
+                            ctx.pio.write(u64::from(port), access);
+                        }
                     }
                 }
-                Ok(VcpuExit::IoIn(port, data)) => ctx.pio.read(u64::from(port), data, 0xff),
+                Ok(VcpuExit::IoIn(port, data)) => {
+                    for access in data.chunks_mut(io_size().max(1)) {
+                        ctx.pio.read(u64::from(port), access, 0xff);
+                    }
+                }
                 Ok(VcpuExit::MmioRead(addr, data)) => ctx.mmio.read(addr, data, 0),
                 Ok(VcpuExit::MmioWrite(addr, data)) => ctx.mmio.write(addr, data),
                 Ok(VcpuExit::Hlt) | Ok(VcpuExit::Intr) | Ok(VcpuExit::IrqWindowOpen) => {}
@@ -124,6 +149,9 @@ impl Vcpu {
                     other => tracing::debug!(other, "ignored KVM system event"),
                 },
                 Ok(VcpuExit::InternalError) => {
+                    if self.deliver_unemulated_breakpoint(&ctx.mem) {
+                        continue;
+                    }
                     let reason = self.describe_internal_error(&ctx.mem);
                     tracing::error!("{reason}");
                     ctx.shared.request(VmEvent::Crash {
@@ -157,6 +185,61 @@ impl Vcpu {
             }
         }
         ctx.shared.unregister_vcpu_thread();
+    }
+
+    /// The instruction emulator behind some KVMs (kvm_pvm: every guest instruction is emulated) cannot
+    /// execute `int3` in long mode and reports an emulation failure. A real CPU delivers #BP as a trap, and
+    /// guests depend on it (Linux: alternatives self-test, text_poke_bp for static calls and jump labels,
+    /// kprobes), so we deliver it: RIP past the one-byte `int3`, #BP injected. Hardware KVM never gets here.
+    /// Returns false (a genuine internal error) for anything else.
+    fn deliver_unemulated_breakpoint(&mut self, mem: &GuestMemoryMmap<()>) -> bool {
+        // SAFETY: the exit reason is KVM_EXIT_INTERNAL_ERROR, so `internal` is the active union member.
+        let suberror = unsafe { self.fd.get_kvm_run().__bindgen_anon_1.internal.suberror };
+        if suberror != KVM_INTERNAL_ERROR_EMULATION {
+            return false;
+        }
+        let Ok(mut regs) = self.fd.get_regs() else {
+            return false;
+        };
+        let byte = self
+            .fd
+            .translate_gva(regs.rip)
+            .ok()
+            .filter(|t| t.valid != 0)
+            .and_then(|t| mem.read_obj::<u8>(GuestAddress(t.physical_address)).ok());
+        if byte != Some(INT3) {
+            return false;
+        }
+        let (rip, count) = self.last_breakpoint;
+        let count = if rip == regs.rip { count + 1 } else { 1 };
+        self.last_breakpoint = (regs.rip, count);
+        if count > BREAKPOINT_RETRIES {
+            return false;
+        }
+        let Ok(mut events) = self.fd.get_vcpu_events() else {
+            return false;
+        };
+        let int3_rip = regs.rip;
+        regs.rip = regs.rip.wrapping_add(1);
+        if self.fd.set_regs(&regs).is_err() {
+            return false;
+        }
+        events.exception.injected = 1;
+        events.exception.nr = BP_VECTOR;
+        events.exception.has_error_code = 0;
+        events.exception.error_code = 0;
+        events.exception.pending = 0;
+        events.flags = 0;
+        if let Err(e) = self.fd.set_vcpu_events(&events) {
+            tracing::warn!(error = %e, "could not inject #BP for an unemulated int3");
+            return false;
+        }
+        crate::log_once!(
+            info,
+            rip = format_args!("{int3_rip:#x}"),
+            "KVM could not emulate int3: delivering #BP to the guest (logged once)"
+        );
+        true
     }
 
     /// "emulation failure at RIP ...: bytes ..." for KVM_EXIT_INTERNAL_ERROR.
