@@ -151,11 +151,12 @@ impl Shared {
             m.store(UNSET, Ordering::Relaxed);
         }
         *lock(&self.event) = None;
+        // A pause requested before or during a reboot holds: the new vCPUs park at their first
+        // checkpoint (kick stays set) until `resume`.
         let mut p = lock(&self.pause);
         p.stop = false;
-        p.paused = false;
+        self.kick.store(p.paused, Ordering::Release);
         drop(p);
-        self.kick.store(false, Ordering::Release);
     }
 
     /// Boot marker write from the guest (1 = first instruction, 2 = banner).
@@ -343,6 +344,20 @@ mod tests {
         assert!(!s.kicked());
         assert!(s.boot_times_us().1.is_none());
         assert!(s.first_boot_markers_us().0.is_some());
+    }
+
+    #[test]
+    fn a_pause_during_reboot_holds_for_the_next_boot() {
+        let s = Shared::new("t", Instant::now());
+        s.begin_boot(false);
+        // No vCPU thread is running (between boots): the pause takes effect at once.
+        assert!(s.pause(Duration::from_millis(100)));
+        s.begin_boot(true);
+        assert!(s.kicked(), "new vCPUs must stop at their first checkpoint");
+        assert_eq!(s.state(), RunState::Paused);
+        s.resume();
+        assert!(!s.kicked());
+        assert_eq!(s.state(), RunState::Running);
     }
 
     #[test]

@@ -116,7 +116,8 @@ fn minimal_linux_boots_to_busybox_and_answers_on_serial() {
     }
 
     // The serial shell answers (the typed line is echoed verbatim; only the shell prints "sum=42").
-    wait(&mut vm, &serial, "# ", STEP_TIMEOUT);
+    // The login shell's prompt (PS1 '\h:\w\$ ' from /etc/profile, hostname cloud-portal).
+    wait(&mut vm, &serial, "cloud-portal:", STEP_TIMEOUT);
     serial.send_line("echo sum=$((6*7)); cat /mnt/hello.txt 2>/dev/null || echo no-disk-file");
     wait(&mut vm, &serial, "sum=42", STEP_TIMEOUT);
     if disk.is_some() {
