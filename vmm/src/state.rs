@@ -89,6 +89,7 @@ pub struct Shared {
     vcpu_threads: Mutex<Vec<(libc::pthread_t, i32)>>,
     /// CPU time of vCPU threads of earlier boots, in ms.
     exited_vcpu_ms: AtomicU64,
+    sample_registers: AtomicBool,
 }
 
 #[derive(Default)]
@@ -122,6 +123,7 @@ impl Shared {
             pause_cv: Condvar::new(),
             vcpu_threads: Mutex::new(Vec::new()),
             exited_vcpu_ms: AtomicU64::new(0),
+            sample_registers: AtomicBool::new(false),
         }
     }
 
@@ -215,6 +217,25 @@ impl Shared {
             }
             slot = self.event_cv.wait(slot).unwrap_or_else(|e| e.into_inner());
         }
+    }
+
+    /// Debug aid: whether vCPUs log their registers when kicked (`VMM_DEBUG_SAMPLE_SECS` set).
+    pub fn sample_registers(&self) -> bool {
+        self.sample_registers.load(Ordering::Relaxed)
+    }
+
+    /// Starts kicking the vCPUs every `every` so each logs where it is (for guests that hang silently).
+    pub fn start_register_sampling(self: &std::sync::Arc<Self>, every: Duration) {
+        self.sample_registers.store(true, Ordering::Relaxed);
+        let shared = self.clone();
+        let span = tracing::Span::current();
+        let _ = std::thread::Builder::new().name("sampler".into()).spawn(move || {
+            let _e = span.enter();
+            loop {
+                std::thread::sleep(every);
+                shared.kick_vcpus();
+            }
+        });
     }
 
     /// Whether a vCPU must stop running guest code (cheap: one atomic load).

@@ -29,11 +29,11 @@ fn ext4_disk(dir: &Path) -> Option<std::path::PathBuf> {
     std::fs::create_dir_all(&root).unwrap();
     std::fs::write(root.join("hello.txt"), format!("{DISK_TEXT}\n")).unwrap();
     let img = dir.join("disk.img");
+    std::fs::File::create(&img).unwrap().set_len(16 << 20).unwrap();
     let ok = Command::new("mkfs.ext4")
         .args(["-q", "-F", "-d"])
         .arg(&root)
         .arg(&img)
-        .arg("16M")
         .status()
         .map(|s| s.success())
         .unwrap_or(false);

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use kvm_bindings::{
-    kvm_mp_state, CpuId, KVM_INTERNAL_ERROR_EMULATION, KVM_MP_STATE_RUNNABLE, KVM_MP_STATE_UNINITIALIZED,
-    KVM_SYSTEM_EVENT_CRASH, KVM_SYSTEM_EVENT_RESET, KVM_SYSTEM_EVENT_SHUTDOWN,
+    kvm_mp_state, CpuId, KVM_MP_STATE_RUNNABLE, KVM_MP_STATE_UNINITIALIZED, KVM_SYSTEM_EVENT_CRASH,
+    KVM_SYSTEM_EVENT_RESET, KVM_SYSTEM_EVENT_SHUTDOWN,
 };
 use kvm_ioctls::{VcpuExit, VcpuFd, VmFd};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
@@ -15,6 +15,7 @@ use crate::devices::Bus;
 use crate::exit_codes;
 use crate::layout::POST_CODE_PORT;
 use crate::state::{Shared, VmEvent};
+use crate::vstate::unemulated::Unemulated;
 
 /// Errors while creating or configuring a vCPU.
 #[derive(Debug, thiserror::Error)]
@@ -47,14 +48,9 @@ pub fn install_kick_handler() -> Result<(), VcpuError> {
 pub struct Vcpu {
     pub id: u8,
     fd: VcpuFd,
-    /// RIP of the last `int3` turned into #BP, and how many times in a row it failed there.
-    last_breakpoint: (u64, u32),
+    /// Instructions KVM's emulator could not execute and the VMM completed (emulated hosts only).
+    unemulated: Unemulated,
 }
-
-/// An `int3` that keeps failing at the same RIP this many times is a crash, not a breakpoint.
-const BREAKPOINT_RETRIES: u32 = 3;
-const INT3: u8 = 0xcc;
-const BP_VECTOR: u8 = 3;
 
 /// Everything a running vCPU needs.
 pub struct VcpuContext {
@@ -95,7 +91,7 @@ impl Vcpu {
         Ok(Vcpu {
             id,
             fd,
-            last_breakpoint: (0, 0),
+            unemulated: Unemulated::default(),
         })
     }
 
@@ -149,7 +145,7 @@ impl Vcpu {
                     other => tracing::debug!(other, "ignored KVM system event"),
                 },
                 Ok(VcpuExit::InternalError) => {
-                    if self.deliver_unemulated_breakpoint(&ctx.mem) {
+                    if self.unemulated.complete(&mut self.fd, &ctx.mem) {
                         continue;
                     }
                     let reason = self.describe_internal_error(&ctx.mem);
@@ -173,6 +169,9 @@ impl Vcpu {
                 Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
                     // Kicked by a signal; clear the flag KVM may have left set.
                     self.fd.set_kvm_immediate_exit(0);
+                    if ctx.shared.sample_registers() {
+                        self.log_registers();
+                    }
                 }
                 Err(e) => {
                     let reason = format!("KVM_RUN failed on vCPU {}: {e}", self.id);
@@ -187,59 +186,21 @@ impl Vcpu {
         ctx.shared.unregister_vcpu_thread();
     }
 
-    /// The instruction emulator behind some KVMs (kvm_pvm: every guest instruction is emulated) cannot
-    /// execute `int3` in long mode and reports an emulation failure. A real CPU delivers #BP as a trap, and
-    /// guests depend on it (Linux: alternatives self-test, text_poke_bp for static calls and jump labels,
-    /// kprobes), so we deliver it: RIP past the one-byte `int3`, #BP injected. Hardware KVM never gets here.
-    /// Returns false (a genuine internal error) for anything else.
-    fn deliver_unemulated_breakpoint(&mut self, mem: &GuestMemoryMmap<()>) -> bool {
-        // SAFETY: the exit reason is KVM_EXIT_INTERNAL_ERROR, so `internal` is the active union member.
-        let suberror = unsafe { self.fd.get_kvm_run().__bindgen_anon_1.internal.suberror };
-        if suberror != KVM_INTERNAL_ERROR_EMULATION {
-            return false;
-        }
-        let Ok(mut regs) = self.fd.get_regs() else {
-            return false;
+    /// Debug aid (`VMM_DEBUG_SAMPLE_SECS`): where the guest is, logged when a sampling kick arrives.
+    fn log_registers(&mut self) {
+        let (Ok(r), Ok(s)) = (self.fd.get_regs(), self.fd.get_sregs()) else {
+            return;
         };
-        let byte = self
-            .fd
-            .translate_gva(regs.rip)
-            .ok()
-            .filter(|t| t.valid != 0)
-            .and_then(|t| mem.read_obj::<u8>(GuestAddress(t.physical_address)).ok());
-        if byte != Some(INT3) {
-            return false;
-        }
-        let (rip, count) = self.last_breakpoint;
-        let count = if rip == regs.rip { count + 1 } else { 1 };
-        self.last_breakpoint = (regs.rip, count);
-        if count > BREAKPOINT_RETRIES {
-            return false;
-        }
-        let Ok(mut events) = self.fd.get_vcpu_events() else {
-            return false;
-        };
-        let int3_rip = regs.rip;
-        regs.rip = regs.rip.wrapping_add(1);
-        if self.fd.set_regs(&regs).is_err() {
-            return false;
-        }
-        events.exception.injected = 1;
-        events.exception.nr = BP_VECTOR;
-        events.exception.has_error_code = 0;
-        events.exception.error_code = 0;
-        events.exception.pending = 0;
-        events.flags = 0;
-        if let Err(e) = self.fd.set_vcpu_events(&events) {
-            tracing::warn!(error = %e, "could not inject #BP for an unemulated int3");
-            return false;
-        }
-        crate::log_once!(
-            info,
-            rip = format_args!("{int3_rip:#x}"),
-            "KVM could not emulate int3: delivering #BP to the guest (logged once)"
+        tracing::info!(
+            vcpu = self.id,
+            rip = format_args!("{:#x}", r.rip),
+            cs = format_args!("{:#x}", s.cs.selector),
+            rsp = format_args!("{:#x}", r.rsp),
+            rax = format_args!("{:#x}", r.rax),
+            rflags = format_args!("{:#x}", r.rflags),
+            cr2 = format_args!("{:#x}", s.cr2),
+            "register sample"
         );
-        true
     }
 
     /// "emulation failure at RIP ...: bytes ..." for KVM_EXIT_INTERNAL_ERROR.
