@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds the guest images the VMM boots, from Debian packages only:
 #   guest/out/vmlinux-minimal           minimal microVM kernel (uncompressed ELF) from linux-source-6.1
-#   guest/out/initramfs.cpio.gz         busybox-static initramfs for it
+#   guest/out/initramfs.cpio            busybox-static initramfs for it (uncompressed cpio)
 #   guest/out/vmlinuz-debian            the installed Debian distro kernel (bzImage)
+#   guest/out/vmlinux-debian            its uncompressed ELF (scripts/extract-vmlinux): the image offered
 #   guest/out/initramfs-debian.cpio.gz  busybox initramfs that also loads the virtio modules it needs
 #   guest/out/manifest.json             what the portal offers as images (paths, cmdlines, sha256)
 #   guest/out/kernel-facts-*.txt        the options that ended up =y/=m (also rendered to guest/KERNEL-CONFIG.md)
@@ -24,10 +25,12 @@ BANNER='cloud-portal guest: busybox init ready'
 # Fixed timestamp for every initramfs entry (2024-01-01T00:00:00Z) so the archives are reproducible.
 EPOCH=1704067200
 # CPUID features the instruction emulator behind /dev/kvm on the development hosts cannot execute
-# (see the shared FACTS.md; 141 = cx16 was added after the minimal kernel's SLUB died on `lock cmpxchg16b`).
-# Hardware KVM needs none of this, so it is kept out of the default cmdline. Note: the emulator also cannot
-# execute `int3` (the alternatives self-test at boot); no command line option avoids that.
-EMULATED_HOST_EXTRA='noxsave clearcpuid=129,137,145,147,148,150,151,153,158,288,291,295,296,298,306,307,308,311,312,317,514,515,520,534,59,197,141'
+# (see the shared FACTS.md; 141 = cx16 was added after the minimal kernel's SLUB died on `lock cmpxchg16b`),
+# and no RCU stall reports (at emulated speed the grace-period kthread looks starved, and printing the
+# stack dumps costs seconds). Hardware KVM needs none of this, so it is kept out of the default cmdline.
+# The emulator also cannot execute `int3` and `fwait` (the VMM completes them) and leaves SYSCALL in ring 3
+# (kernel/patches/0002); no command line option avoids those.
+EMULATED_HOST_EXTRA='noxsave clearcpuid=129,137,145,147,148,150,151,153,158,288,291,295,296,298,306,307,308,311,312,317,514,515,520,534,59,197,141 rcupdate.rcu_cpu_stall_suppress=1'
 
 log() { printf '[guest] %s\n' "$*" >&2; }
 die() { printf '[guest] error: %s\n' "$*" >&2; exit 1; }
@@ -71,15 +74,28 @@ prepare_source() {
         find "$CACHE/src" -mindepth 1 -maxdepth 1 -type d ! -name "$SRC_VER" -exec rm -rf {} +
     fi
     # Local fixes (guest/kernel/patches/*.patch, applied in name order). A tree patched with an older set
-    # is re-extracted and its object tree dropped: reverted files keep old mtimes that make would miss.
+    # is replaced by a fresh extraction; the files that differed (what the old set had changed) are
+    # touched so that make rebuilds them although the tarball brings back older mtimes, and the object
+    # tree stays incremental.
     local want have="" p
     want=$(patches_hash)
     [[ -f $dir/.cp-patches ]] && have=$(cat "$dir/.cp-patches")
     if [[ $have != "$want" ]]; then
         if [[ -n $have ]]; then
-            log "kernel patches changed: re-extracting the source and dropping the object tree"
-            rm -rf "$SRC_TREE" "$CACHE/build-minimal"
-            tar -C "$dir" -xf "$tarball"
+            log "kernel patches changed: re-extracting the source (object tree kept)"
+            rm -rf "$dir/fresh"
+            mkdir -p "$dir/fresh"
+            tar -C "$dir/fresh" -xf "$tarball"
+            local changed
+            changed=$(diff -rq "$SRC_TREE" "$dir/fresh/$SRC_PKG" 2>/dev/null |
+                sed -n "s#^Files $SRC_TREE/\(.*\) and .* differ\$#\1#p" || true)
+            rm -rf "$SRC_TREE"
+            mv "$dir/fresh/$SRC_PKG" "$SRC_TREE"
+            rm -rf "$dir/fresh"
+            if [[ -n $changed ]]; then
+                log "previously patched: $(echo $changed)"
+                (cd "$SRC_TREE" && printf '%s\n' "$changed" | xargs -r touch -c)
+            fi
         fi
         for p in "$GUEST_DIR"/kernel/patches/*.patch; do
             [[ -e $p ]] || continue
@@ -208,15 +224,12 @@ fi
 EOF
         cat <<'EOF'
 if [ -b /dev/vda ]; then
-    fstype=$(blkid /dev/vda 2>/dev/null | sed -n 's/.* TYPE="\([^"]*\)".*/\1/p')
-    if [ -n "$fstype" ]; then
-        if mount -t "$fstype" /dev/vda /mnt; then
-            echo "init: mounted /dev/vda ($fstype) at /mnt"
-        else
-            echo "init: /dev/vda has a $fstype filesystem but mounting it failed"
-        fi
+    # busybox mount without -t tries every filesystem the kernel knows (Debian's busybox has no blkid)
+    if mount /dev/vda /mnt 2>/dev/null; then
+        fstype=$(grep '^/dev/vda ' /proc/mounts | cut -d' ' -f3)
+        echo "init: mounted /dev/vda ($fstype) at /mnt"
     else
-        echo "init: /dev/vda has no filesystem, not mounted"
+        echo "init: /dev/vda has no filesystem this kernel can mount, not mounted"
     fi
 else
     echo "init: no /dev/vda"
@@ -273,14 +286,18 @@ cpio_list() {
     done
 }
 
-# $1 staging root, $2 output .cpio.gz
+# $1 staging root, $2 output file, $3 "gzip" (default) or "none" (plain cpio)
 pack_initramfs() {
-    local root=$1 outfile=$2
+    local root=$1 outfile=$2 compress=${3:-gzip}
     # gen_init_cpio takes regular files' mtimes from the files themselves: pin them too.
     find "$root" -exec touch -h -d "@$EPOCH" {} +
     cpio_list "$root" >"$root.list"
     "$GEN_INIT_CPIO" -t "$EPOCH" "$root.list" >"$root.cpio"
-    gzip -n -9 -c "$root.cpio" >"$outfile.tmp"
+    if [[ $compress == none ]]; then
+        mv "$root.cpio" "$outfile.tmp"
+    else
+        gzip -n -9 -c "$root.cpio" >"$outfile.tmp"
+    fi
     mv "$outfile.tmp" "$outfile"
     rm -f "$root.cpio"
 }
@@ -309,7 +326,10 @@ build_minimal_initramfs() {
     local root="$STAGE/initramfs-minimal"
     stage_busybox_root "$root"
     write_init "$root" ""
-    pack_initramfs "$root" "$OUT/initramfs.cpio.gz"
+    # Uncompressed: inflating 2.5 MB took ~60 s of emulated CPU on kvm_pvm hosts; a plain cpio is only
+    # copied (on hardware both are milliseconds; the file is 2.5 MB instead of 1 MB).
+    pack_initramfs "$root" "$OUT/initramfs.cpio" none
+    rm -f "$OUT/initramfs.cpio.gz"
 }
 
 # --- Debian kernel ------------------------------------------------------------------------------------
@@ -374,6 +394,11 @@ build_debian_images() {
     local moddir="/lib/modules/$DEB_VER" root="$STAGE/initramfs-debian" line rel base dest block=""
     cp "/boot/vmlinuz-$DEB_VER" "$OUT/vmlinuz-debian.tmp"
     mv "$OUT/vmlinuz-debian.tmp" "$OUT/vmlinuz-debian"
+    # The uncompressed ELF inside the bzImage: the VMM loads it directly, skipping the decompressor (which
+    # alone ran for over 25 min on the emulated KVM here; on hardware it saves a few hundred ms).
+    "$SRC_TREE/scripts/extract-vmlinux" "$OUT/vmlinuz-debian" >"$OUT/vmlinux-debian.tmp" ||
+        die "extract-vmlinux failed on /boot/vmlinuz-$DEB_VER"
+    mv "$OUT/vmlinux-debian.tmp" "$OUT/vmlinux-debian"
     cp "/boot/config-$DEB_VER" "$OUT/config-debian"
     stage_busybox_root "$root"
     mkdir -p "$root/lib/modules"
@@ -476,23 +501,36 @@ write_kernel_config_md() {
   `lfb_size` is in 64 KiB units (sysfb shifts it left by 16) and must cover `lfb_height * lfb_linelength`
   (1024x768x32: 3 MiB → `lfb_size = 48`). The Debian kernel has SYSFB_SIMPLEFB off, so sysfb registers
   `vesa-framebuffer` and `vesafb` (FB_VESA=y) binds it; same screen_info works for both.
-- virtio-mmio discovery: the minimal kernel takes `virtio_mmio.device=<size>@<base>:<irq>` on the command line.
-  The Debian kernel lacks VIRTIO_MMIO_CMDLINE_DEVICES: the module does not know that parameter (it is ignored
-  with an "unknown parameter" warning), so for it the
-  devices must be described in the ACPI DSDT (one `Device` per transport with `_HID "LNRO0005"` and a `_CRS`
-  holding `Memory32Fixed(base, size)` + `Interrupt(irq)`), which virtio_mmio's ACPI match table binds.
-- Interrupts (observed under this VMM, cause not yet confirmed): every virtio driver's probe failed with -22
-  right after queue setup ("virtio_blk: probe of virtio0 failed with error -22", also rng and input) while
-  the boot log showed "preallocated irqs: 0". With the FADT's HW_REDUCED_ACPI flag Linux uses no legacy PIC
-  (acpi_generic_reduced_hw_init sets null_legacy_pic, MADT PCAT_COMPAT notwithstanding), so a GSI given only
-  on the command line may have no irq mapping when virtio_mmio calls request_irq. Describing the devices in
-  the DSDT (`_CRS` with `Interrupt`) makes ACPI map each GSI.
+- virtio-mmio discovery: both images use `acpi` (manifest `virtio_mmio_discovery`): the VMM describes each
+  transport in the DSDT (`Device` with `_HID "LNRO0005"` and a `_CRS` holding `Memory32Fixed(base, size)` +
+  `Interrupt(edge, high, gsi)`), which virtio_mmio's ACPI match table binds. The minimal kernel also accepts
+  `virtio_mmio.device=<size>@<base>:<irq>` (VIRTIO_MMIO_CMDLINE_DEVICES), the Debian kernel does not (the
+  module ignores the parameter).
+- Interrupts (confirmed under this VMM): with only the command-line devices every virtio driver's probe
+  failed with -22 right after queue setup ("virtio_blk: probe of virtio0 failed with error -22"; the boot log
+  shows "NR_IRQS: 4352, nr_irqs: 32, preallocated irqs: 0"). The FADT's HW_REDUCED_ACPI flag makes Linux
+  use no legacy PIC (acpi_generic_reduced_hw_init sets null_legacy_pic), so no ISA IRQ is pre-mapped and
+  request_irq() on a GSI that only the command line names fails. A `_CRS` `Interrupt` makes ACPI register
+  the GSI (acpi_register_gsi → IOAPIC pin mapping) before the driver asks for it; with the DSDT devices the
+  blk, rng, keyboard and tablet drivers all probe. This is why `acpi` is the discovery to use with ACPI on.
+  The same holds for COM1: the 8250 driver's built-in "ttyS0 at 0x3f8, irq 4" got no working interrupt, so
+  the polled kernel console printed but /init's first write to ttyS0 blocked forever. The DSDT therefore
+  also describes `COM1` (`_HID PNP0501`, `IO(0x3f8, 8)`, `Interrupt(4)`); SERIAL_8250_PNP (=y in both
+  kernels) takes the port over with the ACPI-registered GSI ("00:00: ttyS0 at I/O 0x3f8 (irq = 28)").
+- Emulated KVM hosts only (kvm_pvm: every guest instruction emulated; hardware KVM never needs these):
+  the emulator cannot execute `int3` in long mode (KVM_EXIT_INTERNAL_ERROR at the alternatives self-test,
+  later at every text_poke_bp), so the VMM delivers #BP itself (RIP past the int3, exception 3 injected);
+  and it executes SYSCALL from user mode without switching to ring 0 (RIP = MSR_LSTAR with CS still 0x33,
+  so entry_SYSCALL_64 faults: "init[1]: segfault at ffffffff81400040 ... error 15"), which
+  `guest/kernel/patches/0002-*` handles in the minimal kernel's page-fault handler by running the system
+  call there. The Debian kernel has no such patch, so on these hosts it cannot run user space.
 - Power off: ACPI is built in both; `poweroff` writes SLP_TYP|SLP_EN to the FADT sleep control register
   (hardware-reduced) using the `\_S5` package from the DSDT, so the DSDT must contain `Name(_S5, Package(){5, 0})`
   or similar. Reboot with `reboot=k` uses the keyboard controller (port 0x64, 0xFE).
-- The minimal kernel carries one local patch (`guest/kernel/patches/`): with ACPI but without PCI, Linux 6.1's
-  ACPICA fails to load the tables ("AE_BAD_PARAMETER, During Region initialization", seen under this VMM),
-  because the default PCI_Config region handler only exists with CONFIG_PCI; the patch skips it.
+- The minimal kernel carries two local patches (`guest/kernel/patches/`): 0001, with ACPI but without PCI,
+  Linux 6.1's ACPICA fails to load the tables ("AE_BAD_PARAMETER, During Region initialization", seen under
+  this VMM), because the default PCI_Config region handler only exists with CONFIG_PCI; the patch skips it.
+  0002, the emulated-host SYSCALL fix above (a no-op on hardware).
 - Debian: PCI and i8042 are built in; add `pci=off i8042.noaux i8042.nomux i8042.dumbkbd` so boot does not
   probe hardware the VMM does not have.
 EOF
@@ -525,24 +563,24 @@ write_manifest() {
         echo "      \"os\": \"Busybox (minimal microVM kernel $mini_ver)\","
         echo "      \"kernel\": \"guest/out/vmlinux-minimal\","
         echo "      \"kernel_format\": \"elf\","
-        echo "      \"initrd\": \"guest/out/initramfs.cpio.gz\","
+        echo "      \"initrd\": \"guest/out/initramfs.cpio\","
         echo "      \"cmdline\": $(json_str "$mini_cmd"),"
-        echo "      \"virtio_mmio_discovery\": \"cmdline\","
+        echo "      \"virtio_mmio_discovery\": \"acpi\","
         echo "      \"kernel_version\": \"$mini_ver\","
         echo "      \"kernel_sha256\": \"$(sha256 "$OUT/vmlinux-minimal")\","
-        echo "      \"initrd_sha256\": \"$(sha256 "$OUT/initramfs.cpio.gz")\""
+        echo "      \"initrd_sha256\": \"$(sha256 "$OUT/initramfs.cpio")\""
         if [[ -f $OUT/vmlinuz-debian && ${GUEST_SKIP_DEBIAN:-0} != 1 ]]; then
             echo "    },"
             echo "    {"
             echo "      \"name\": \"debian\","
             echo "      \"os\": \"Busybox on the Debian 12 kernel $DEB_VER\","
-            echo "      \"kernel\": \"guest/out/vmlinuz-debian\","
-            echo "      \"kernel_format\": \"bzimage\","
+            echo "      \"kernel\": \"guest/out/vmlinux-debian\","
+            echo "      \"kernel_format\": \"elf\","
             echo "      \"initrd\": \"guest/out/initramfs-debian.cpio.gz\","
             echo "      \"cmdline\": $(json_str "$deb_cmd"),"
             echo "      \"virtio_mmio_discovery\": \"acpi\","
             echo "      \"kernel_version\": \"$DEB_VER\","
-            echo "      \"kernel_sha256\": \"$(sha256 "$OUT/vmlinuz-debian")\","
+            echo "      \"kernel_sha256\": \"$(sha256 "$OUT/vmlinux-debian")\","
             echo "      \"initrd_sha256\": \"$(sha256 "$OUT/initramfs-debian.cpio.gz")\""
         fi
         echo "    }"
@@ -569,7 +607,7 @@ main() {
     fi
     write_kernel_config_md
     write_manifest
-    log "done: $(cd "$OUT" && ls -l vmlinux-minimal initramfs.cpio.gz vmlinuz-debian initramfs-debian.cpio.gz 2>/dev/null | awk '{printf "%s=%s ", $9, $5}')"
+    log "done: $(cd "$OUT" && ls -l vmlinux-minimal initramfs.cpio vmlinux-debian initramfs-debian.cpio.gz 2>/dev/null | awk '{printf "%s=%s ", $9, $5}')"
 }
 
 main "$@"; exit $?

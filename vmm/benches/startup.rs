@@ -5,6 +5,10 @@
 //! Guest-instruction-bound figures (dominated by how fast this host executes guest code; on emulated
 //! KVM hosts thousands of times slower than hardware): first instruction → banner, and the PIO exit
 //! rate (each `out 0x80` is one exit plus a few emulated loop instructions).
+//!
+//! Opt-in, because it takes minutes per boot on emulated KVM hosts: `VMM_BENCH_LINUX=<runs>` also boots
+//! the minimal Linux image of guest/out/manifest.json (built by guest/build.sh) that many times and
+//! prints the median of VMM start → busybox banner on serial.
 #![allow(clippy::unwrap_used)] // benchmark code: a failed unwrap is a failed run
 
 #[path = "../tests/common/mod.rs"]
@@ -12,7 +16,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{TestVm, VmOpts, TIMEOUT};
+use common::{linux_image, TestVm, VmOpts, TIMEOUT};
 use serde_json::{json, Value};
 
 const RUNS: usize = 10;
@@ -127,5 +131,50 @@ fn main() {
     println!(
         "  PIO exits/s on POST_CODE_PORT ({N} exits):     {:10.0} /s",
         median(rate)
+    );
+    linux_boot();
+}
+
+/// `VMM_BENCH_LINUX=<runs>`: VMM start → busybox banner of the minimal Linux image, median of the runs.
+fn linux_boot() {
+    let Some(runs) = std::env::var("VMM_BENCH_LINUX")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|&n| n > 0)
+    else {
+        println!("  minimal Linux start -> busybox banner: not run (set VMM_BENCH_LINUX=<runs>)");
+        return;
+    };
+    let Some(img) = linux_image("startup bench", "minimal") else {
+        return;
+    };
+    const BANNER: &str = "cloud-portal guest: busybox init ready";
+    let mut secs = vec![];
+    for _ in 0..runs {
+        let t0 = Instant::now();
+        let mut vm = TestVm::start(VmOpts {
+            kernel: img.kernel.clone(),
+            initrd: Some(img.initrd.clone()),
+            cmdline: img.cmdline.clone(),
+            memory_mib: 128,
+            disk_mib: Some(16),
+            extra: json!({"cpuid_mask": img.cpuid_mask, "virtio_discovery": img.virtio_discovery}),
+            ..VmOpts::probe_like("bench-linux")
+        });
+        let serial = vm.serial();
+        serial.wait_for(BANNER, Duration::from_secs(30 * 60));
+        secs.push(t0.elapsed().as_secs_f64());
+        vm.control(json!({"cmd": "stop"}));
+        vm.wait_exit(TIMEOUT);
+    }
+    let emulated = if common::emulated_kvm_host() {
+        " (emulated KVM: every guest instruction is emulated)"
+    } else {
+        ""
+    };
+    println!(
+        "  minimal Linux start -> busybox banner{emulated}: {:.1} s (median of {runs} run{})",
+        median(secs),
+        if runs == 1 { "" } else { "s" }
     );
 }

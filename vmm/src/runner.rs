@@ -110,6 +110,13 @@ fn run_inner(cfg: VmConfig, started: Instant) -> Result<i32, RunError> {
     };
     let shared = Arc::new(Shared::new(&cfg.vm_id, started));
     handle_termination_signals(&shared)?;
+    if let Some(secs) = std::env::var("VMM_DEBUG_SAMPLE_SECS")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|s| *s > 0.0)
+    {
+        shared.start_register_sampling(Duration::from_secs_f64(secs));
+    }
     let hub = SerialHub::new(log_file);
     let runtime = Arc::new(Mutex::new(RuntimeHandles::default()));
     let ctx = Arc::new(ControlCtx::new(

@@ -89,6 +89,7 @@ pub struct Shared {
     vcpu_threads: Mutex<Vec<(libc::pthread_t, i32)>>,
     /// CPU time of vCPU threads of earlier boots, in ms.
     exited_vcpu_ms: AtomicU64,
+    sample_registers: AtomicBool,
 }
 
 #[derive(Default)]
@@ -122,6 +123,7 @@ impl Shared {
             pause_cv: Condvar::new(),
             vcpu_threads: Mutex::new(Vec::new()),
             exited_vcpu_ms: AtomicU64::new(0),
+            sample_registers: AtomicBool::new(false),
         }
     }
 
@@ -151,11 +153,12 @@ impl Shared {
             m.store(UNSET, Ordering::Relaxed);
         }
         *lock(&self.event) = None;
+        // A pause requested before or during a reboot holds: the new vCPUs park at their first
+        // checkpoint (kick stays set) until `resume`.
         let mut p = lock(&self.pause);
         p.stop = false;
-        p.paused = false;
+        self.kick.store(p.paused, Ordering::Release);
         drop(p);
-        self.kick.store(false, Ordering::Release);
     }
 
     /// Boot marker write from the guest (1 = first instruction, 2 = banner).
@@ -214,6 +217,25 @@ impl Shared {
             }
             slot = self.event_cv.wait(slot).unwrap_or_else(|e| e.into_inner());
         }
+    }
+
+    /// Debug aid: whether vCPUs log their registers when kicked (`VMM_DEBUG_SAMPLE_SECS` set).
+    pub fn sample_registers(&self) -> bool {
+        self.sample_registers.load(Ordering::Relaxed)
+    }
+
+    /// Starts kicking the vCPUs every `every` so each logs where it is (for guests that hang silently).
+    pub fn start_register_sampling(self: &std::sync::Arc<Self>, every: Duration) {
+        self.sample_registers.store(true, Ordering::Relaxed);
+        let shared = self.clone();
+        let span = tracing::Span::current();
+        let _ = std::thread::Builder::new().name("sampler".into()).spawn(move || {
+            let _e = span.enter();
+            loop {
+                std::thread::sleep(every);
+                shared.kick_vcpus();
+            }
+        });
     }
 
     /// Whether a vCPU must stop running guest code (cheap: one atomic load).
@@ -343,6 +365,20 @@ mod tests {
         assert!(!s.kicked());
         assert!(s.boot_times_us().1.is_none());
         assert!(s.first_boot_markers_us().0.is_some());
+    }
+
+    #[test]
+    fn a_pause_during_reboot_holds_for_the_next_boot() {
+        let s = Shared::new("t", Instant::now());
+        s.begin_boot(false);
+        // No vCPU thread is running (between boots): the pause takes effect at once.
+        assert!(s.pause(Duration::from_millis(100)));
+        s.begin_boot(true);
+        assert!(s.kicked(), "new vCPUs must stop at their first checkpoint");
+        assert_eq!(s.state(), RunState::Paused);
+        s.resume();
+        assert!(!s.kicked());
+        assert_eq!(s.state(), RunState::Running);
     }
 
     #[test]

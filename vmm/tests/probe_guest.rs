@@ -40,6 +40,16 @@ fn serial_block_survives_reboot_then_guest_poweroff_exits_0() {
     );
     // Every client sees all output, including what another client typed.
     watcher.wait_for("hello over serial\r\nhello over serial", TIMEOUT);
+    // int3 is a trap: the guest's #BP handler runs and execution continues after it (software
+    // emulators behind /dev/kvm cannot execute it; the VMM delivers #BP then).
+    assert!(
+        serial.command("int3", "").starts_with("OK int3 rip "),
+        "stderr:\n{}",
+        vm.stderr()
+    );
+    // String port I/O (`rep outsb`, one exit for the whole text) reaches the UART byte by byte.
+    serial.command("outs every-byte-of-a-rep-outsb", "OK outs");
+    serial.wait_for("\r\nevery-byte-of-a-rep-outsb\r\nOK outs", TIMEOUT);
     assert_eq!(serial.command("blk-id", "ID "), "ID probe-serial-disk");
     assert_eq!(serial.command("blk-write 7 kept across reboot", "OK"), "OK");
 

@@ -140,6 +140,26 @@ fn run(line: &[u8], devs: &mut Devices, fb: &mut Option<Framebuffer>) {
         Command::Fault => cpu::raise_invalid_opcode(),
         Command::Panic => panic!("requested by the panic command"),
         Command::TripleFault => cpu::triple_fault(),
+        Command::Outs(text) => {
+            serial::rep_outs(text);
+            serial::puts("\r\nOK outs\r\n");
+        }
+        Command::Int3 => {
+            let (after, seen, count) = cpu::breakpoint();
+            if after == seen && count == 1 {
+                serial::puts("OK int3 rip ");
+                serial::put_hex(seen);
+                serial::puts("\r\n");
+            } else {
+                serial::puts("ERR int3 handler saw rip ");
+                serial::put_hex(seen);
+                serial::puts(" expected ");
+                serial::put_hex(after);
+                serial::puts(" count ");
+                serial::put_dec(count);
+                serial::puts("\r\n");
+            }
+        }
         blk => {
             let Some(b) = devs.block.as_mut() else {
                 return err("no block device");

@@ -48,6 +48,16 @@ probe_isr_stubs:
     .set vec, vec + 1
     .endr
 
+    .balign 16
+    .global probe_bp_isr
+probe_bp_isr:
+    pushq %rax
+    movq 8(%rsp), %rax
+    movq %rax, PROBE_BP_RIP(%rip)
+    lock incq PROBE_BP_COUNT(%rip)
+    popq %rax
+    iretq
+
 probe_isr_common:
     movq (%rsp), %rdi
     movq 8(%rsp), %rsi
@@ -63,7 +73,15 @@ probe_isr_common:
 
 extern "C" {
     static probe_isr_stubs: u8;
+    static probe_bp_isr: u8;
 }
+
+/// Return address the #BP handler found on its stack, and how many #BP it took (written by `probe_bp_isr`).
+#[no_mangle]
+static mut PROBE_BP_RIP: u64 = 0;
+#[no_mangle]
+static mut PROBE_BP_COUNT: u64 = 0;
+const BREAKPOINT_VECTOR: usize = 3;
 
 const STUB_SIZE: u64 = 16;
 const EXCEPTIONS: usize = 32;
@@ -104,6 +122,8 @@ fn init_idt() {
     for v in 0..EXCEPTIONS {
         set_gate(v, stubs + v as u64 * STUB_SIZE);
     }
+    // #BP returns (a trap: execution goes on after the int3), for the `int3` command.
+    set_gate(BREAKPOINT_VECTOR, core::ptr::addr_of!(probe_bp_isr) as u64);
     // Other vectors stay not-present: an unexpected interrupt raises #NP, which reports the vector.
     set_gate(
         apic::TIMER_VECTOR as usize,
@@ -201,6 +221,28 @@ extern "C" fn probe_fault(vector: u64, error: u64, rip: u64) -> ! {
 pub fn raise_invalid_opcode() {
     // SAFETY: deliberately faults; the handler never returns here.
     unsafe { asm!("ud2", options(nomem, nostack)) }
+}
+
+/// Executes one `int3`; returns (address after it, RIP the #BP handler saw, #BP count during the call).
+pub fn breakpoint() -> (u64, u64, u64) {
+    let after: u64;
+    // SAFETY: plain reads/writes of the handler's statics; no other code touches them concurrently.
+    let before = unsafe {
+        core::ptr::addr_of_mut!(PROBE_BP_RIP).write_volatile(0);
+        core::ptr::addr_of!(PROBE_BP_COUNT).read_volatile()
+    };
+    // SAFETY: the IDT's vector 3 is `probe_bp_isr`, which records the trap and returns with iretq.
+    unsafe {
+        asm!("lea {0}, [rip + 2f]", "int3", "2:", out(reg) after, options(nostack));
+    }
+    // SAFETY: as above.
+    let (seen, count) = unsafe {
+        (
+            core::ptr::addr_of!(PROBE_BP_RIP).read_volatile(),
+            core::ptr::addr_of!(PROBE_BP_COUNT).read_volatile(),
+        )
+    };
+    (after, seen, count - before)
 }
 
 /// Loads an empty IDT and raises an exception: #UD → #GP → #DF → shutdown (the VMM sees a triple fault).

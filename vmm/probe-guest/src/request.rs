@@ -35,6 +35,13 @@ pub enum Command<'a> {
     Fault,
     Panic,
     TripleFault,
+    /// `int3` with a #BP handler that returns: reports where the handler saw the trap, which must be
+    /// the instruction after the `int3` (software emulators of x86 may not execute it; the VMM injects
+    /// #BP then).
+    Int3,
+    /// `outs <text>`: the text sent to COM1 with one `rep outsb` (string port I/O: one exit for all
+    /// bytes), then a normal result line.
+    Outs(&'a [u8]),
 }
 
 /// Parses one line (without its line ending). `Err` is the message printed after `ERR `.
@@ -75,6 +82,8 @@ pub fn parse(line: &[u8]) -> Result<Command<'_>, &'static str> {
         b"fault" => no_args(Command::Fault),
         b"panic" => no_args(Command::Panic),
         b"triple-fault" => no_args(Command::TripleFault),
+        b"int3" => no_args(Command::Int3),
+        b"outs" => Ok(Command::Outs(rest)),
         _ => Err("unknown command"),
     }
 }
@@ -136,6 +145,8 @@ mod tests {
         );
         assert_eq!(parse(b"reboot"), Ok(Command::Reboot));
         assert_eq!(parse(b"poweroff"), Ok(Command::Poweroff));
+        assert_eq!(parse(b"int3"), Ok(Command::Int3));
+        assert_eq!(parse(b"outs a b"), Ok(Command::Outs(b"a b")));
     }
 
     #[test]

@@ -93,3 +93,18 @@ impl core::fmt::Write for Writer {
         Ok(())
     }
 }
+
+/// Sends `bytes` to the transmit register with one `rep outsb` (string I/O; no FIFO pacing, which the
+/// VMM's UART does not need).
+pub fn rep_outs(bytes: &[u8]) {
+    // SAFETY: reads `bytes.len()` bytes from `bytes` and writes them to the UART data port only.
+    unsafe {
+        core::arch::asm!(
+            "rep outsb",
+            in("dx") RBR_THR,
+            inout("rsi") bytes.as_ptr() => _,
+            inout("rcx") bytes.len() => _,
+            options(nostack, readonly, preserves_flags)
+        );
+    }
+}

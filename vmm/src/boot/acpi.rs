@@ -146,7 +146,37 @@ fn virtio_device_aml(index: usize, addr: u64, irq: u32) -> Vec<u8> {
     dev
 }
 
-/// DSDT: `Name (_S5_, Package () { 5, 5, 0, 0 })` and, if asked, the virtio-mmio devices in `\_SB_`.
+/// `Device (COM1) { _HID EisaId("PNP0501"), _UID 0, _CRS { IO (0x3f8, 8), Interrupt (edge, high) {4} } }`.
+///
+/// With the FADT's HW_REDUCED_ACPI flag Linux maps no legacy ISA IRQ, so the 8250 driver's built-in
+/// "ttyS0 at 0x3f8, irq 4" gets no working interrupt: the kernel console (polled) prints, but a process
+/// writing to ttyS0 waits forever for a transmit interrupt. Described here, the PNP serial driver takes
+/// over the port with the GSI that ACPI registered.
+fn serial_device_aml() -> Vec<u8> {
+    let base = layout::SERIAL_PORT_BASE.to_le_bytes();
+    let mut crs = vec![0x47, 0x01, base[0], base[1], base[0], base[1], 0x01];
+    crs.push(layout::SERIAL_PORT_SIZE as u8); // IO: decode16, min = max = base, align 1, length
+    crs.extend_from_slice(&[0x89, 0x06, 0x00, 0x03, 0x01]); // Extended IRQ: consumer, edge, high, 1
+    crs.extend_from_slice(&layout::SERIAL_IRQ.to_le_bytes());
+    crs.extend_from_slice(&[0x79, 0x00]); // End tag
+    let mut buffer = vec![0x0a, crs.len() as u8]; // BufferSize
+    buffer.extend_from_slice(&crs);
+
+    let mut body = b"COM1".to_vec();
+    // Name (_HID, EisaId ("PNP0501")): DWordConst 0x0105D041
+    body.extend_from_slice(&[0x08, b'_', b'H', b'I', b'D', 0x0c, 0x41, 0xd0, 0x05, 0x01]);
+    body.extend_from_slice(&[0x08, b'_', b'U', b'I', b'D', 0x00]); // Name (_UID, Zero)
+    body.extend_from_slice(&[0x08, b'_', b'C', b'R', b'S', 0x11]);
+    body.extend_from_slice(&pkg_len(buffer.len()));
+    body.extend_from_slice(&buffer);
+
+    let mut dev = vec![0x5b, 0x82]; // DeviceOp
+    dev.extend_from_slice(&pkg_len(body.len()));
+    dev.extend_from_slice(&body);
+    dev
+}
+
+/// DSDT: `Name (_S5_, Package () { 5, 5, 0, 0 })`, COM1 and, if asked, the virtio-mmio devices in `\_SB_`.
 fn dsdt(virtio: &[(u64, u32)]) -> Vec<u8> {
     let s5 = layout::POWER_SLP_TYP_S5;
     let mut t = Sdt::new(b"DSDT", 2);
@@ -154,13 +184,12 @@ fn dsdt(virtio: &[(u64, u32)]) -> Vec<u8> {
     t.put(&[
         0x08, b'_', b'S', b'5', b'_', 0x12, 0x08, 0x04, 0x0a, s5, 0x0a, s5, 0x00, 0x00,
     ]);
-    if !virtio.is_empty() {
-        let mut scope = b"_SB_".to_vec();
-        for (i, (addr, irq)) in virtio.iter().enumerate() {
-            scope.extend_from_slice(&virtio_device_aml(i, *addr, *irq));
-        }
-        t.put(&[0x10]).put(&pkg_len(scope.len())).put(&scope); // ScopeOp
+    let mut scope = b"_SB_".to_vec();
+    scope.extend_from_slice(&serial_device_aml());
+    for (i, (addr, irq)) in virtio.iter().enumerate() {
+        scope.extend_from_slice(&virtio_device_aml(i, *addr, *irq));
     }
+    t.put(&[0x10]).put(&pkg_len(scope.len())).put(&scope); // ScopeOp
     t.finish()
 }
 
@@ -325,5 +354,18 @@ mod tests {
         assert_eq!(scope + 1 + len, d.len());
         assert_eq!(&d[scope + 2 + extra..scope + 6 + extra], b"_SB_");
         assert!(dsdt(&[]).len() < d.len());
+    }
+
+    #[test]
+    fn dsdt_describes_com1_with_its_port_and_irq() {
+        let d = dsdt(&[]);
+        let at = d.windows(4).position(|w| w == b"COM1").unwrap();
+        let dev = &d[at..];
+        // _HID EisaId("PNP0501")
+        assert!(dev.windows(5).any(|w| w == [0x0c, 0x41, 0xd0, 0x05, 0x01]));
+        let io = dev.windows(2).position(|w| w == [0x47, 0x01]).unwrap();
+        assert_eq!(&dev[io + 2..io + 8], &[0xf8, 0x03, 0xf8, 0x03, 0x01, 0x08]);
+        let irq = dev.windows(3).position(|w| w == [0x89, 0x06, 0x00]).unwrap();
+        assert_eq!(u32_at(dev, irq + 5), layout::SERIAL_IRQ);
     }
 }

@@ -1,4 +1,5 @@
 //! KVM objects: the VM (memory slots, irqchip, PIT) and the vCPUs with their run loops.
 
+mod unemulated;
 pub mod vcpu;
 pub mod vm;

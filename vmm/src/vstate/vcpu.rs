@@ -15,6 +15,7 @@ use crate::devices::Bus;
 use crate::exit_codes;
 use crate::layout::POST_CODE_PORT;
 use crate::state::{Shared, VmEvent};
+use crate::vstate::unemulated::Unemulated;
 
 /// Errors while creating or configuring a vCPU.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +48,8 @@ pub fn install_kick_handler() -> Result<(), VcpuError> {
 pub struct Vcpu {
     pub id: u8,
     fd: VcpuFd,
+    /// Instructions KVM's emulator could not execute and the VMM completed (emulated hosts only).
+    unemulated: Unemulated,
 }
 
 /// Everything a running vCPU needs.
@@ -85,12 +88,24 @@ impl Vcpu {
         };
         fd.set_mp_state(kvm_mp_state { mp_state })
             .map_err(VcpuError::SetMpState)?;
-        Ok(Vcpu { id, fd })
+        Ok(Vcpu {
+            id,
+            fd,
+            unemulated: Unemulated::default(),
+        })
     }
 
     /// Runs until a VM event or stop; called on the vCPU's own thread.
     pub fn run(mut self, ctx: &VcpuContext) {
         ctx.shared.register_vcpu_thread();
+        let run = self.fd.get_kvm_run() as *const kvm_bindings::kvm_run;
+        // Bytes per access of the current KVM_EXIT_IO; `data` holds `count` accesses (string I/O:
+        // `rep outs`/`rep ins`), each of which goes to the device on its own.
+        let io_size = || {
+            // SAFETY: `run` is this vCPU's kvm_run mapping, valid as long as `self.fd`; only called for
+            // KVM_EXIT_IO, where `io` is the active union member. It does not overlap the data area.
+            usize::from(unsafe { (*run).__bindgen_anon_1.io.size })
+        };
         loop {
             if ctx.shared.kicked() && !ctx.shared.vcpu_checkpoint() {
                 break;
@@ -99,10 +114,16 @@ impl Vcpu {
                 Ok(VcpuExit::IoOut(port, data)) => {
                     // Hot path of the exit benchmark and Linux's I/O delay: no lookup, no lock.
                     if port != POST_CODE_PORT {
-                        ctx.pio.write(u64::from(port), data);
+                        for access in data.chunks(io_size().max(1)) {
+                            ctx.pio.write(u64::from(port), access);
+                        }
                     }
                 }
-                Ok(VcpuExit::IoIn(port, data)) => ctx.pio.read(u64::from(port), data, 0xff),
+                Ok(VcpuExit::IoIn(port, data)) => {
+                    for access in data.chunks_mut(io_size().max(1)) {
+                        ctx.pio.read(u64::from(port), access, 0xff);
+                    }
+                }
                 Ok(VcpuExit::MmioRead(addr, data)) => ctx.mmio.read(addr, data, 0),
                 Ok(VcpuExit::MmioWrite(addr, data)) => ctx.mmio.write(addr, data),
                 Ok(VcpuExit::Hlt) | Ok(VcpuExit::Intr) | Ok(VcpuExit::IrqWindowOpen) => {}
@@ -124,6 +145,9 @@ impl Vcpu {
                     other => tracing::debug!(other, "ignored KVM system event"),
                 },
                 Ok(VcpuExit::InternalError) => {
+                    if self.unemulated.complete(&mut self.fd, &ctx.mem) {
+                        continue;
+                    }
                     let reason = self.describe_internal_error(&ctx.mem);
                     tracing::error!("{reason}");
                     ctx.shared.request(VmEvent::Crash {
@@ -145,6 +169,9 @@ impl Vcpu {
                 Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
                     // Kicked by a signal; clear the flag KVM may have left set.
                     self.fd.set_kvm_immediate_exit(0);
+                    if ctx.shared.sample_registers() {
+                        self.log_registers();
+                    }
                 }
                 Err(e) => {
                     let reason = format!("KVM_RUN failed on vCPU {}: {e}", self.id);
@@ -157,6 +184,23 @@ impl Vcpu {
             }
         }
         ctx.shared.unregister_vcpu_thread();
+    }
+
+    /// Debug aid (`VMM_DEBUG_SAMPLE_SECS`): where the guest is, logged when a sampling kick arrives.
+    fn log_registers(&mut self) {
+        let (Ok(r), Ok(s)) = (self.fd.get_regs(), self.fd.get_sregs()) else {
+            return;
+        };
+        tracing::info!(
+            vcpu = self.id,
+            rip = format_args!("{:#x}", r.rip),
+            cs = format_args!("{:#x}", s.cs.selector),
+            rsp = format_args!("{:#x}", r.rsp),
+            rax = format_args!("{:#x}", r.rax),
+            rflags = format_args!("{:#x}", r.rflags),
+            cr2 = format_args!("{:#x}", s.cr2),
+            "register sample"
+        );
     }
 
     /// "emulation failure at RIP ...: bytes ..." for KVM_EXIT_INTERNAL_ERROR.

@@ -68,6 +68,82 @@ pub fn probe_guest() -> PathBuf {
     .clone()
 }
 
+/// True when /dev/kvm is served by a software instruction emulator (kvm_pvm on these development hosts):
+/// KVM on hardware needs VT-x or AMD-V, so a CPU without `vmx`/`svm` means emulated guest execution.
+pub fn emulated_kvm_host() -> bool {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let hw = cpuinfo
+        .lines()
+        .filter(|l| l.starts_with("flags"))
+        .any(|l| l.split_whitespace().any(|f| f == "vmx" || f == "svm"));
+    !hw || Path::new("/sys/module/kvm_pvm").exists()
+}
+
+/// One image of guest/out/manifest.json (written by guest/build.sh), paths made absolute.
+pub struct LinuxImage {
+    pub kernel: PathBuf,
+    pub initrd: PathBuf,
+    /// The image's cmdline, plus the manifest's `emulated_host_extra_cmdline` on emulated KVM hosts.
+    pub cmdline: String,
+    /// CPUID bits to hide (the `clearcpuid=` numbers of the extra cmdline) on emulated KVM hosts.
+    pub cpuid_mask: Vec<u32>,
+    pub virtio_discovery: String,
+}
+
+/// The guest image `name` from `GUEST_OUT` (default: the repository's guest/out), or None with a loud
+/// SKIP line when the images have not been built (`guest/build.sh`).
+pub fn linux_image(test: &str, name: &str) -> Option<LinuxImage> {
+    let repo = manifest_dir().join("..");
+    let out = std::env::var_os("GUEST_OUT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo.join("guest/out"));
+    let manifest = out.join("manifest.json");
+    let Ok(text) = std::fs::read_to_string(&manifest) else {
+        eprintln!(
+            "SKIP: {test}: {} not found: build the guest images with guest/build.sh",
+            manifest.display()
+        );
+        return None;
+    };
+    let m: Value = serde_json::from_str(&text).unwrap();
+    let Some(img) = m["images"].as_array().unwrap().iter().find(|i| i["name"] == name) else {
+        eprintln!("SKIP: {test}: no image {name:?} in {}", manifest.display());
+        return None;
+    };
+    // Manifest paths are relative to the repository root (guest/out/...); resolve them in `out`.
+    let resolve = |field: &str| out.join(Path::new(img[field].as_str().unwrap()).file_name().unwrap());
+    let (kernel, initrd) = (resolve("kernel"), resolve("initrd"));
+    if !kernel.exists() || !initrd.exists() {
+        eprintln!(
+            "SKIP: {test}: {} or {} missing: run guest/build.sh",
+            kernel.display(),
+            initrd.display()
+        );
+        return None;
+    }
+    let mut cmdline = img["cmdline"].as_str().unwrap().to_string();
+    let mut cpuid_mask = vec![];
+    if emulated_kvm_host() {
+        let extra = m["emulated_host_extra_cmdline"].as_str().unwrap_or_default();
+        cmdline = format!("{cmdline} {extra}");
+        cpuid_mask = extra
+            .split_whitespace()
+            .filter_map(|w| w.strip_prefix("clearcpuid="))
+            .flat_map(|l| l.split(',').map(|n| n.parse::<u32>().unwrap()))
+            .collect();
+    }
+    Some(LinuxImage {
+        kernel,
+        initrd,
+        cmdline,
+        cpuid_mask,
+        virtio_discovery: img["virtio_mmio_discovery"]
+            .as_str()
+            .unwrap_or("cmdline")
+            .to_string(),
+    })
+}
+
 /// Collects everything a serial.sock client receives.
 pub struct SerialClient {
     stream: UnixStream,
@@ -165,6 +241,11 @@ pub struct VmOpts {
     pub disk_mib: Option<u64>,
     pub framebuffer: bool,
     pub memory_mib: u64,
+    pub initrd: Option<PathBuf>,
+    /// A disk image to attach instead of a fresh zeroed one (`disk_mib` is then ignored).
+    pub disk_image: Option<PathBuf>,
+    /// Further config fields merged over the defaults (cpuid_mask, virtio_discovery, framebuffer, ...).
+    pub extra: Value,
 }
 
 impl VmOpts {
@@ -185,6 +266,9 @@ impl VmOpts {
             disk_mib: Some(1),
             framebuffer: true,
             memory_mib: 64,
+            initrd: None,
+            disk_image: None,
+            extra: json!({}),
         }
     }
 }
@@ -194,7 +278,9 @@ impl TestVm {
         let dir = tempfile::tempdir().unwrap();
         let run_dir = dir.path().join("run");
         let mut disks = vec![];
-        if let Some(mib) = opts.disk_mib {
+        if let Some(image) = &opts.disk_image {
+            disks.push(json!({"path": image, "read_only": false, "serial": format!("{}-disk", opts.name)}));
+        } else if let Some(mib) = opts.disk_mib {
             let disk = dir.path().join("disk.img");
             std::fs::File::create(&disk).unwrap().set_len(mib << 20).unwrap();
             disks.push(json!({"path": disk, "read_only": false, "serial": format!("{}-disk", opts.name)}));
@@ -205,6 +291,14 @@ impl TestVm {
         });
         if opts.framebuffer {
             cfg["framebuffer"] = json!({"width": 640, "height": 480});
+        }
+        if let Some(initrd) = &opts.initrd {
+            cfg["initrd"] = json!(initrd);
+        }
+        if let Some(extra) = opts.extra.as_object() {
+            for (k, v) in extra {
+                cfg[k] = v.clone();
+            }
         }
         let mut child = Command::new(env!("CARGO_BIN_EXE_vmm"))
             .arg("--config-json")
