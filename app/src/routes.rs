@@ -59,6 +59,7 @@ pub fn App() -> impl IntoView {
                 <ParentRoute path=path!("") view=AppLayout>
                     <Route path=path!("") view=DashboardPage/>
                     <Route path=path!("instances") view=DashboardPage/>
+                    <Route path=path!("instances/:id/console") view=crate::pages::console::ConsolePage/>
                     <Route path=path!("usage") view=UsagePage/>
                     <Route path=path!("tokens") view=TokensPage/>
                     <Route path=path!("account") view=AccountPage/>

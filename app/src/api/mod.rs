@@ -5,3 +5,4 @@ pub mod auth;
 pub mod catalogue;
 pub mod tokens;
 pub mod vms;
+pub mod console;

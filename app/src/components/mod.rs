@@ -9,3 +9,4 @@ pub use errors::{ErrorBox, FieldError, FormError};
 pub use form::{action_error, action_succeeded, Field};
 pub use layout::{AppLayout, PRODUCT_NAME};
 pub use ui::{fmt_time, mark_hydrated, AdminOnly, EmptyState, PageHeader};
+pub mod console;

@@ -5,6 +5,7 @@
 mod accounts;
 mod admin;
 mod catalogue;
+mod console;
 mod events;
 mod extract;
 mod openapi;
@@ -44,5 +45,7 @@ pub fn router() -> Router<AppState> {
         .route("/vms/{id}", get(vms::get_vm).delete(vms::delete_vm))
         .route("/vms/{id}/actions", post(vms::vm_action))
         .route("/events", get(events::vm_events))
+        .route("/vms/{id}/console", post(console::open_console))
+        .route("/vms/{id}/console-log", get(console::console_log))
         .fallback(|| async { ApiError(app::error::AppError::not_found("API route")) })
 }

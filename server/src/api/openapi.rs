@@ -4,7 +4,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{catalogue, events, vms};
+use super::{catalogue, console, events, vms};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -17,6 +17,7 @@ use super::{catalogue, events, vms};
         catalogue::list_flavors, catalogue::create_flavor, catalogue::update_flavor,
         catalogue::list_images, catalogue::upload_image, catalogue::delete_image,
         events::vm_events,
+        console::open_console, console::console_log,
     ),
     modifiers(&BearerAuth),
     security(("bearer" = [])),

@@ -7,3 +7,4 @@ mod isolation;
 mod rest;
 mod vm_helpers;
 mod vms;
+mod console;
