@@ -7,6 +7,11 @@ cd "$REPO"
 
 PORTAL_BIN="${PORTAL_BIN:-$CARGO_TARGET_DIR/debug/portal}"
 [[ -x "$PORTAL_BIN" ]] || cargo build -p server
+# VMs for the console test: the vmm next to the portal binary and the probe guest image.
+VMM_BIN="${PORTAL_VMM_BINARY:-$(dirname "$PORTAL_BIN")/vmm}"
+[[ -x "$VMM_BIN" ]] || cargo build -p vmm
+GUEST_DIR="${PORTAL_GUEST_DIR:-$REPO/guest/out}"
+[[ -f "$GUEST_DIR/probe-guest" ]] || bash "$REPO/scripts/build-probe.sh"
 data=$(mktemp -d /tmp/portal-e2e.XXXXXX)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 export ADMIN_USER=admin ADMIN_PASSWORD="e2e-admin-$(date +%s)"
@@ -14,10 +19,12 @@ export BASE_URL="http://127.0.0.1:$port" E2E_OUTPUT="$REPO/e2e/output"
 mkdir -p "$E2E_OUTPUT"
 
 PORTAL_LISTEN="127.0.0.1:$port" PORTAL_DATA_DIR="$data" PORTAL_SITE_ROOT="$SITE_ROOT" \
+  PORTAL_GUEST_DIR="$GUEST_DIR" PORTAL_VMM_BINARY="$VMM_BIN" \
   PORTAL_ADMIN_PASSWORD="$ADMIN_PASSWORD" RUST_LOG="${RUST_LOG:-info}" \
   "$PORTAL_BIN" >"$E2E_OUTPUT/portal.log" 2>&1 &
 server=$!
-trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$data"' EXIT
+# VMMs outlive the portal by design: kill this run's (matched by their config under the data dir).
+trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; pkill -KILL -f "vmm --config $data" 2>/dev/null; rm -rf "$data"' EXIT
 up=""
 for _ in $(seq 1 150); do
   curl -fsS "$BASE_URL/healthz" >/dev/null 2>&1 && { up=1; break; }
