@@ -32,7 +32,7 @@ use server::startup::Application;
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// Bytes streamed per throughput run, and runs per proxy.
-const STREAM_BYTES: usize = 256 * 1024 * 1024;
+const STREAM_BYTES: usize = 128 * 1024 * 1024;
 const RUNS: usize = 5;
 const IDLE: Duration = Duration::from_secs(10);
 const KEY_SAMPLES: usize = 15;
@@ -64,11 +64,12 @@ async fn connect(url: &str) -> Result<Ws> {
 // ---------------------------------------------------------------------------------------------------------
 // 1. Throughput: synthetic RFB source, our proxy vs websockify.
 
-/// Serves every connection on `path` with `STREAM_BYTES` of update-like data (64 KiB writes), then closes.
-fn synthetic_source(path: &Path) -> Result<()> {
+/// Serves every connection on `path` with `STREAM_BYTES` of update-like data in `chunk`-byte writes (a
+/// large update, or one glyph-sized ZRLE update each), then closes.
+fn synthetic_source(path: &Path, chunk: usize) -> Result<()> {
     let listener = UnixListener::bind(path)?;
     tokio::spawn(async move {
-        let chunk: Vec<u8> = (0..64 * 1024).map(|i| (i * 31 % 251) as u8).collect();
+        let chunk: Vec<u8> = (0..chunk).map(|i| (i * 31 % 251) as u8).collect();
         while let Ok((mut s, _)) = listener.accept().await {
             let chunk = chunk.clone();
             tokio::spawn(async move {
@@ -157,10 +158,11 @@ async fn stream_rate(url: &str) -> Result<f64> {
     Ok(got as f64 / (1024.0 * 1024.0) / start.elapsed().as_secs_f64())
 }
 
-async fn throughput() -> Result<()> {
+async fn throughput(chunk: usize) -> Result<()> {
+    println!("-- synthetic RFB stream in {chunk}-byte writes");
     let dir = tempfile::tempdir()?;
     let socket = dir.path().join("rfb.sock");
-    synthetic_source(&socket)?;
+    synthetic_source(&socket, chunk)?;
     let ours_url = our_proxy(socket.clone()).await?;
     let theirs = websockify(&socket);
     let (mut ours, mut others) = (vec![], vec![]);
@@ -199,6 +201,7 @@ struct Rfb {
     buf: Vec<u8>,
     received: u64,
     bpp: usize,
+    size: (u16, u16),
 }
 
 impl Rfb {
@@ -241,6 +244,10 @@ impl Rfb {
         self.send(&[1]).await?;
         let init = self.exact(24).await?;
         self.bpp = usize::from(init[4] / 8);
+        self.size = (
+            u16::from_be_bytes([init[0], init[1]]),
+            u16::from_be_bytes([init[2], init[3]]),
+        );
         let name = u32::from_be_bytes([init[20], init[21], init[22], init[23]]) as usize;
         self.exact(name).await?;
         // ZRLE and DesktopSize, like noVNC (which also offers more).
@@ -251,39 +258,47 @@ impl Rfb {
     }
 
     async fn request(&mut self, incremental: bool) -> Result<()> {
-        self.send(&[3, u8::from(incremental), 0, 0, 0, 0, 0, 0, 0x10, 0, 0x10, 0])
+        let [w0, w1] = self.size.0.to_be_bytes();
+        let [h0, h1] = self.size.1.to_be_bytes();
+        self.send(&[3, u8::from(incremental), 0, 0, 0, 0, w0, w1, h0, h1])
             .await
     }
 
-    /// Reads one FramebufferUpdate; returns whether it carried pixels.
-    async fn update(&mut self) -> Result<bool> {
+    /// Reads one FramebufferUpdate; returns whether it carried pixels and whether a pixel rectangle
+    /// covered the point `probe`.
+    async fn update_at(&mut self, probe: (usize, usize)) -> Result<(bool, bool)> {
         let head = self.exact(4).await?;
         if head[0] != 0 {
             bail!("unexpected server message {}", head[0]);
         }
-        let mut pixels = false;
+        let (mut pixels, mut covered) = (false, false);
         for _ in 0..u16::from_be_bytes([head[2], head[3]]) {
             let r = self.exact(12).await?;
-            let (w, h) = (
-                u16::from_be_bytes([r[4], r[5]]) as usize,
-                u16::from_be_bytes([r[6], r[7]]) as usize,
-            );
+            let at = |i: usize| usize::from(u16::from_be_bytes([r[i], r[i + 1]]));
+            let (x, y, w, h) = (at(0), at(2), at(4), at(6));
+            let hit = (x..x + w).contains(&probe.0) && (y..y + h).contains(&probe.1);
             match i32::from_be_bytes([r[8], r[9], r[10], r[11]]) {
                 16 => {
                     let len = self.exact(4).await?;
                     self.exact(u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize)
                         .await?;
                     pixels = true;
+                    covered |= hit;
                 }
                 0 => {
                     self.exact(w * h * self.bpp).await?;
                     pixels = true;
+                    covered |= hit;
                 }
                 -223 => {}
                 other => bail!("unexpected encoding {other}"),
             }
         }
-        Ok(pixels)
+        Ok((pixels, covered))
+    }
+
+    async fn update(&mut self) -> Result<bool> {
+        Ok(self.update_at((usize::MAX, usize::MAX)).await?.0)
     }
 }
 
@@ -439,6 +454,7 @@ impl Portal {
             buf: vec![],
             received: 0,
             bpp: 4,
+            size: (0, 0),
         })
     }
 }
@@ -455,14 +471,38 @@ async fn vm_figures() -> Result<()> {
     };
     let portal = Portal::start(vmm, &probe).await?;
     let vm = portal.running_probe().await?;
-    let mut rfb = portal.console(&vm).await?;
+    let result = measure_vm(&portal, &vm).await;
+    if result.is_err() {
+        let log = portal.data.path().join("vms").join(&vm).join("vmm.log");
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(15).collect();
+        eprintln!(
+            "VMM log tail ({}):\n{}",
+            log.display(),
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        );
+    }
+    result
+}
+
+async fn measure_vm(portal: &Portal, vm: &str) -> Result<()> {
+    let mut rfb = portal.console(vm).await?;
     rfb.handshake().await?;
     rfb.request(false).await?;
     while !rfb.update().await? {}
     let first = rfb.received;
 
+    // Let the freshly booted probe finish drawing (title bar): settled once 2 s pass without an update.
+    loop {
+        rfb.request(true).await?;
+        if !rfb.fill(Instant::now() + Duration::from_secs(2)).await? {
+            break;
+        }
+        while !rfb.buf.is_empty() {
+            rfb.update().await?;
+        }
+    }
     // Idle: an incremental request stays outstanding (as noVNC keeps one); count what arrives.
-    rfb.request(true).await?;
     let before = rfb.received;
     let end = Instant::now() + IDLE;
     while Instant::now() < end {
@@ -485,15 +525,18 @@ async fn vm_figures() -> Result<()> {
     }
 
     let (mut bytes, mut ms) = (vec![], vec![]);
-    for _ in 0..KEY_SAMPLES {
+    // The probe draws typed glyphs in 8x16 cells from (0, 32), left to right.
+    let cols = usize::from(rfb.size.0 / 8).max(1);
+    for i in 0..KEY_SAMPLES {
+        let cell = ((i % cols) * 8 + 4, 32 + (i / cols) * 16 + 8);
         let start_bytes = rfb.received;
         let start = Instant::now();
         rfb.send(&[4, 1, 0, 0, 0, 0, 0, b'x']).await?;
         rfb.send(&[4, 0, 0, 0, 0, 0, 0, b'x']).await?;
         loop {
-            let pixels = rfb.update().await?;
+            let (_, glyph) = rfb.update_at(cell).await?;
             rfb.request(true).await?;
-            if pixels {
+            if glyph {
                 break;
             }
         }
@@ -513,7 +556,8 @@ fn main() -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async {
         println!("console path benchmark (issue 4, item 7)");
-        throughput().await?;
+        throughput(64 * 1024).await?;
+        throughput(1024).await?;
         vm_figures().await
     })
 }

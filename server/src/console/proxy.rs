@@ -115,11 +115,12 @@ pub async fn run(
     end
 }
 
-/// VMM → browser, one chunk at a time; the next read waits until the browser's socket took the last one.
+/// VMM → browser, one chunk (≤ 64 KiB) at a time; the next read waits until the browser's socket took the
+/// last one.
 async fn to_browser(vmm: &mut OwnedReadHalf, sink: &mut SplitSink<WebSocket, Message>) -> ProxyEnd {
     let mut buf = vec![0u8; CHUNK];
     loop {
-        let n = match vmm.read(&mut buf).await {
+        let mut n = match vmm.read(&mut buf).await {
             Ok(0) => return ProxyEnd::SocketClosed,
             Ok(n) => n,
             Err(e) => {
@@ -127,9 +128,25 @@ async fn to_browser(vmm: &mut OwnedReadHalf, sink: &mut SplitSink<WebSocket, Mes
                 return ProxyEnd::SocketFailed;
             }
         };
+        // RFB is a byte stream: what the VMM has already written goes out as one message, so many small
+        // updates cost one WebSocket frame and one flush, not one each.
+        let mut eof = false;
+        while let Some(rest) = buf.get_mut(n..).filter(|r| !r.is_empty()) {
+            match vmm.try_read(rest) {
+                Ok(0) => {
+                    eof = true;
+                    break;
+                }
+                Ok(m) => n += m,
+                Err(_) => break,
+            }
+        }
         let chunk = Bytes::copy_from_slice(buf.get(..n).unwrap_or_default());
         if sink.send(Message::Binary(chunk)).await.is_err() {
             return ProxyEnd::ClientClosed;
+        }
+        if eof {
+            return ProxyEnd::SocketClosed;
         }
     }
 }
