@@ -6,8 +6,12 @@ source "$(dirname "$0")/lib.sh"
 cd "$REPO"
 
 PORTAL_BIN="${PORTAL_BIN:-$CARGO_TARGET_DIR/debug/portal}"
-VMM_BIN="${VMM_BIN:-$(dirname "$PORTAL_BIN")/vmm}"
-[[ -x "$PORTAL_BIN" && -x "$VMM_BIN" ]] || cargo build -p server -p vmm
+[[ -x "$PORTAL_BIN" ]] || cargo build -p server
+# VMs for the console test: the vmm next to the portal binary and the probe guest image.
+VMM_BIN="${PORTAL_VMM_BINARY:-$(dirname "$PORTAL_BIN")/vmm}"
+[[ -x "$VMM_BIN" ]] || cargo build -p vmm
+GUEST_DIR="${PORTAL_GUEST_DIR:-$REPO/guest/out}"
+[[ -f "$GUEST_DIR/probe-guest" ]] || bash "$REPO/scripts/build-probe.sh"
 data=$(mktemp -d /tmp/portal-e2e.XXXXXX)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 export ADMIN_USER=admin ADMIN_PASSWORD="e2e-admin-$(date +%s)"
@@ -15,11 +19,11 @@ export BASE_URL="http://127.0.0.1:$port" E2E_OUTPUT="$REPO/e2e/output"
 mkdir -p "$E2E_OUTPUT"
 
 PORTAL_LISTEN="127.0.0.1:$port" PORTAL_DATA_DIR="$data" PORTAL_SITE_ROOT="$SITE_ROOT" \
-  PORTAL_GUEST_DIR="$REPO/guest/out" PORTAL_VMM_BINARY="$VMM_BIN" PORTAL_STOP_TIMEOUT_SECS=15 \
+  PORTAL_GUEST_DIR="$GUEST_DIR" PORTAL_VMM_BINARY="$VMM_BIN" PORTAL_STOP_TIMEOUT_SECS=15 \
   PORTAL_ADMIN_PASSWORD="$ADMIN_PASSWORD" RUST_LOG="${RUST_LOG:-info}" \
   "$PORTAL_BIN" >"$E2E_OUTPUT/portal.log" 2>&1 &
 server=$!
-# VMs outlive the portal by design: kill this run's VMMs before removing its data directory.
+# VMs outlive the portal by design: kill this run's VMMs (matched by their config under the data dir).
 trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; pkill -KILL -f "vmm --config $data" 2>/dev/null; rm -rf "$data"' EXIT
 up=""
 for _ in $(seq 1 150); do

@@ -42,3 +42,16 @@ if [[ ! -d "$REPO/e2e/node_modules" || "$REPO/e2e/package-lock.json" -nt "$REPO/
   step "npm ci (e2e)"
   (cd "$REPO/e2e" && npm ci --no-audit --no-fund && touch node_modules)
 fi
+
+if [[ ! -d "$REPO/web/node_modules" || "$REPO/web/package-lock.json" -nt "$REPO/web/node_modules" ]]; then
+  step "npm ci (web: noVNC, xterm.js)"
+  (cd "$REPO/web" && npm ci --no-audit --no-fund && touch node_modules)
+fi
+
+# websockify (the proxy OpenStack uses), for the console proxy benchmark's comparison only.
+WEBSOCKIFY_VENV="$HOME/.cache/cloud-portal/websockify-venv"
+if [[ ! -x "$WEBSOCKIFY_VENV/bin/websockify" ]]; then
+  step "pip install websockify (benchmark comparison)"
+  python3 -m venv "$WEBSOCKIFY_VENV"
+  "$WEBSOCKIFY_VENV/bin/pip" install -q websockify
+fi

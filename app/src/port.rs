@@ -159,9 +159,27 @@ pub trait Billing: Send + Sync {
     async fn verify_audit(&self, caller: &Caller) -> Result<AuditCheck, AppError>;
 }
 
+/// A VM's consoles (the caller's tenant's VMs only).
+#[async_trait]
+pub trait Consoles: Send + Sync {
+    /// Issues a single-use console token for a running VM (valid at most 60 s).
+    async fn open_console(
+        &self,
+        caller: &Caller,
+        vm_id: String,
+        kind: crate::api::console::ConsoleKind,
+    ) -> Result<crate::api::console::ConsoleTicket, AppError>;
+    /// The last serial output of a VM (running, or its last run's log while the VMM lives).
+    async fn console_log(
+        &self,
+        caller: &Caller,
+        vm_id: String,
+    ) -> Result<crate::api::console::ConsoleLog, AppError>;
+}
+
 /// Everything the UI needs from the server, one trait per area.
-pub trait Portal: Accounts + ApiTokens + Admin + Catalogue + Vms + Billing + 'static {}
-impl<T: Accounts + ApiTokens + Admin + Catalogue + Vms + Billing + 'static> Portal for T {}
+pub trait Portal: Accounts + ApiTokens + Admin + Catalogue + Vms + Billing + Consoles + 'static {}
+impl<T: Accounts + ApiTokens + Admin + Catalogue + Vms + Billing + Consoles + 'static> Portal for T {}
 
 /// The portal and the request of the server function being run.
 pub fn portal() -> Result<(Arc<dyn Portal>, Parts), AppError> {

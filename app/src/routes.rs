@@ -72,6 +72,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("") view=DashboardPage/>
                     <Route path=path!("instances") view=DashboardPage/>
                     <Route path=path!("instances/:id") view=InstancePage/>
+                    <Route path=path!("instances/:id/console") view=crate::pages::console::ConsolePage/>
                     <Route path=path!("usage") view=UsagePage/>
                     <Route path=path!("tokens") view=TokensPage/>
                     <Route path=path!("account") view=AccountPage/>

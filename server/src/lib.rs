@@ -6,6 +6,7 @@ pub mod auth;
 pub mod billing;
 pub mod bootstrap;
 pub mod config;
+pub mod console;
 pub mod db;
 pub mod domain;
 pub mod health;

@@ -175,6 +175,7 @@ fn routes(state: AppState, settings: &Settings, sessions: SessionManagerLayer<Sq
     Router::new()
         .route("/healthz", get(health::healthz))
         .nest("/api/v1", api::router())
+        .merge(crate::console::router(origin_policy.clone()))
         .leptos_routes_with_context(&state, generate_route_list(App), context.clone(), move || shell(options.clone()))
         .fallback(leptos_axum::file_and_error_handler_with_context::<AppState, _>(context, shell))
         .layer(middleware::from_fn_with_state(origin_policy, csrf::verify_origin))

@@ -4,5 +4,6 @@ pub mod admin;
 pub mod auth;
 pub mod billing;
 pub mod catalogue;
+pub mod console;
 pub mod tokens;
 pub mod vms;

@@ -15,3 +15,4 @@ pub use form::{action_error, action_succeeded, Field};
 pub use layout::{AppLayout, PRODUCT_NAME};
 pub use live::vm_changes;
 pub use ui::{fmt_time, mark_hydrated, AdminOnly, EmptyState, PageHeader};
+pub mod console;

@@ -1,4 +1,5 @@
-//! `/instances/:id`: one VM — state and actions, its configuration, the console, and its state history.
+//! `/instances/:id`: one VM — state and actions, its configuration, its state history, and the console
+//! (screen, serial, log).
 //! Follows state changes live; after deletion it says so and links back to the list.
 
 use leptos::prelude::*;
@@ -7,6 +8,7 @@ use leptos_router::components::A;
 use leptos_router::hooks::use_params_map;
 
 use crate::api::vms::{get_vm, ActOnVm};
+use crate::components::console::VmConsole;
 use crate::components::vm::{size_line, StateBadge, VmActions};
 use crate::components::{action_error, fmt_time, vm_changes, ErrorBox, FormError};
 use crate::error::AppError;
@@ -23,6 +25,15 @@ pub fn InstancePage() -> impl IntoView {
         |(id, _, _)| get_vm(id),
     );
     let act_error = action_error(act);
+    // The console lives outside the refetched part so it stays connected across state updates; it is told
+    // whether the VM runs from an Effect (browser only), so server and hydration render the same markup.
+    let running = RwSignal::new(false);
+    Effect::new(move |_| {
+        if let Some(Ok(d)) = detail.get() {
+            running.set(d.vm.state == VmState::Running);
+        }
+    });
+    let vm_id = params.with_untracked(|p| p.get("id").unwrap_or_default());
     view! {
         <Title text="Instance"/>
         <p class="breadcrumb"><A href="/instances">"Instances"</A>" / "</p>
@@ -40,6 +51,7 @@ pub fn InstancePage() -> impl IntoView {
                 }
             })}
         </Transition>
+        <VmConsole vm_id running/>
     }
 }
 
@@ -67,7 +79,13 @@ fn Detail(d: VmDetail, act: ServerAction<ActOnVm>, act_error: Signal<Option<AppE
                     <p class="alert alert-warning" data-testid="vm-reason">{vm.state_reason.clone()}</p>
                 })}
             </div>
-            <div class="page-actions"><VmActions vm=vm.clone() action=act/></div>
+            <div class="page-actions">
+                {running.then(|| view! {
+                    <a class="btn btn-small" href=format!("/instances/{}/console", vm.id) target="_blank"
+                        data-testid="console-window">"Console in new window"</a>
+                })}
+                <VmActions vm=vm.clone() action=act/>
+            </div>
         </header>
         <FormError error=act_error/>
         <section class="panel">
@@ -79,18 +97,6 @@ fn Detail(d: VmDetail, act: ServerAction<ActOnVm>, act_error: Signal<Option<AppE
                 <dt>"Created"</dt><dd>{fmt_time(&vm.created_at)}</dd>
                 <dt>"Last started"</dt><dd>{vm.started_at.as_deref().map(fmt_time).unwrap_or_else(|| "—".into())}</dd>
             </dl>
-        </section>
-        <section class="panel" id="console-panel" data-testid="console-panel">
-            <div class="panel-header"><h2>"Console"</h2>
-                {running.then(|| view! {
-                    <a class="btn btn-small" href=format!("/instances/{}/console", vm.id) target="_blank">"Open in new window"</a>
-                })}
-            </div>
-            {if running {
-                view! { <p class="muted">"The console of a running instance opens in its own window."</p> }.into_any()
-            } else {
-                view! { <p class="muted">"The console is available while the instance runs."</p> }.into_any()
-            }}
         </section>
         <section class="panel">
             <div class="panel-header"><h2>"History"</h2></div>

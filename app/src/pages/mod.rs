@@ -2,6 +2,7 @@
 
 pub mod account;
 pub mod admin;
+pub mod console;
 pub mod dashboard;
 pub mod instance;
 pub mod login;

@@ -6,6 +6,7 @@ mod accounts;
 mod admin;
 mod billing;
 mod catalogue;
+mod console;
 mod events;
 mod extract;
 mod openapi;
@@ -57,5 +58,7 @@ pub fn router() -> Router<AppState> {
         .route("/admin/usage.csv", get(billing::all_usage_csv))
         .route("/audit", get(billing::audit_log))
         .route("/audit/verify", get(billing::verify_audit))
+        .route("/vms/{id}/console", post(console::open_console))
+        .route("/vms/{id}/console-log", get(console::console_log))
         .fallback(|| async { ApiError(app::error::AppError::not_found("API route")) })
 }

@@ -4,7 +4,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{billing, catalogue, events, vms};
+use super::{billing, catalogue, console, events, vms};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -19,6 +19,7 @@ use super::{billing, catalogue, events, vms};
         events::vm_events,
         billing::my_quota, billing::list_quotas, billing::set_quota, billing::my_usage, billing::my_usage_csv,
         billing::all_usage, billing::all_usage_csv, billing::audit_log, billing::verify_audit,
+        console::open_console, console::console_log,
     ),
     modifiers(&BearerAuth),
     security(("bearer" = [])),

@@ -57,6 +57,22 @@ fn judge(policy: &OriginPolicy, method: &Method, headers: &HeaderMap) -> Verdict
     Verdict::Allow
 }
 
+/// Whether a request's `Origin`, if it has one, is the portal's own. For WebSocket handshakes, which are
+/// GETs that browsers send cross-site with cookies (cross-site WebSocket hijacking); non-browser clients
+/// send no `Origin` and pass.
+pub fn origin_is_own(policy: &OriginPolicy, headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get("origin").and_then(|v| v.to_str().ok()) else {
+        return true;
+    };
+    match &policy.public_origin {
+        Some(expected) => origin.trim_end_matches('/') == expected.trim_end_matches('/'),
+        None => {
+            let host = headers.get("host").and_then(|v| v.to_str().ok());
+            host_of(origin).is_some() && host_of(origin) == host
+        }
+    }
+}
+
 pub async fn verify_origin(State(policy): State<OriginPolicy>, req: Request, next: Next) -> Response {
     match judge(&policy, req.method(), req.headers()) {
         Verdict::Allow => next.run(req).await,
@@ -134,5 +150,18 @@ mod tests {
             Verdict::Refuse(_)
         ));
         assert_eq!(judge(&policy, &Method::GET, &http), Verdict::Allow);
+    }
+
+    #[test]
+    fn websocket_handshakes_from_other_sites_are_refused() {
+        let own = headers(&[("host", "h:1"), ("origin", "http://h:1")]);
+        assert!(origin_is_own(&OWN, &own));
+        let evil = headers(&[("host", "h:1"), ("origin", "http://evil.test")]);
+        assert!(!origin_is_own(&OWN, &evil));
+        assert!(!origin_is_own(
+            &OWN,
+            &headers(&[("host", "h:1"), ("origin", "null")])
+        ));
+        assert!(origin_is_own(&OWN, &headers(&[("host", "h:1")])));
     }
 }

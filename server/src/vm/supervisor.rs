@@ -306,9 +306,18 @@ impl Supervisor {
 
     fn vmm_config(&self, vm: &vms::VmRow, image: &images::ImageRow, paths: &VmPaths) -> VmConfig {
         let mut cmdline = image.cmdline.clone();
+        let mut cpuid_mask = Vec::new();
         if self.inner.settings.kvm_emulated && !image.emulated_cmdline.is_empty() {
             cmdline.push(' ');
             cmdline.push_str(&image.emulated_cmdline);
+            // Hide the same features in CPUID too, so nothing reads them before the kernel parses its
+            // command line (see FACTS.md: the emulator cannot run them).
+            cpuid_mask = image
+                .emulated_cmdline
+                .split_whitespace()
+                .filter_map(|w| w.strip_prefix("clearcpuid="))
+                .flat_map(|list| list.split(',').filter_map(|n| n.parse::<u32>().ok()))
+                .collect();
         }
         let discovery = match image.virtio_discovery.as_str() {
             "acpi" => VirtioDiscovery::Acpi,
@@ -341,7 +350,7 @@ impl Supervisor {
             }),
             run_dir: paths.dir.clone(),
             console_log: None,
-            cpuid_mask: Vec::new(),
+            cpuid_mask,
             rng: true,
             virtio_discovery: discovery,
         }

@@ -4,6 +4,7 @@
 mod accounts;
 mod billing;
 mod catalogue;
+mod console;
 mod helpers;
 mod isolation;
 mod rest;

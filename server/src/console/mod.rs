@@ -1,0 +1,173 @@
+//! VM consoles in the browser: console tokens (`token`), the WebSocket proxy to the VMM's `vnc.sock` and
+//! `serial.sock` (`proxy`), the `GET /console/{vm}/ws?token=…` upgrade, and the `Consoles` service (issue a
+//! token, read the serial log through the VMM's control socket).
+//!
+//! A token is checked before the upgrade, so refusals are plain JSON errors (401/403/404/409). Browsers send
+//! cookies with cross-site WebSocket handshakes, so a handshake with a foreign `Origin` is refused too, even
+//! though the token already binds the session.
+
+pub mod proxy;
+pub mod token;
+
+use std::path::Path;
+use std::time::Duration;
+
+use app::api::console::{ConsoleKind, ConsoleLog, ConsoleTicket};
+use app::error::AppError;
+use app::model::VmState;
+use app::port::{Caller, Consoles};
+use async_trait::async_trait;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{Path as UrlPath, Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Extension, Router};
+use http::{HeaderMap, StatusCode};
+use serde::Deserialize;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixStream;
+
+use crate::auth::csrf::{self, OriginPolicy};
+use crate::service::{internal, Service};
+use crate::startup::AppState;
+
+pub use token::{TokenError, TOKEN_TTL_SECS};
+
+/// The console routes (outside `/api/v1`: browsers open them directly with a token).
+pub fn router(policy: OriginPolicy) -> Router<AppState> {
+    Router::new()
+        .route("/console/{vm}/ws", get(console_ws))
+        .layer(Extension(policy))
+}
+
+#[derive(Deserialize)]
+struct WsQuery {
+    token: Option<String>,
+}
+
+fn refuse(status: StatusCode, kind: &str, message: &str) -> Response {
+    let body = serde_json::json!({ "error": { "kind": kind, "message": message } });
+    (status, axum::Json(body)).into_response()
+}
+
+/// `GET /console/{vm}/ws?token=…`: checks the token, then upgrades and proxies until either side ends.
+async fn console_ws(
+    State(state): State<AppState>,
+    Extension(policy): Extension<OriginPolicy>,
+    UrlPath(vm_id): UrlPath<String>,
+    Query(query): Query<WsQuery>,
+    headers: HeaderMap,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    if !csrf::origin_is_own(&policy, &headers) {
+        tracing::warn!(vm_id, "refused a console WebSocket from a foreign origin");
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "This console was opened from another site.",
+        );
+    }
+    // Before the token: a plain GET must not burn it.
+    let upgrade = match upgrade {
+        Ok(u) => u,
+        Err(rejection) => return rejection.into_response(),
+    };
+    let Some(secret) = query.token.filter(|t| !t.is_empty()) else {
+        return TokenError::Invalid.into_response();
+    };
+    let service = state.service;
+    // Subscribed before the token check so a stop right after it is not missed.
+    let changes = service.supervisor().subscribe();
+    let redeemed = match service.redeem_console_token(&vm_id, &secret).await {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    let socket = service
+        .supervisor()
+        .run_dir(&redeemed.vm_id)
+        .join(match redeemed.kind {
+            ConsoleKind::Vnc => "vnc.sock",
+            ConsoleKind::Serial => "serial.sock",
+        });
+    let vmm = match UnixStream::connect(&socket).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(vm_id, error = %e, socket = %socket.display(), "console socket unreachable");
+            return refuse(
+                StatusCode::CONFLICT,
+                "conflict",
+                "The VM's console is not available right now.",
+            );
+        }
+    };
+    let kind = redeemed.kind.as_str();
+    service
+        .audit(
+            Some(&redeemed.caller),
+            "console_open",
+            &format!("vm:{}", redeemed.vm_id),
+            kind,
+        )
+        .await;
+    let limits = proxy::Limits::default();
+    upgrade
+        .protocols(["binary"])
+        // Above our own cap so oversized messages reach `proxy` and get a clean 1009.
+        .max_message_size(limits.max_message * 4)
+        .max_frame_size(limits.max_message * 4)
+        .on_upgrade(move |ws| async move {
+            let vm_id = redeemed.vm_id;
+            tracing::info!(vm_id, kind, user = %redeemed.caller.username, "console opened");
+            let end = proxy::run(ws, vmm, &vm_id, changes, limits).await;
+            tracing::info!(vm_id, kind, why = %end, "console closed");
+        })
+}
+
+/// Longest wait for the VMM's console log.
+const CONTROL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The `console-log` control command: the last 64 KiB of serial output.
+async fn read_console_log(control: &Path) -> Result<String, std::io::Error> {
+    let exchange = async {
+        let stream = UnixStream::connect(control).await?;
+        let (read, mut write) = stream.into_split();
+        write.write_all(b"{\"cmd\":\"console-log\"}\n").await?;
+        let mut line = String::new();
+        BufReader::new(read).read_line(&mut line).await?;
+        let value: serde_json::Value = serde_json::from_str(&line).map_err(std::io::Error::other)?;
+        value
+            .get("data")
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| std::io::Error::other("console-log answer without data"))
+    };
+    tokio::time::timeout(CONTROL_TIMEOUT, exchange)
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "console-log timed out"))?
+}
+
+#[async_trait]
+impl Consoles for Service {
+    async fn open_console(
+        &self,
+        caller: &Caller,
+        vm_id: String,
+        kind: ConsoleKind,
+    ) -> Result<ConsoleTicket, AppError> {
+        self.issue_console_token(caller, &vm_id, kind).await
+    }
+
+    async fn console_log(&self, caller: &Caller, vm_id: String) -> Result<ConsoleLog, AppError> {
+        let vm = self.tenant_vm(caller, &vm_id).await?;
+        if vm.state() != VmState::Running {
+            return Err(AppError::conflict(format!(
+                "The console log is available while the VM is running; it is {}.",
+                vm.state().as_str()
+            )));
+        }
+        let control = self.supervisor().run_dir(&vm.id).join("control.sock");
+        let text = read_console_log(&control).await.map_err(internal)?;
+        Ok(ConsoleLog { text })
+    }
+}
