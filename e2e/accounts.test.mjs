@@ -2,38 +2,15 @@
 // makes an API token. Run by scripts/e2e.sh (BASE_URL, ADMIN_USER, ADMIN_PASSWORD, E2E_OUTPUT).
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { describe } from 'node:test';
 
-import { env, launch, signIn, signOut, submitLogin, unique, url, waitForPage, waitHydrated } from './lib.mjs';
+import { browserSteps, env, signIn, signOut, submitLogin, unique, url, waitForPage, waitHydrated } from './lib.mjs';
 
 describe('accounts', () => {
-  let session;
   const tenant = unique('e2e-tenant');
   const member = unique('member');
   const memberPassword = `pw-${unique('x')}-Long!`;
-  let failed = false;
-
-  before(async () => {
-    session = await launch();
-  });
-
-  after(async () => {
-    if (failed && session) {
-      await session.page.screenshot({ path: path.join(env.output, 'accounts-failure.png'), fullPage: true });
-      if (session.consoleErrors.length) console.error('browser console errors:', session.consoleErrors);
-    }
-    await session?.browser.close();
-  });
-
-  const step = (name, fn) =>
-    it(name, async () => {
-      try {
-        await fn(session.page);
-      } catch (err) {
-        failed = true;
-        throw err;
-      }
-    });
+  const step = browserSteps('accounts');
 
   step('a signed-out visitor is sent to the sign-in page', async (page) => {
     await page.goto(url('/'));

@@ -1,6 +1,7 @@
 // Shared helpers of the browser tests: environment, browser launch, waiting for hydration, signing in/out.
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
+import { after, before, it } from 'node:test';
 import { chromium } from 'playwright-core';
 
 function required(name) {
@@ -77,4 +78,48 @@ export async function signOut(page) {
 
 export function unique(prefix) {
   return `${prefix}-${Date.now().toString(36)}${Math.floor(Math.random() * 1e4).toString(36)}`;
+}
+
+/**
+ * One browser for a describe() block whose steps run in order on the same page. Returns `step(name, fn)`;
+ * `fn(page)` runs as a test. After a failed step, a screenshot `<label>-failure.png` and the browser's
+ * console errors are kept.
+ */
+export function browserSteps(label) {
+  let session;
+  let failed = false;
+  before(async () => {
+    session = await launch();
+  });
+  after(async () => {
+    if (failed && session) {
+      await session.page.screenshot({ path: path.join(env.output, `${label}-failure.png`), fullPage: true });
+      if (session.consoleErrors.length) console.error('browser console errors:', session.consoleErrors);
+    }
+    await session?.browser.close();
+  });
+  return (name, fn) =>
+    it(name, async () => {
+      try {
+        await fn(session.page);
+      } catch (err) {
+        failed = true;
+        throw err;
+      }
+    });
+}
+
+/** Calls a server function from the page (same origin, session cookie), as the app's forms do. */
+export async function serverFn(page, endpoint, fields) {
+  return page.evaluate(
+    async ([endpoint, fields]) => {
+      const res = await fetch(`/api/fn/${endpoint}`, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams(fields).toString(),
+      });
+      return { status: res.status, body: await res.json() };
+    },
+    [endpoint, fields],
+  );
 }

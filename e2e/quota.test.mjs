@@ -2,52 +2,15 @@
 // marks the flavor in red before submitting, and the server refuses the launch anyway if submitted.
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { describe } from 'node:test';
 
-import { env, launch, signIn, signOut, unique, url, waitForPage } from './lib.mjs';
-
-async function serverFn(page, endpoint, fields) {
-  return page.evaluate(
-    async ([endpoint, fields]) => {
-      const res = await fetch(`/api/fn/${endpoint}`, {
-        method: 'POST',
-        headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
-        body: new URLSearchParams(fields).toString(),
-      });
-      return { status: res.status, body: await res.json() };
-    },
-    [endpoint, fields],
-  );
-}
+import { browserSteps, env, serverFn, signIn, signOut, unique, url, waitForPage } from './lib.mjs';
 
 describe('quotas', () => {
-  let session;
   const tenant = unique('qt');
   const member = unique('quser');
   const password = `pw-${unique('x')}-Long!`;
-  let failed = false;
-
-  before(async () => {
-    session = await launch();
-  });
-
-  after(async () => {
-    if (failed && session) {
-      await session.page.screenshot({ path: path.join(env.output, 'quota-failure.png'), fullPage: true });
-      if (session.consoleErrors.length) console.error('browser console errors:', session.consoleErrors);
-    }
-    await session?.browser.close();
-  });
-
-  const step = (name, fn) =>
-    it(name, async () => {
-      try {
-        await fn(session.page);
-      } catch (err) {
-        failed = true;
-        throw err;
-      }
-    });
+  const step = browserSteps('quota');
 
   step('the admin lowers the tenant’s vCPU quota to 0 on the Quotas page', async (page) => {
     await signIn(page, env.adminUser, env.adminPassword);

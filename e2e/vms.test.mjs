@@ -2,54 +2,16 @@
 // watches it reach "running" without reloading, opens it, stops it, and deletes it. Run by scripts/e2e.sh.
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { describe } from 'node:test';
 
-import { env, launch, signIn, signOut, unique, url, waitForPage } from './lib.mjs';
-
-/** Calls a server function from the page (same origin, session cookie), as the app's forms do. */
-async function serverFn(page, endpoint, fields) {
-  return page.evaluate(
-    async ([endpoint, fields]) => {
-      const res = await fetch(`/api/fn/${endpoint}`, {
-        method: 'POST',
-        headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
-        body: new URLSearchParams(fields).toString(),
-      });
-      return { status: res.status, body: await res.json() };
-    },
-    [endpoint, fields],
-  );
-}
+import { browserSteps, env, serverFn, signIn, signOut, unique, url, waitForPage } from './lib.mjs';
 
 describe('vm lifecycle', () => {
-  let session;
   const tenant = unique('vmt');
   const member = unique('vmuser');
   const password = `pw-${unique('x')}-Long!`;
   const vmName = unique('web').slice(0, 30);
-  let failed = false;
-
-  before(async () => {
-    session = await launch();
-  });
-
-  after(async () => {
-    if (failed && session) {
-      await session.page.screenshot({ path: path.join(env.output, 'vms-failure.png'), fullPage: true });
-      if (session.consoleErrors.length) console.error('browser console errors:', session.consoleErrors);
-    }
-    await session?.browser.close();
-  });
-
-  const step = (name, fn) =>
-    it(name, async () => {
-      try {
-        await fn(session.page);
-      } catch (err) {
-        failed = true;
-        throw err;
-      }
-    });
+  const step = browserSteps('vms');
 
   const row = (page) => page.locator(`[data-testid="vm-row"][data-vm-name="${vmName}"]`);
 

@@ -23,8 +23,22 @@ PORTAL_LISTEN="127.0.0.1:$port" PORTAL_DATA_DIR="$data" PORTAL_SITE_ROOT="$SITE_
   PORTAL_ADMIN_PASSWORD="$ADMIN_PASSWORD" RUST_LOG="${RUST_LOG:-info}" \
   "$PORTAL_BIN" >"$E2E_OUTPUT/portal.log" 2>&1 &
 server=$!
-# VMs outlive the portal by design: kill this run's VMMs (matched by their config under the data dir).
-trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; pkill -KILL -f "vmm --config $data" 2>/dev/null; rm -rf "$data"' EXIT
+# VMs outlive the portal by design: kill this run's VMMs (matched by their config under the data dir),
+# wait until they are gone, then remove the data directory. The script's exit status stays the tests'.
+cleanup() {
+  local rc=$?
+  set +e  # clean-up steps may fail (nothing to kill) without changing the result
+  kill "$server" 2>/dev/null
+  wait "$server" 2>/dev/null
+  pkill -KILL -f "vmm --config $data" 2>/dev/null
+  for _ in $(seq 1 50); do
+    pgrep -f "vmm --config $data" >/dev/null || break
+    sleep 0.1
+  done
+  rm -rf "$data" 2>/dev/null || true
+  exit "$rc"
+}
+trap cleanup EXIT
 up=""
 for _ in $(seq 1 150); do
   curl -fsS "$BASE_URL/healthz" >/dev/null 2>&1 && { up=1; break; }
