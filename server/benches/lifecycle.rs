@@ -161,6 +161,12 @@ async fn main() {
         base: base.clone(),
         token: token["secret"].as_str().expect("secret").to_string(),
     };
+    // Room for every VM the bench starts (the defaults allow 10 instances).
+    let me = api.call(reqwest::Method::GET, "/whoami", None).await;
+    let tenant = me["tenant_id"].as_str().expect("tenant id").to_string();
+    let limits = json!({"instances": 1000, "vcpus": 1000, "memory_mib": 1 << 20, "disk_gib": 100_000});
+    api.call(reqwest::Method::PUT, &format!("/quotas/{tenant}"), Some(limits))
+        .await;
     let images = api.call(reqwest::Method::GET, "/images", None).await;
     let image = images
         .as_array()
@@ -189,7 +195,10 @@ async fn main() {
                 Some(json!({"name": format!("lat-{i}"), "image_id": image, "flavor_id": flavor})),
             )
             .await;
-        let id = vm["id"].as_str().expect("vm id").to_string();
+        let id = vm["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("launch refused: {vm}"))
+            .to_string();
         loop {
             let v = api.call(reqwest::Method::GET, &format!("/vms/{id}"), None).await;
             if v["state"] == "running" {
@@ -241,7 +250,12 @@ async fn main() {
                 Some(json!({"name": format!("many-{i}"), "image_id": image, "flavor_id": flavor})),
             )
             .await;
-        ids.push(vm["id"].as_str().expect("vm id").to_string());
+        ids.push(
+            vm["id"]
+                .as_str()
+                .unwrap_or_else(|| panic!("launch refused: {vm}"))
+                .to_string(),
+        );
     }
     for id in &ids {
         loop {
