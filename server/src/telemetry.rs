@@ -15,14 +15,6 @@ pub fn init(format: &str) {
     };
 }
 
-/// "outer: inner: innermost", for logs and for reasons shown to people (crash reasons).
-pub fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
+/// "outer: inner: innermost", for logs and for reasons shown to people (crash reasons). The VMM's own
+/// helper, so both ends of the process boundary word error chains alike.
+pub use vmm::runner::error_chain as chain;
