@@ -1,39 +1,35 @@
 //! `cargo bench -p server --bench console`: the console path's figures (issue 4, item 7), as medians.
 //!
-//! 1. Proxy throughput: one synthetic RFB source (a unix socket streaming framebuffer-update-sized chunks)
-//!    read by a WebSocket client through our proxy (`server::console::proxy`) and through `websockify`
-//!    (the proxy OpenStack uses; `~/.cache/cloud-portal/websockify-venv`, see scripts/install-deps.sh),
-//!    in the same run, as MiB/s and a ratio.
+//! 1. Proxy throughput (`console/throughput.rs`): the same synthetic RFB stream through our proxy and
+//!    through `websockify`, in one run — streamed in bulk (wall-clock MiB/s and MiB per proxy CPU-second,
+//!    next to two floors: a bare blocking relay and a zero-copy `splice` relay) and paced as RFB is, one
+//!    update per client request (updates/s) — and the ratios.
 //! 2. On a real probe-guest VM through the portal (console token, `/console/{vm}/ws`): bytes received
 //!    over 10 s of an idle screen after the first frame, and bytes and milliseconds from one key event to
 //!    the framebuffer update that draws its glyph. Needs /dev/kvm, the `vmm` binary and the probe image;
 //!    skipped loudly otherwise.
 #![allow(clippy::unwrap_used)]
 
+#[path = "console/throughput.rs"]
+mod throughput;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use axum::extract::ws::WebSocketUpgrade;
-use axum::routing::get;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpStream, UnixListener, UnixStream};
+use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use server::config::Settings;
-use server::console::proxy;
 use server::startup::Application;
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-/// Bytes streamed per throughput run, and runs per proxy.
-const STREAM_BYTES: usize = 128 * 1024 * 1024;
-const RUNS: usize = 5;
 const IDLE: Duration = Duration::from_secs(10);
 const KEY_SAMPLES: usize = 15;
 
@@ -46,151 +42,11 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 async fn connect(url: &str) -> Result<Ws> {
     let mut req = url.into_client_request()?;
     req.headers_mut()
         .insert("sec-websocket-protocol", "binary".parse()?);
     Ok(tokio_tungstenite::connect_async(req).await?.0)
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// 1. Throughput: synthetic RFB source, our proxy vs websockify.
-
-/// Serves every connection on `path` with `STREAM_BYTES` of update-like data in `chunk`-byte writes (a
-/// large update, or one glyph-sized ZRLE update each), then closes.
-fn synthetic_source(path: &Path, chunk: usize) -> Result<()> {
-    let listener = UnixListener::bind(path)?;
-    tokio::spawn(async move {
-        let chunk: Vec<u8> = (0..chunk).map(|i| (i * 31 % 251) as u8).collect();
-        while let Ok((mut s, _)) = listener.accept().await {
-            let chunk = chunk.clone();
-            tokio::spawn(async move {
-                let mut sent = 0;
-                while sent < STREAM_BYTES {
-                    if s.write_all(&chunk).await.is_err() {
-                        return;
-                    }
-                    sent += chunk.len();
-                }
-                let _ = s.shutdown().await;
-            });
-        }
-    });
-    Ok(())
-}
-
-/// Our proxy alone (no token or VM): a WebSocket route that pumps `socket` with `proxy::run`.
-async fn our_proxy(socket: PathBuf) -> Result<String> {
-    let app = axum::Router::new().route(
-        "/ws",
-        get(move |ws: WebSocketUpgrade| {
-            let socket = socket.clone();
-            async move {
-                ws.protocols(["binary"]).on_upgrade(move |ws| async move {
-                    let Ok(vmm) = UnixStream::connect(&socket).await else {
-                        return;
-                    };
-                    let (_tx, rx) = tokio::sync::broadcast::channel(1);
-                    proxy::run(ws, vmm, "bench", rx, proxy::Limits::default()).await;
-                })
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    Ok(format!("ws://{addr}/ws"))
-}
-
-fn websockify(socket: &Path) -> Result<(Child, String)> {
-    let bin = dirs_home().join(".cache/cloud-portal/websockify-venv/bin/websockify");
-    if !bin.exists() {
-        bail!(
-            "{} is missing (scripts/install-deps.sh installs it)",
-            bin.display()
-        );
-    }
-    let port = free_port();
-    let child = Command::new(bin)
-        .arg(format!("127.0.0.1:{port}"))
-        .arg(format!("--unix-target={}", socket.display()))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if Instant::now() > deadline {
-            bail!("websockify did not start");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Ok((child, format!("ws://127.0.0.1:{port}/")))
-}
-
-fn dirs_home() -> PathBuf {
-    std::env::var_os("HOME").map_or_else(|| PathBuf::from("/root"), PathBuf::from)
-}
-
-/// MiB/s of one full stream through the proxy at `url`.
-async fn stream_rate(url: &str) -> Result<f64> {
-    let mut ws = connect(url).await?;
-    let start = Instant::now();
-    let mut got = 0usize;
-    while got < STREAM_BYTES {
-        match tokio::time::timeout(Duration::from_secs(60), ws.next()).await? {
-            Some(Ok(Message::Binary(b))) => got += b.len(),
-            Some(Ok(Message::Close(_))) | None => break,
-            Some(Ok(_)) => {}
-            Some(Err(e)) => return Err(e.into()),
-        }
-    }
-    if got < STREAM_BYTES {
-        bail!("stream ended after {got} bytes");
-    }
-    Ok(got as f64 / (1024.0 * 1024.0) / start.elapsed().as_secs_f64())
-}
-
-async fn throughput(chunk: usize) -> Result<()> {
-    println!("-- synthetic RFB stream in {chunk}-byte writes");
-    let dir = tempfile::tempdir()?;
-    let socket = dir.path().join("rfb.sock");
-    synthetic_source(&socket, chunk)?;
-    let ours_url = our_proxy(socket.clone()).await?;
-    let theirs = websockify(&socket);
-    let (mut ours, mut others) = (vec![], vec![]);
-    for _ in 0..RUNS {
-        ours.push(stream_rate(&ours_url).await?);
-        if let Ok((_, url)) = &theirs {
-            others.push(stream_rate(url).await?);
-        }
-    }
-    let ours = median(ours);
-    println!(
-        "proxy throughput, ours:        {ours:>9.1} MiB/s (median of {RUNS} x {} MiB)",
-        STREAM_BYTES >> 20
-    );
-    match theirs {
-        Ok((mut child, _)) => {
-            let theirs = median(others);
-            println!("proxy throughput, websockify:  {theirs:>9.1} MiB/s");
-            println!(
-                "proxy throughput ratio:        {:>9.1}x (goal >= 5x)",
-                ours / theirs
-            );
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        Err(e) => println!("!!!!!!!! SKIP websockify comparison: {e:#} !!!!!!!!"),
-    }
-    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -553,11 +409,23 @@ async fn measure_vm(portal: &Portal, vm: &str) -> Result<()> {
 }
 
 fn main() -> Result<()> {
+    if let Some(socket) = std::env::var_os(throughput::PROXY_ENV) {
+        return throughput::serve_our_proxy(PathBuf::from(socket));
+    }
+    if let Some(socket) = std::env::var_os(throughput::FLOOR_ENV) {
+        return throughput::serve_floor(PathBuf::from(socket), false);
+    }
+    if let Some(socket) = std::env::var_os(throughput::SPLICE_ENV) {
+        return throughput::serve_floor(PathBuf::from(socket), true);
+    }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async {
         println!("console path benchmark (issue 4, item 7)");
-        throughput(64 * 1024).await?;
-        throughput(1024).await?;
+        throughput::run(64 * 1024).await?;
+        throughput::run(1024).await?;
+        for size in [2 * 1024, 64 * 1024, 1024 * 1024] {
+            throughput::paced(size).await?;
+        }
         vm_figures().await
     })
 }

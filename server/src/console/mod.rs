@@ -17,13 +17,13 @@ use app::error::AppError;
 use app::model::VmState;
 use app::port::{Caller, Consoles};
 use async_trait::async_trait;
-use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{Path as UrlPath, Query, State};
+use axum::body::Body;
+use axum::extract::{Path as UrlPath, Query, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Router};
-use http::{HeaderMap, StatusCode};
+use http::header::SEC_WEBSOCKET_PROTOCOL;
+use http::{HeaderMap, HeaderValue, StatusCode};
 use serde::Deserialize;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
@@ -57,10 +57,9 @@ async fn console_ws(
     Extension(policy): Extension<OriginPolicy>,
     UrlPath(vm_id): UrlPath<String>,
     Query(query): Query<WsQuery>,
-    headers: HeaderMap,
-    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    mut request: Request,
 ) -> Response {
-    if !csrf::origin_is_own(&policy, &headers) {
+    if !csrf::origin_is_own(&policy, request.headers()) {
         tracing::warn!(vm_id, "refused a console WebSocket from a foreign origin");
         return refuse(
             StatusCode::FORBIDDEN,
@@ -69,10 +68,30 @@ async fn console_ws(
         );
     }
     // Before the token: a plain GET must not burn it.
-    let upgrade = match upgrade {
+    if !fastwebsockets::upgrade::is_upgrade_request(&request) {
+        return refuse(
+            StatusCode::UPGRADE_REQUIRED,
+            "upgrade_required",
+            "This is a WebSocket endpoint: open it with a WebSocket client.",
+        );
+    }
+    let offers_binary = offers_protocol(request.headers(), "binary");
+    let (mut response, upgraded) = match fastwebsockets::upgrade::upgrade(&mut request) {
         Ok(u) => u,
-        Err(rejection) => return rejection.into_response(),
+        Err(e) => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                &format!("Not a valid WebSocket handshake: {e}."),
+            )
+        }
     };
+    // noVNC asks for `binary`; a browser fails a handshake whose requested protocol is not echoed.
+    if offers_binary {
+        response
+            .headers_mut()
+            .insert(SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static("binary"));
+    }
     let Some(secret) = query.token.filter(|t| !t.is_empty()) else {
         return TokenError::Invalid.into_response();
     };
@@ -110,18 +129,30 @@ async fn console_ws(
             kind,
         )
         .await;
-    let limits = proxy::Limits::default();
-    upgrade
-        .protocols(["binary"])
-        // Above our own cap so oversized messages reach `proxy` and get a clean 1009.
-        .max_message_size(limits.max_message * 4)
-        .max_frame_size(limits.max_message * 4)
-        .on_upgrade(move |ws| async move {
-            let vm_id = redeemed.vm_id;
-            tracing::info!(vm_id, kind, user = %redeemed.caller.username, "console opened");
-            let end = proxy::run(ws, vmm, &vm_id, changes, limits).await;
-            tracing::info!(vm_id, kind, why = %end, "console closed");
-        })
+    tokio::spawn(async move {
+        let vm_id = redeemed.vm_id;
+        let ws = match upgraded.await {
+            Ok(ws) => ws,
+            Err(e) => {
+                tracing::warn!(vm_id, error = %e, "console WebSocket upgrade failed");
+                return;
+            }
+        };
+        tracing::info!(vm_id, kind, user = %redeemed.caller.username, "console opened");
+        let end = proxy::run(ws, vmm, &vm_id, changes, proxy::Limits::default()).await;
+        tracing::info!(vm_id, kind, why = %end, "console closed");
+    });
+    response.map(Body::new)
+}
+
+/// Whether the handshake's `Sec-WebSocket-Protocol` lists `protocol`.
+fn offers_protocol(headers: &HeaderMap, protocol: &str) -> bool {
+    headers
+        .get_all(SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim() == protocol)
 }
 
 /// Longest wait for the VMM's console log.

@@ -1,33 +1,46 @@
 //! The console proxy: pumps bytes between a browser's WebSocket and one of a VMM's unix sockets
 //! (`vnc.sock`: RFB for noVNC, `serial.sock`: raw serial for xterm.js).
 //!
+//! Both directions treat the WebSocket as a byte pipe (RFB and a serial line are byte streams), so frames
+//! are forwarded as they come — fragments included — and nothing is reassembled or buffered per message.
+//!
+//! Cost per byte is what bounds how many consoles a host serves: VMM → browser, one `read` from the unix
+//! socket fills a buffer and one vectored `write` sends the frame header and that buffer to the browser
+//! (`fastwebsockets`), so a byte is copied twice, both times by the kernel, and never in user space.
+//!
 //! Backpressure: each direction reads one chunk and awaits its write before reading the next, so nothing is
 //! buffered beyond one chunk per direction; a slow browser slows the VMM's writes, not our memory. Client
-//! messages are capped (`Limits::max_message`, closed with 1009), a client silent for `Limits::idle` is
-//! closed, and the session ends when the VM leaves `running` (the supervisor's broadcast) or the VMM closes
-//! the socket. Pings are answered by the WebSocket layer.
+//! frames are capped (`Limits::max_message`, closed with 1009 as soon as the header announces more), a
+//! client silent for `Limits::idle` is closed, and the session ends when the VM stops (the supervisor's
+//! broadcast) or the VMM closes the socket. Pings are answered and a client's close is
+//! echoed by the WebSocket layer. A frame to the browser is never cut short by the session ending: the
+//! close frame that follows must land on a frame boundary.
 
+use std::future::Future;
+use std::pin::pin;
 use std::time::Duration;
 
 use app::model::VmState;
-use axum::body::Bytes;
-use axum::extract::ws::{CloseFrame, Message, WebSocket};
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use fastwebsockets::{Frame, OpCode, Payload, WebSocket, WebSocketError, WebSocketRead, WebSocketWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
 use tokio::sync::broadcast::{self, error::RecvError};
+use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use crate::vm::VmChange;
 
-/// Largest message a client may send (RFB client messages are tiny; a paste is typed key by key).
+/// Largest frame a client may send (RFB client messages are tiny; a paste is typed key by key).
 pub const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
 /// A console with no client input for this long is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
-/// Bytes read from the VMM socket per WebSocket message.
-const CHUNK: usize = 64 * 1024;
+/// Largest read from the VMM socket, so the largest frame sent to the browser.
+const CHUNK: usize = 256 * 1024;
+/// How long a frame already being written may still take once the session has ended.
+const FINISH_WRITE: Duration = Duration::from_secs(5);
+/// How long we wait for the browser's reply to our close frame before dropping the connection.
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
 
 /// Close codes (RFC 6455 §7.4.1).
 const NORMAL: u16 = 1000;
@@ -35,6 +48,9 @@ const GOING_AWAY: u16 = 1001;
 const PROTOCOL_ERROR: u16 = 1002;
 const TOO_BIG: u16 = 1009;
 const INTERNAL: u16 = 1011;
+
+type Reader<S> = WebSocketRead<ReadHalf<S>>;
+type Writer<S> = Mutex<WebSocketWrite<WriteHalf<S>>>;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -71,8 +87,8 @@ pub enum ProxyEnd {
 }
 
 impl ProxyEnd {
-    /// The close frame sent to the browser, if it is still there.
-    fn close_frame(self) -> Option<CloseFrame> {
+    /// The close code and reason sent to the browser, if it is still there.
+    fn close_frame(self) -> Option<(u16, String)> {
         let code = match self {
             Self::VmStopped | Self::SocketClosed => GOING_AWAY,
             Self::SocketFailed => INTERNAL,
@@ -81,46 +97,69 @@ impl ProxyEnd {
             Self::Idle => NORMAL,
             Self::ClientFailed => PROTOCOL_ERROR,
         };
-        Some(CloseFrame {
-            code,
-            reason: self.to_string().into(),
-        })
+        Some((code, self.to_string()))
+    }
+
+    /// Whether the browser's side of the stream is still well-formed, so its close reply can be awaited.
+    fn client_stream_intact(self) -> bool {
+        !matches!(self, Self::TooBig | Self::ClientFailed | Self::ClientClosed)
     }
 }
 
 /// Runs one console session to its end and says why it ended.
-pub async fn run(
-    ws: WebSocket,
+pub async fn run<S>(
+    ws: WebSocket<S>,
     vmm: UnixStream,
     vm_id: &str,
     changes: broadcast::Receiver<VmChange>,
     limits: Limits,
-) -> ProxyEnd {
-    let (mut sink, mut stream) = ws.split();
+) -> ProxyEnd
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let (mut read, write) = ws.split(tokio::io::split);
+    // fastwebsockets refuses a frame whose length is >= this, before reading its payload.
+    read.set_max_message_size(limits.max_message.saturating_add(1));
+    let write = Mutex::new(write);
     let (mut vmm_read, mut vmm_write) = vmm.into_split();
     let end = {
-        let down = to_browser(&mut vmm_read, &mut sink);
-        let up = to_vmm(&mut stream, &mut vmm_write, limits);
+        let up = to_vmm(&mut read, &write, &mut vmm_write, limits);
         let stopped = vm_stopped(changes, vm_id);
-        tokio::select! {
-            end = down => end,
-            end = up => end,
-            end = stopped => end,
-        }
+        let others = async {
+            tokio::select! {
+                end = up => end,
+                end = stopped => end,
+            }
+        };
+        to_browser(&mut vmm_read, &write, others).await
     };
-    if let Some(frame) = end.close_frame() {
-        let _ = sink.send(Message::Close(Some(frame))).await;
+    let mut write = write.into_inner();
+    if let Some((code, reason)) = end.close_frame() {
+        let closed = write.write_frame(Frame::close(code, reason.as_bytes())).await;
+        if closed.is_ok() && end.client_stream_intact() {
+            let _ = tokio::time::timeout(CLOSE_WAIT, close_reply(&mut read)).await;
+        }
     }
-    let _ = sink.close().await;
     end
 }
 
-/// VMM → browser, one chunk (≤ 64 KiB) at a time; the next read waits until the browser's socket took the
-/// last one.
-async fn to_browser(vmm: &mut OwnedReadHalf, sink: &mut SplitSink<WebSocket, Message>) -> ProxyEnd {
+/// VMM → browser, one chunk (≤ `CHUNK`) at a time; the next read waits until the browser's socket took the
+/// last one. One read takes everything the VMM has queued, so many small RFB updates cost one frame and one
+/// write, not one each. `others` (browser input, VM stop) ends the session, but only between frames.
+async fn to_browser<S, F>(vmm: &mut OwnedReadHalf, write: &Writer<S>, others: F) -> ProxyEnd
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    F: Future<Output = ProxyEnd>,
+{
+    let mut others = pin!(others);
     let mut buf = vec![0u8; CHUNK];
     loop {
-        let mut n = match vmm.read(&mut buf).await {
+        let read = tokio::select! {
+            biased;
+            end = &mut others => return end,
+            read = vmm.read(&mut buf) => read,
+        };
+        let n = match read {
             Ok(0) => return ProxyEnd::SocketClosed,
             Ok(n) => n,
             Err(e) => {
@@ -128,72 +167,98 @@ async fn to_browser(vmm: &mut OwnedReadHalf, sink: &mut SplitSink<WebSocket, Mes
                 return ProxyEnd::SocketFailed;
             }
         };
-        // RFB is a byte stream: what the VMM has already written goes out as one message, so many small
-        // updates cost one WebSocket frame and one flush, not one each.
-        let mut eof = false;
-        while let Some(rest) = buf.get_mut(n..).filter(|r| !r.is_empty()) {
-            match vmm.try_read(rest) {
-                Ok(0) => {
-                    eof = true;
-                    break;
-                }
-                Ok(m) => n += m,
-                Err(_) => break,
+        let payload = Payload::Borrowed(buf.get(..n).unwrap_or_default());
+        let mut sent = pin!(async { write.lock().await.write_frame(Frame::binary(payload)).await });
+        // Browser input keeps flowing while a large frame is on its way out.
+        let mut ended = None;
+        let written = loop {
+            tokio::select! {
+                written = &mut sent => break Some(written),
+                end = &mut others, if ended.is_none() => ended = Some(end),
             }
-        }
-        let chunk = Bytes::copy_from_slice(buf.get(..n).unwrap_or_default());
-        if sink.send(Message::Binary(chunk)).await.is_err() {
-            return ProxyEnd::ClientClosed;
-        }
-        if eof {
-            return ProxyEnd::SocketClosed;
+            if ended.is_some() {
+                break tokio::time::timeout(FINISH_WRITE, &mut sent).await.ok();
+            }
+        };
+        match (written, ended) {
+            (Some(Ok(())), Some(end)) => return end,
+            (Some(Ok(())), None) => {}
+            (Some(Err(e)), _) => {
+                tracing::debug!(error = %e, "console WebSocket write failed");
+                return ProxyEnd::ClientClosed;
+            }
+            // The browser took nothing for `FINISH_WRITE` after the session ended.
+            (None, _) => return ProxyEnd::ClientClosed,
         }
     }
 }
 
-/// Browser → VMM: data messages are written whole before the next is read; control messages are skipped.
-async fn to_vmm(stream: &mut SplitStream<WebSocket>, vmm: &mut OwnedWriteHalf, limits: Limits) -> ProxyEnd {
+/// Browser → VMM: each data frame's payload is written whole before the next frame is read.
+async fn to_vmm<S>(
+    read: &mut Reader<S>,
+    write: &Writer<S>,
+    vmm: &mut OwnedWriteHalf,
+    limits: Limits,
+) -> ProxyEnd
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    // Pongs and the echo of a client's close go out through the shared write half.
+    let mut obligated = |frame: Frame<'static>| async move { write.lock().await.write_frame(frame).await };
     let mut deadline = Instant::now() + limits.idle;
     loop {
-        let msg = match tokio::time::timeout_at(deadline, stream.next()).await {
+        let frame = match tokio::time::timeout_at(deadline, read.read_frame(&mut obligated)).await {
             Err(_) => return ProxyEnd::Idle,
-            Ok(None) => return ProxyEnd::ClientClosed,
-            Ok(Some(Err(e))) => return classify(&e),
-            Ok(Some(Ok(msg))) => msg,
+            Ok(Err(e)) => return classify(&e),
+            Ok(Ok(frame)) => frame,
         };
-        let data = match msg {
-            Message::Binary(data) => data,
-            Message::Text(text) => Bytes::from(text),
-            Message::Ping(_) | Message::Pong(_) => continue,
-            Message::Close(_) => return ProxyEnd::ClientClosed,
-        };
-        if data.len() > limits.max_message {
-            return ProxyEnd::TooBig;
+        match frame.opcode {
+            OpCode::Binary | OpCode::Text | OpCode::Continuation => {}
+            OpCode::Close => return ProxyEnd::ClientClosed,
+            OpCode::Ping | OpCode::Pong => continue,
         }
         deadline = Instant::now() + limits.idle;
-        if let Err(e) = vmm.write_all(&data).await {
+        if let Err(e) = vmm.write_all(&frame.payload).await {
             tracing::debug!(error = %e, "console socket write failed");
             return ProxyEnd::SocketClosed;
         }
     }
 }
 
-/// A read error from the WebSocket layer: over its own size limit, or a broken frame.
-fn classify(err: &axum::Error) -> ProxyEnd {
-    let text = err.to_string();
-    if text.contains("too long") || text.contains("Space limit") {
-        ProxyEnd::TooBig
-    } else {
-        tracing::debug!(error = %text, "console WebSocket read failed");
-        ProxyEnd::ClientFailed
+/// Reads (and drops) what the browser still sends until its close frame arrives.
+async fn close_reply<S: AsyncRead + AsyncWrite + Unpin>(read: &mut Reader<S>) {
+    // Our close is already out: nothing more is sent, not even the echo of theirs.
+    let mut discard = |_: Frame<'static>| async { Ok::<(), std::io::Error>(()) };
+    while let Ok(frame) = read.read_frame(&mut discard).await {
+        if frame.opcode == OpCode::Close {
+            return;
+        }
     }
 }
 
-/// Resolves when the supervisor reports the VM leaving `running`.
+/// A read error from the WebSocket layer: over the size cap, the browser gone, or a broken frame.
+fn classify(err: &WebSocketError) -> ProxyEnd {
+    match err {
+        WebSocketError::FrameTooLarge => ProxyEnd::TooBig,
+        WebSocketError::UnexpectedEOF
+        | WebSocketError::ConnectionClosed
+        | WebSocketError::IoError(_)
+        | WebSocketError::SendError(_) => ProxyEnd::ClientClosed,
+        other => {
+            tracing::debug!(error = %other, "console WebSocket read failed");
+            ProxyEnd::ClientFailed
+        }
+    }
+}
+
+/// Resolves when the supervisor reports the VM stopped, crashed or going away. A graceful stop keeps the
+/// console open, so its shutdown can be watched; the VMM's exit then closes the socket.
 async fn vm_stopped(mut changes: broadcast::Receiver<VmChange>, vm_id: &str) -> ProxyEnd {
     loop {
         match changes.recv().await {
-            Ok(change) if change.vm_id == vm_id && change.state != VmState::Running => {
+            Ok(change)
+                if change.vm_id == vm_id && !matches!(change.state, VmState::Running | VmState::Stopping) =>
+            {
                 return ProxyEnd::VmStopped;
             }
             Ok(_) | Err(RecvError::Lagged(_)) => {}
@@ -204,16 +269,5 @@ async fn vm_stopped(mut changes: broadcast::Receiver<VmChange>, vm_id: &str) -> 
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_end_but_the_clients_own_close_sends_a_reasoned_close_frame() {
-        assert_eq!(ProxyEnd::TooBig.close_frame().unwrap().code, 1009);
-        assert_eq!(ProxyEnd::VmStopped.close_frame().unwrap().code, 1001);
-        assert!(ProxyEnd::ClientClosed.close_frame().is_none());
-        let idle = ProxyEnd::Idle.close_frame().unwrap();
-        assert_eq!(idle.code, 1000);
-        assert!(idle.reason.as_str().contains("No input"));
-    }
-}
+#[path = "proxy_tests.rs"]
+mod tests;
