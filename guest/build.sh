@@ -234,6 +234,41 @@ if [ -b /dev/vda ]; then
 else
     echo "init: no /dev/vda"
 fi
+# The portal's config disk (a virtio disk with serial "config"): a tar archive on the raw device holding
+# meta-data.json, user-data and ssh/authorized_keys. The hostname (when it is a valid host name) and the
+# keys are applied; a user-data script (starting with "#!") runs once in the background, its output on
+# the console prefixed "user-data: ". Shell builtins where possible: each exec costs seconds on emulated KVM.
+for dev in /sys/block/vd*; do
+    serial=
+    read -r serial <"$dev/serial" 2>/dev/null
+    [ "$serial" = config ] || continue
+    mkdir -p /run/config
+    if ! tar -xf "/dev/${dev##*/}" -C /run/config 2>/dev/null; then
+        echo "init: config disk /dev/${dev##*/} is not a tar archive, ignored"
+        continue
+    fi
+    echo "init: config disk /dev/${dev##*/} read"
+    name=
+    while read -r line; do
+        case $line in *'"local-hostname"'*) name=${line#*: \"}; name=${name%%\"*} ;; esac
+    done </run/config/meta-data.json
+    case $name in '' | -* | *[!A-Za-z0-9-]*) ;; *) hostname "$name" && echo "$name" >/etc/hostname ;; esac
+    if [ -s /run/config/ssh/authorized_keys ]; then
+        mkdir -p -m 700 /root/.ssh
+        cp /run/config/ssh/authorized_keys /root/.ssh/authorized_keys
+        echo "init: ssh keys installed for root"
+    fi
+    first=
+    read -r first </run/config/user-data 2>/dev/null
+    case $first in
+    '#!'*)
+        echo "init: running user-data"
+        chmod 700 /run/config/user-data
+        (/run/config/user-data </dev/null 2>&1 | while IFS= read -r out; do echo "user-data: $out"; done
+         echo "init: user-data finished") &
+        ;;
+    esac
+done
 exec /sbin/init
 EOF
     } >"$root/init"

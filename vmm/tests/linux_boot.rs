@@ -1,7 +1,8 @@
 //! The minimal Linux guest of guest/build.sh (Debian linux-source 6.1 microVM kernel + busybox-static
 //! initramfs, image "minimal" of guest/out/manifest.json) booted by the real `vmm` binary: the busybox
-//! banner on serial, the virtio disk mounted by /init, a shell command answered over serial.sock, the
-//! framebuffer console drawn, and `poweroff` ending the VMM with exit code 0.
+//! banner on serial, the virtio disk mounted by /init, the portal's config disk applied (hostname, SSH
+//! keys, a user-data script run), a shell command answered over serial.sock, the framebuffer console
+//! drawn, and `poweroff` ending the VMM with exit code 0.
 //!
 //! On hardware KVM this takes about a second. On the emulated KVM of the development hosts (kvm_pvm,
 //! see FACTS.md) every guest instruction is emulated and the boot takes minutes; the test prints the
@@ -38,6 +39,48 @@ fn ext4_disk(dir: &Path) -> Option<std::path::PathBuf> {
         .map(|s| s.success())
         .unwrap_or(false);
     ok.then_some(img)
+}
+
+/// A config disk as the portal writes it (server/src/vm/disk.rs): a ustar archive of meta-data.json,
+/// user-data and ssh/authorized_keys on the raw device, padded to whole sectors.
+fn config_disk(dir: &Path) -> std::path::PathBuf {
+    let root = dir.join("config-root");
+    std::fs::create_dir_all(root.join("ssh")).unwrap();
+    let meta = json!({"instance-id": "boot-test-id", "local-hostname": "boot-test", "tenant-id": "t"});
+    std::fs::write(
+        root.join("meta-data.json"),
+        serde_json::to_string_pretty(&meta).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("user-data"),
+        "#!/bin/sh\necho user-data-says-$((6*7))\n",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("ssh/authorized_keys"),
+        "ssh-ed25519 AAAAtest user@host\n",
+    )
+    .unwrap();
+    let tar = dir.join("config.tar");
+    let ok = Command::new("tar")
+        .args(["--format=ustar", "--owner=0", "--group=0", "-cf"])
+        .arg(&tar)
+        .arg("-C")
+        .arg(&root)
+        .args(["meta-data.json", "user-data", "ssh/authorized_keys"])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "tar failed");
+    let len = std::fs::metadata(&tar).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&tar)
+        .unwrap()
+        .set_len(len.div_ceil(512) * 512)
+        .unwrap();
+    tar
 }
 
 /// Pixels of a binary PPM that are not black.
@@ -86,15 +129,26 @@ fn minimal_linux_boots_to_busybox_and_answers_on_serial() {
     if disk.is_none() {
         eprintln!("note: mkfs.ext4 not found: booting with a blank disk");
     }
+    let root_disk = disk.clone().unwrap_or_else(|| {
+        let blank = scratch.path().join("blank.img");
+        std::fs::File::create(&blank).unwrap().set_len(16 << 20).unwrap();
+        blank
+    });
+    let disks = json!([
+        {"path": root_disk, "read_only": false, "serial": "root"},
+        {"path": config_disk(scratch.path()), "read_only": true, "serial": "config"},
+    ]);
     let started = Instant::now();
     let mut vm = TestVm::start(VmOpts {
         kernel: img.kernel,
         initrd: Some(img.initrd),
         cmdline: img.cmdline,
         memory_mib: 128,
-        disk_mib: Some(16),
-        disk_image: disk.clone(),
-        extra: json!({"cpuid_mask": img.cpuid_mask, "virtio_discovery": img.virtio_discovery}),
+        extra: json!({
+            "cpuid_mask": img.cpuid_mask,
+            "virtio_discovery": img.virtio_discovery,
+            "disks": disks,
+        }),
         ..VmOpts::probe_like("linux-minimal")
     });
     let mut serial = vm.serial();
@@ -115,14 +169,32 @@ fn minimal_linux_boots_to_busybox_and_answers_on_serial() {
         wait(&mut vm, &serial, "init: /dev/vda has no filesystem", STEP_TIMEOUT);
     }
 
+    // The config disk: hostname and keys applied, the user-data script run.
+    wait(&mut vm, &serial, "init: config disk /dev/vd", STEP_TIMEOUT);
+    wait(
+        &mut vm,
+        &serial,
+        "init: ssh keys installed for root",
+        STEP_TIMEOUT,
+    );
+    wait(&mut vm, &serial, "user-data: user-data-says-42", STEP_TIMEOUT);
+
     // The serial shell answers (the typed line is echoed verbatim; only the shell prints "sum=42").
-    // The login shell's prompt (PS1 '\h:\w\$ ' from /etc/profile, hostname cloud-portal).
-    wait(&mut vm, &serial, "cloud-portal:", STEP_TIMEOUT);
-    serial.send_line("echo sum=$((6*7)); cat /mnt/hello.txt 2>/dev/null || echo no-disk-file");
+    // The login shell's prompt (PS1 '\h:\w\$ ' from /etc/profile) shows the config disk's hostname.
+    wait(&mut vm, &serial, "boot-test:", STEP_TIMEOUT);
+    serial.send_line(
+        "echo sum=$((6*7)); cat /mnt/hello.txt 2>/dev/null || echo no-disk-file; cat /root/.ssh/authorized_keys",
+    );
     wait(&mut vm, &serial, "sum=42", STEP_TIMEOUT);
     if disk.is_some() {
         wait(&mut vm, &serial, &format!("{DISK_TEXT}\r\n"), STEP_TIMEOUT);
     }
+    wait(
+        &mut vm,
+        &serial,
+        "ssh-ed25519 AAAAtest user@host\r\n",
+        STEP_TIMEOUT,
+    );
     eprintln!(
         "linux-minimal: vmm start -> shell answered: {:.1} s",
         started.elapsed().as_secs_f64()
