@@ -10,6 +10,8 @@
 //!    skipped loudly otherwise.
 #![allow(clippy::unwrap_used)]
 
+#[path = "console/floor.rs"]
+mod floor;
 #[path = "console/throughput.rs"]
 mod throughput;
 
@@ -413,10 +415,10 @@ fn main() -> Result<()> {
         return throughput::serve_our_proxy(PathBuf::from(socket));
     }
     if let Some(socket) = std::env::var_os(throughput::FLOOR_ENV) {
-        return throughput::serve_floor(PathBuf::from(socket), false);
+        return floor::serve_floor(PathBuf::from(socket), false);
     }
     if let Some(socket) = std::env::var_os(throughput::SPLICE_ENV) {
-        return throughput::serve_floor(PathBuf::from(socket), true);
+        return floor::serve_floor(PathBuf::from(socket), true);
     }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async {
