@@ -46,7 +46,7 @@ pub enum StartupError {
     #[error(transparent)]
     Seed(#[from] seed::SeedError),
     #[error("Failed to reconcile VMs with running VMM processes")]
-    Reconcile(#[source] db::vms::VmWriteError),
+    Reconcile(#[source] crate::vm::SupervisorError),
     #[error("Failed to listen on {0}")]
     Bind(SocketAddr, #[source] std::io::Error),
     #[error("Server failed")]

@@ -13,7 +13,6 @@ pub mod bus;
 pub mod config;
 pub mod control;
 pub mod devices;
-pub mod exit_codes;
 pub mod framebuffer;
 pub mod layout;
 pub mod rfb;
@@ -22,6 +21,9 @@ pub mod state;
 pub mod stats;
 pub mod virtio;
 pub mod vstate;
+
+/// Exit codes and the run directory are the portal↔VMM contract: they live in `vmm-api`.
+pub use vmm_api::{exit_codes, run_dir};
 
 use std::sync::{Mutex, MutexGuard};
 

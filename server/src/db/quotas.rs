@@ -1,8 +1,9 @@
 //! Tenant quotas and the usage they are checked against.
 //!
-//! Rule: vCPUs and memory count for VMs that are creating, starting, running or rebooting (a launched VM
-//! starts on its own, so `creating` counts too); instances and disk count for every VM that exists (not
-//! deleted). `check` runs inside the caller's IMMEDIATE transaction, so concurrent launches serialise on
+//! Rule: vCPUs and memory count for every VM whose VMM runs or may run: VMs that are creating, starting,
+//! running, rebooting or stopping (a launched VM starts on its own, so `creating` counts too; a stopping
+//! VM still runs until its VMM exits), and any VM whose VMM has not been seen to exit (`vmm_run_id` set,
+//! e.g. while it is being deleted). Instances and disk count for every VM that exists (not deleted). `check` runs inside the caller's IMMEDIATE transaction, so concurrent launches serialise on
 //! the database write lock and can never overshoot.
 
 use sqlx::{FromRow, SqliteConnection, SqlitePool};
@@ -40,7 +41,10 @@ pub enum QuotaError {
     Db(#[from] sqlx::Error),
 }
 
-const ACTIVE: &str = "('creating', 'starting', 'running', 'rebooting')";
+/// The SQL condition "this VM holds its vCPUs and memory": `vm::lifecycle::HOLDS_RESOURCES` or a VMM run
+/// (a test there checks the two agree).
+pub const HOLDS_RESOURCES: &str =
+    "(state IN ('creating', 'starting', 'running', 'rebooting', 'stopping') OR vmm_run_id IS NOT NULL)";
 
 /// The tenant's limits (its own row, else the defaults).
 pub async fn limits(conn: &mut SqliteConnection, tenant_id: &str) -> Result<Limits, sqlx::Error> {
@@ -56,8 +60,8 @@ pub async fn limits(conn: &mut SqliteConnection, tenant_id: &str) -> Result<Limi
 pub async fn usage(conn: &mut SqliteConnection, tenant_id: &str) -> Result<Usage, sqlx::Error> {
     sqlx::query_as(&format!(
         "SELECT COUNT(*) AS instances, \
-         COALESCE(SUM(CASE WHEN state IN {ACTIVE} THEN vcpus ELSE 0 END), 0) AS vcpus, \
-         COALESCE(SUM(CASE WHEN state IN {ACTIVE} THEN memory_mib ELSE 0 END), 0) AS memory_mib, \
+         COALESCE(SUM(CASE WHEN {HOLDS_RESOURCES} THEN vcpus ELSE 0 END), 0) AS vcpus, \
+         COALESCE(SUM(CASE WHEN {HOLDS_RESOURCES} THEN memory_mib ELSE 0 END), 0) AS memory_mib, \
          COALESCE(SUM(disk_gib), 0) AS disk_gib \
          FROM vms WHERE tenant_id = ? AND state <> 'deleted'"
     ))

@@ -1,17 +1,8 @@
-//! The usage ledger: one interval per stretch of time a VM was powered on, opened and closed by state
-//! transitions in the same transaction as the state change (never by polling), so every second is
-//! recorded once and only once.
+//! The usage ledger: one interval per VMM process, opened when the portal commits to starting a VMM and
+//! closed when that VMM's exit is known (`db::vms::vmm_started` / `vmm_ended`, in the same transaction as
+//! the run id), never by polling: every second a VM holds host resources is recorded once and only once.
 
-use app::model::VmState;
 use sqlx::{FromRow, SqliteConnection, SqlitePool};
-
-/// States in which a VM is billed: it holds its vCPUs and memory on the host.
-pub fn powered_on(state: VmState) -> bool {
-    matches!(
-        state,
-        VmState::Starting | VmState::Running | VmState::Rebooting | VmState::Stopping
-    )
-}
 
 /// Opens an interval for the VM at `at`, with its flavor and the flavor's price now.
 pub async fn open(conn: &mut SqliteConnection, vm_id: &str, at: i64) -> Result<(), sqlx::Error> {
@@ -39,6 +30,19 @@ pub async fn close(conn: &mut SqliteConnection, vm_id: &str, at: i64) -> Result<
     .execute(conn)
     .await
     .map(|_| ())
+}
+
+/// Closes, at `now`, every open interval of a VM that has no VMM run: intervals a portal older than the
+/// run ids left open. Run once at start; returns how many it closed.
+pub async fn close_without_run(pool: &SqlitePool, now: i64) -> Result<u64, sqlx::Error> {
+    sqlx::query(
+        "UPDATE usage_intervals SET ended_at = MAX(started_at, ?) WHERE ended_at IS NULL \
+         AND vm_id IN (SELECT id FROM vms WHERE vmm_run_id IS NULL)",
+    )
+    .bind(now)
+    .execute(pool)
+    .await
+    .map(|r| r.rows_affected())
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, FromRow)]

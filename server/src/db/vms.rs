@@ -45,6 +45,8 @@ pub struct VmRow {
     pub user_data: String,
     pub pid: Option<i64>,
     pub pid_start_ticks: Option<i64>,
+    /// Set while the VM may have a VMM: from before it is spawned until its exit is known.
+    pub vmm_run_id: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
     pub started_at: Option<i64>,
@@ -59,7 +61,7 @@ impl VmRow {
 
 const SELECT: &str = "SELECT v.id, v.tenant_id, v.created_by, v.name, v.image_id, i.name AS image_name, \
      v.flavor_id, f.name AS flavor_name, v.vcpus, v.memory_mib, v.disk_gib, v.state, v.state_reason, v.ssh_key, \
-     v.user_data, v.pid, v.pid_start_ticks, v.created_at, v.updated_at, v.started_at \
+     v.user_data, v.pid, v.pid_start_ticks, v.vmm_run_id, v.created_at, v.updated_at, v.started_at \
      FROM vms v JOIN images i ON i.id = v.image_id JOIN flavors f ON f.id = v.flavor_id";
 
 /// A tenant's VMs that are not deleted, newest first.
@@ -187,8 +189,8 @@ pub struct Transition<'a> {
 }
 
 /// Applies the transition if the VM is in an expected state; returns the state it was in, or `None` when
-/// it was not (nothing changed). Starting a stopped or crashed VM checks the vCPU and memory quota; entering
-/// or leaving a powered-on state opens or closes the VM's usage interval — all in one transaction.
+/// it was not (nothing changed). Starting a stopped or crashed VM checks the vCPU and memory quota in the
+/// same transaction. (Billing follows the VMM process, not the state: see `vmm_started`/`vmm_ended`.)
 pub async fn transition(
     pool: &SqlitePool,
     t: &Transition<'_>,
@@ -237,30 +239,76 @@ pub async fn transition(
     .bind(from.as_str())
     .execute(&mut *tx)
     .await?;
-    insert_event(&mut tx, t.vm_id, now, Some(from), t.to, t.actor, t.message).await?;
     let at = t.happened_at.unwrap_or(now).min(now);
-    match (usage::powered_on(from), usage::powered_on(t.to)) {
-        (false, true) => usage::open(&mut tx, t.vm_id, at).await?,
-        (true, false) => usage::close(&mut tx, t.vm_id, at).await?,
-        _ => {}
-    }
+    insert_event(&mut tx, t.vm_id, at, Some(from), t.to, t.actor, t.message).await?;
     tx.commit().await?;
     Ok(Some(from))
 }
 
-/// Records (or clears) the VMM process of a VM.
+/// Records that a VMM is about to be started for the VM under `run_id` (the caller holds the run lock),
+/// and opens its usage interval: from here until `vmm_ended`, quota and billing count the VM. False if the
+/// VM already has a run (nothing changed).
+pub async fn vmm_started(pool: &SqlitePool, id: &str, run_id: &str, now: i64) -> Result<bool, sqlx::Error> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let done = sqlx::query(
+        "UPDATE vms SET vmm_run_id = ?, pid = NULL, pid_start_ticks = NULL WHERE id = ? AND vmm_run_id IS NULL",
+    )
+    .bind(run_id)
+    .bind(id)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected()
+        == 1;
+    if done {
+        usage::open(&mut tx, id, now).await?;
+    }
+    tx.commit().await?;
+    Ok(done)
+}
+
+/// Records the pid of the VM's VMM for `run_id` (a hint for people and logs: the run lock is the truth).
 pub async fn set_process(
     pool: &SqlitePool,
     id: &str,
-    process: Option<(i64, i64)>,
+    run_id: &str,
+    pid: i64,
+    start_ticks: i64,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE vms SET pid = ?, pid_start_ticks = ? WHERE id = ?")
-        .bind(process.map(|p| p.0))
-        .bind(process.map(|p| p.1))
+    sqlx::query("UPDATE vms SET pid = ?, pid_start_ticks = ? WHERE id = ? AND vmm_run_id = ?")
+        .bind(pid)
+        .bind(start_ticks)
         .bind(id)
+        .bind(run_id)
         .execute(pool)
         .await
         .map(|_| ())
+}
+
+/// Records that the VMM of `run_id` has ended (its exit was seen, or the run lock was free): clears the
+/// run and closes the usage interval at `ended_at` (never later than now, never before it opened), in one
+/// transaction. False if the VM's run is not `run_id` any more (nothing changed).
+pub async fn vmm_ended(
+    pool: &SqlitePool,
+    id: &str,
+    run_id: &str,
+    ended_at: i64,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let done = sqlx::query(
+        "UPDATE vms SET vmm_run_id = NULL, pid = NULL, pid_start_ticks = NULL WHERE id = ? AND vmm_run_id = ?",
+    )
+    .bind(id)
+    .bind(run_id)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected()
+        == 1;
+    if done {
+        usage::close(&mut tx, id, ended_at.min(now)).await?;
+    }
+    tx.commit().await?;
+    Ok(done)
 }
 
 #[derive(Debug, Clone, FromRow)]

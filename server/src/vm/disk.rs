@@ -22,6 +22,16 @@ pub enum DiskError {
     Config(PathBuf, #[source] std::io::Error),
 }
 
+/// The VM's root disk in its run directory.
+pub fn root_disk(run_dir: &Path) -> PathBuf {
+    run_dir.join("disk.raw")
+}
+
+/// The VM's config disk in its run directory.
+pub fn config_disk(run_dir: &Path) -> PathBuf {
+    run_dir.join("config.tar")
+}
+
 /// Creates `dest` as the VM's root disk of `size_bytes` (at least the base disk's size).
 pub async fn create_root_disk(base: Option<&Path>, dest: &Path, size_bytes: u64) -> Result<(), DiskError> {
     if let Some(base) = base {

@@ -8,10 +8,13 @@
 
 mod control;
 mod disk;
+pub mod fault;
+pub mod lifecycle;
 mod process;
 mod reconcile;
 mod supervisor;
+mod vmm_config;
 
 pub use control::ControlError;
 pub use process::Outcome;
-pub use supervisor::{Supervisor, VmChange, VmSettings};
+pub use supervisor::{Supervisor, SupervisorError, VmChange, VmSettings};

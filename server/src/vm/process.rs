@@ -1,24 +1,33 @@
-//! VMM processes: spawning one per VM in its own process group (so stopping the portal does not stop it),
-//! telling whether a recorded process still runs, signalling it, and reading how it ended.
+//! VMM processes: spawning one per VM in its own process group (so stopping the portal does not stop it)
+//! with the VM's run lock handed down as an inherited descriptor, finding the one that holds a run lock,
+//! waiting for a process that is not our child to end (pidfd), signalling it, and reading how it ended.
 //!
 //! A process is identified by its pid *and* its start time (`/proc/<pid>/stat` field 22, clock ticks since
 //! boot), so a reused pid is never mistaken for our VMM after a restart.
 
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
+use command_fds::{CommandFdExt, FdMapping};
 use tokio::process::{Child, Command};
-use vmm::exit_codes::{self, ExitStatus};
+use vmm_api::exit_codes::{self, ExitStatus};
+use vmm_api::run_dir::{self, PidRecord, RunDir, RunLock};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessError {
     #[error("Failed to open the VMM log {0}")]
     Log(PathBuf, #[source] std::io::Error),
+    #[error("Failed to hand the run lock to the VMM")]
+    Inherit(#[source] command_fds::FdMappingCollision),
     #[error("Failed to start the VMM {0}")]
     Spawn(PathBuf, #[source] std::io::Error),
     #[error("The VMM exited before it could be identified")]
     Vanished,
 }
+
+/// The descriptor number under which a VMM finds its inherited run lock.
+const LOCK_FD: i32 = 3;
 
 /// A VMM process we started or adopted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,57 +36,63 @@ pub struct VmmProcess {
     pub start_ticks: u64,
 }
 
-/// Starts `vmm --config <config>` with stdout and stderr appended to `log`.
-pub fn spawn(vmm_binary: &Path, config: &Path, log: &Path) -> Result<(Child, VmmProcess), ProcessError> {
+/// Starts `vmm --config <config> --run-id <id> --lock-fd 3` with stdout and stderr appended to the run
+/// directory's log and `lock` inherited as descriptor 3: the lock passes to the child without a moment in
+/// which nobody holds it, so a portal that dies here leaves either no VMM or one that holds the lock.
+pub fn spawn(
+    vmm_binary: &Path,
+    dir: &RunDir,
+    run_id: &str,
+    lock: RunLock,
+) -> Result<(Child, VmmProcess), ProcessError> {
+    let log = dir.log();
     let open_log = || {
         std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(log)
-            .map_err(|e| ProcessError::Log(log.to_path_buf(), e))
+            .open(&log)
+            .map_err(|e| ProcessError::Log(log.clone(), e))
     };
-    let child = Command::new(vmm_binary)
+    let mut command = Command::new(vmm_binary);
+    command
         .arg("--config")
-        .arg(config)
+        .arg(dir.config())
+        .arg("--run-id")
+        .arg(run_id)
+        .arg("--lock-fd")
+        .arg(LOCK_FD.to_string())
         .stdin(Stdio::null())
         .stdout(open_log()?)
         .stderr(open_log()?)
         // Its own process group: Ctrl-C or a service manager stopping the portal does not reach the VM.
         .process_group(0)
-        .kill_on_drop(false)
+        .kill_on_drop(false);
+    command
+        .fd_mappings(vec![FdMapping {
+            parent_fd: OwnedFd::from(lock.into_file()),
+            child_fd: LOCK_FD,
+        }])
+        .map_err(ProcessError::Inherit)?;
+    let child = command
         .spawn()
         .map_err(|e| ProcessError::Spawn(vmm_binary.to_path_buf(), e))?;
+    // `command` (and with it the portal's copy of the lock) is dropped here: the child's copy holds it.
+    drop(command);
     let pid = child.id().ok_or(ProcessError::Vanished)?;
     let pid = i32::try_from(pid).map_err(|_| ProcessError::Vanished)?;
     let start_ticks = start_ticks(pid).ok_or(ProcessError::Vanished)?;
     Ok((child, VmmProcess { pid, start_ticks }))
 }
 
-/// Fields of `/proc/<pid>/stat` after the command name: (state, start time in ticks).
-fn stat(pid: i32) -> Option<(char, u64)> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    parse_stat(&text)
-}
-
-fn parse_stat(text: &str) -> Option<(char, u64)> {
-    // The command name (field 2) is in parentheses and may contain spaces or ')': split after the last ')'.
-    let rest = &text[text.rfind(')')? + 1..];
-    let mut fields = rest.split_whitespace();
-    let state = fields.next()?.chars().next()?;
-    // rest starts at field 3 (state); start time is field 22.
-    let start = fields.nth(18)?.parse().ok()?;
-    Some((state, start))
-}
-
 /// The start time of a live process, in clock ticks since boot.
 pub fn start_ticks(pid: i32) -> Option<u64> {
-    stat(pid).map(|(_, t)| t)
+    run_dir::process_stat(pid).map(|s| s.start_ticks)
 }
 
 impl VmmProcess {
     /// True while this very process runs (not a zombie, not a reused pid).
     pub fn is_alive(&self) -> bool {
-        matches!(stat(self.pid), Some((state, ticks)) if ticks == self.start_ticks && state != 'Z' && state != 'X')
+        run_dir::process_stat(self.pid).is_some_and(|s| s.start_ticks == self.start_ticks && s.is_running())
     }
 
     /// SIGKILL, if the process is still ours.
@@ -91,20 +106,86 @@ impl VmmProcess {
             }
         }
     }
+
+    /// Waits until this process (not our child) has ended. A pidfd names the process itself, so this
+    /// wakes exactly when it exits, without polling; the start time is checked after opening it, so a
+    /// reused pid is never waited on.
+    pub async fn ended(&self) {
+        let Some(pid) = rustix::process::Pid::from_raw(self.pid) else {
+            return;
+        };
+        let Ok(fd) = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()) else {
+            return; // no such process: it has ended
+        };
+        if !self.is_alive() {
+            return;
+        }
+        // `with_interest` is deprecated because a raw descriptor could be closed behind tokio's back; ours is
+        // an `OwnedFd` moved into the `AsyncFd`, so that cannot happen (the safe replacement is `unsafe`).
+        #[allow(deprecated)]
+        let registered = tokio::io::unix::AsyncFd::with_interest(fd, tokio::io::Interest::READABLE);
+        match registered {
+            Ok(fd) => {
+                // Readable once the process has exited (pidfd_open(2)).
+                let _ = fd.readable().await;
+            }
+            Err(e) => {
+                tracing::warn!(pid = self.pid, error = %e, "cannot watch the VMM's pidfd; polling");
+                while self.is_alive() {
+                    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                }
+            }
+        }
+    }
 }
 
-/// How the VMM in `run_dir` ended, if it recorded it.
-pub fn read_exit_status(run_dir: &Path) -> Option<ExitStatus> {
-    let bytes = std::fs::read(run_dir.join(exit_codes::STATUS_FILE)).ok()?;
-    serde_json::from_slice(&bytes).ok()
+/// Who holds a run directory's lock, as far as can be known now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Holder {
+    /// Nobody: the lock is ours (held until dropped), so no VMM runs the VM and none can start.
+    Free,
+    /// The VMM of `run_id` holds it and has recorded which process it is.
+    Vmm { process: VmmProcess, run_id: String },
+    /// Held, but the holder has not (yet) recorded itself: a VMM between taking the lock and writing
+    /// `vmm.pid`, or a portal child between fork and exec. Ask again.
+    Unknown,
 }
 
-/// When the VMM in `run_dir` recorded its exit (unix seconds), if it did.
-pub fn exit_time(run_dir: &Path) -> Option<i64> {
-    let modified = std::fs::metadata(run_dir.join(exit_codes::STATUS_FILE))
-        .ok()?
-        .modified()
-        .ok()?;
+/// Asks the lock of `dir` who runs the VM. With `Holder::Free` the caller gets the lock, to keep while it
+/// settles the VM.
+pub fn holder(dir: &RunDir) -> Result<(Holder, Option<RunLock>), run_dir::RunDirError> {
+    if !dir.path().exists() {
+        // No run directory: nothing can run there (a VMM needs its sockets and lock in it).
+        return Ok((Holder::Free, None));
+    }
+    if let Some(lock) = RunLock::try_acquire(dir)? {
+        return Ok((Holder::Free, Some(lock)));
+    }
+    let current = dir.current_run_id();
+    match PidRecord::read(dir) {
+        Some(rec) if rec.run_id == current && rec.is_alive() => Ok((
+            Holder::Vmm {
+                process: VmmProcess {
+                    pid: rec.pid,
+                    start_ticks: rec.start_ticks,
+                },
+                run_id: rec.run_id.unwrap_or_default(),
+            },
+            None,
+        )),
+        _ => Ok((Holder::Unknown, None)),
+    }
+}
+
+/// How the VMM of `run_id` in `dir` ended, if it recorded it.
+pub fn read_exit_status(dir: &RunDir, run_id: &str) -> Option<ExitStatus> {
+    dir.exit_status_of(run_id)
+}
+
+/// When the VMM of `run_id` recorded its exit (unix seconds), if it did.
+pub fn exit_time(dir: &RunDir, run_id: &str) -> Option<i64> {
+    read_exit_status(dir, run_id)?;
+    let modified = std::fs::metadata(dir.exit_status()).ok()?.modified().ok()?;
     let secs = modified.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
     i64::try_from(secs).ok()
 }
@@ -148,13 +229,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn stat_parsing_survives_odd_command_names() {
-        let line = "1234 (vm (a) b) S 1 1234 1234 0 -1 4194560 100 0 0 0 5 3 0 0 20 0 3 0 98765 1000 200";
-        assert_eq!(parse_stat(line), Some(('S', 98765)));
-        assert_eq!(parse_stat("garbage"), None);
-    }
-
-    #[test]
     fn our_own_process_is_alive_and_a_wrong_start_time_is_not() {
         let pid = i32::try_from(std::process::id()).unwrap();
         let ticks = start_ticks(pid).unwrap();
@@ -177,6 +251,7 @@ mod tests {
             Some(ExitStatus {
                 code,
                 name: exit_codes::name(code).into(),
+                run_id: None,
             })
         };
         assert_eq!(Outcome::decide(rec(0), None), Outcome::PoweredOff);

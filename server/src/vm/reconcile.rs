@@ -1,134 +1,178 @@
-//! Start-up reconciliation: the database says what should be running; `/proc` says what is. VMs whose VMM
-//! still runs are adopted (watched and controllable again); the others get the state their VMM left them
-//! in, and interrupted actions are finished.
+//! Start-up reconciliation: the database says what should be running; each VM's run lock says what is.
+//! A VM whose lock a VMM holds gets that VMM adopted (watched and controllable again) and its interrupted
+//! action finished; a VM whose lock is free has no VMM and none can start while we hold the lock, so its
+//! run is closed at the time its VMM recorded (or, if it never ran, when it was recorded) and its state
+//! settled by `lifecycle::without_vmm`. VMMs in run directories of VMs the database does not know as live
+//! are ended. No pid, socket or timing is trusted for any of this.
 
 use app::model::VmState;
+use vmm_api::run_dir::PidRecord;
 
-use super::process::{self, Outcome, VmmProcess};
-use super::supervisor::Supervisor;
-use crate::db::vms;
+use super::lifecycle::{self, Resume, Settle};
+use super::process::{self, Holder, Outcome};
+use super::supervisor::{Supervisor, SupervisorError};
+use crate::db::{self, usage, vms};
 
 impl Supervisor {
     /// Run once at start, before serving.
-    pub async fn reconcile(&self) -> Result<(), vms::VmWriteError> {
-        for vm in vms::list_live(self.pool()).await? {
-            let state = vm.state();
-            let proc_ = match (vm.pid, vm.pid_start_ticks) {
-                (Some(pid), Some(ticks)) => Some(VmmProcess {
-                    pid: i32::try_from(pid).unwrap_or(-1),
-                    start_ticks: u64::try_from(ticks).unwrap_or(0),
-                }),
-                _ => None,
-            };
-            match proc_.filter(VmmProcess::is_alive) {
-                Some(p) => self.readopt(&vm.id, state, p).await,
-                None => self.settle(&vm.id, state, proc_.is_some()).await?,
+    pub async fn reconcile(&self) -> Result<(), SupervisorError> {
+        let live = vms::list_live(self.pool()).await?;
+        for vm in &live {
+            match self.holder(&vm.id).await? {
+                (Holder::Vmm { process, run_id }, _) => {
+                    tracing::info!(vm_id = vm.id, pid = process.pid, state = %vm.state(), "re-adopting a running VMM");
+                    self.adopt(vm, process, &run_id).await?;
+                    self.resume(&vm.id, vm.state());
+                }
+                (Holder::Free, run_lock) => {
+                    // Held (when the directory exists) until settled: no VMM can start meanwhile.
+                    self.settle(vm).await?;
+                    drop(run_lock);
+                    self.after_settle(&vm.id).await?;
+                }
+                (Holder::Unknown, _) => {
+                    tracing::error!(
+                        vm_id = vm.id,
+                        "VM left as it is: its run lock's holder is unknown"
+                    );
+                }
             }
         }
-        Ok(())
+        let closed = usage::close_without_run(self.pool(), db::now()).await?;
+        if closed > 0 {
+            tracing::warn!(closed, "closed usage intervals of VMs without a VMM run");
+        }
+        self.end_strays(&live).await
     }
 
-    async fn readopt(&self, vm_id: &str, state: VmState, p: VmmProcess) {
-        tracing::info!(vm_id, pid = p.pid, %state, "re-adopting a running VMM");
-        self.adopt(vm_id, p);
-        match state {
-            VmState::Starting => {
+    /// Continues what the VM's state says was in progress, now that its VMM is adopted.
+    fn resume(&self, vm_id: &str, state: VmState) {
+        match lifecycle::with_vmm(state) {
+            Resume::Keep => {}
+            Resume::AwaitRunning => {
                 let this = self.clone();
                 let id = vm_id.to_string();
                 self.background(vm_id, "start", async move {
-                    let control = this.run_dir(&id).join("control.sock");
-                    this.await_running(&id, &control).await;
+                    this.await_running(&id).await;
                     Ok(())
                 });
             }
-            VmState::Stopping => self.finish_stop(vm_id, true),
-            VmState::Rebooting => self.finish_reboot(vm_id),
-            VmState::Deleting => self.finish_delete(vm_id),
-            // A VMM for a VM that should not have one: end it.
-            VmState::Stopped | VmState::Crashed | VmState::Creating => {
-                self.background(vm_id, "stray VMM", {
-                    let this = self.clone();
-                    let id = vm_id.to_string();
-                    async move {
-                        this.end_process(&id, false).await;
-                        Ok(())
-                    }
+            Resume::FinishStop => self.finish_stop(vm_id, true),
+            Resume::FinishReboot => self.finish_reboot(vm_id),
+            Resume::FinishDelete => self.finish_delete(vm_id),
+            Resume::EndStray => {
+                let this = self.clone();
+                let id = vm_id.to_string();
+                self.background(vm_id, "stray VMM", async move {
+                    this.end_process(&id, false).await;
+                    Ok(())
                 });
             }
-            VmState::Running | VmState::Deleted => {}
         }
     }
 
-    /// The VMM is gone: record how it ended and finish what was in progress.
-    async fn settle(&self, vm_id: &str, state: VmState, had_process: bool) -> Result<(), vms::VmWriteError> {
-        if had_process {
-            vms::set_process(self.pool(), vm_id, None).await?;
-        }
+    /// The VM has no VMM (its lock is held by the caller): close its run and record how it ended.
+    async fn settle(&self, vm: &vms::VmRow) -> Result<(), SupervisorError> {
+        let dir = self.dir(&vm.id);
         let note = "while the portal was not running";
-        // Billing stops when the VMM recorded its exit, if it did; otherwise now (when it was noticed).
-        let ended = process::exit_time(&self.run_dir(vm_id));
-        match state {
-            VmState::Creating => {
-                let reason = "provisioning was interrupted by a portal restart";
-                self.system_change(vm_id, state, VmState::Crashed, reason, None)
+        let now = db::now();
+        let (outcome, ran) = match vm.vmm_run_id.as_deref() {
+            Some(run_id) => {
+                let ran = PidRecord::read(&dir).is_some_and(|r| r.run_id.as_deref() == Some(run_id));
+                // Billing stops when the VMM recorded its exit; if it never ran, its interval is empty;
+                // if it vanished without a word, when that was noticed.
+                let ended_at = match (process::exit_time(&dir, run_id), ran) {
+                    (Some(t), _) => t,
+                    (None, false) => i64::MIN,
+                    (None, true) => now,
+                };
+                vms::vmm_ended(self.pool(), &vm.id, run_id, ended_at, now).await?;
+                (
+                    Outcome::decide(process::read_exit_status(&dir, run_id), None),
+                    ran,
+                )
+            }
+            None => (
+                Outcome::Failed("VMM process vanished without recording an exit status".into()),
+                false,
+            ),
+        };
+        let state = vm.state();
+        match lifecycle::without_vmm(state) {
+            Settle::Keep | Settle::FinishDelete | Settle::Provision => {}
+            Settle::Boot => {}
+            Settle::BootUnlessRan if !ran => {}
+            Settle::Stopped => {
+                self.change(&vm.id, state, VmState::Stopped, &format!("stopped {note}"))
                     .await?;
             }
-            VmState::Starting | VmState::Running => {
-                match Outcome::decide(process::read_exit_status(&self.run_dir(vm_id)), None) {
-                    Outcome::PoweredOff => {
-                        self.system_change(
-                            vm_id,
-                            state,
-                            VmState::Stopped,
-                            &format!("guest powered off {note}"),
-                            ended,
-                        )
-                        .await?;
+            Settle::FromOutcome | Settle::BootUnlessRan => {
+                let (to, message) = match outcome {
+                    Outcome::PoweredOff if state == VmState::Running => {
+                        (VmState::Stopped, format!("guest powered off {note}"))
                     }
-                    Outcome::Failed(reason) => {
-                        self.system_change(
-                            vm_id,
-                            state,
-                            VmState::Crashed,
-                            &format!("{reason} ({note})"),
-                            ended,
-                        )
-                        .await?;
-                    }
-                }
+                    Outcome::PoweredOff => (VmState::Crashed, format!("VMM exited while starting ({note})")),
+                    Outcome::Failed(reason) => (VmState::Crashed, format!("{reason} ({note})")),
+                };
+                self.change(&vm.id, state, to, &message).await?;
             }
-            VmState::Stopping => {
-                self.system_change(vm_id, state, VmState::Stopped, &format!("stopped {note}"), ended)
-                    .await?;
-            }
-            VmState::Rebooting => {
-                if self
-                    .system_change(
-                        vm_id,
-                        state,
-                        VmState::Starting,
-                        "restarting an interrupted reboot",
-                        None,
-                    )
-                    .await?
-                {
-                    self.finish_start(vm_id);
-                }
-            }
-            VmState::Deleting => self.finish_delete(vm_id),
-            VmState::Stopped | VmState::Crashed | VmState::Deleted => {}
         }
         Ok(())
     }
 
-    async fn system_change(
+    /// What settling leaves to do once the run lock is released: boot again or finish a delete.
+    async fn after_settle(&self, vm_id: &str) -> Result<(), SupervisorError> {
+        let Some(vm) = vms::get(self.pool(), vm_id).await? else {
+            return Ok(());
+        };
+        let state = vm.state();
+        match lifecycle::without_vmm(state) {
+            Settle::Boot => {
+                let message = "restarting an interrupted action";
+                if self.change(vm_id, state, VmState::Starting, message).await? {
+                    self.finish_start(vm_id);
+                }
+            }
+            // Still `starting` after settling: its VMM never ran.
+            Settle::BootUnlessRan => self.finish_start(vm_id),
+            Settle::Provision => self.provision(vm_id),
+            Settle::FinishDelete => self.finish_delete(vm_id),
+            Settle::Keep | Settle::FromOutcome | Settle::Stopped => {}
+        }
+        Ok(())
+    }
+
+    /// Ends VMMs holding run directories of VMs that are not live (deleted, or unknown to the database).
+    async fn end_strays(&self, live: &[vms::VmRow]) -> Result<(), SupervisorError> {
+        let vms_dir = &self.settings().vms_dir;
+        let Ok(entries) = std::fs::read_dir(vms_dir) else {
+            return Ok(());
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if live.iter().any(|vm| vm.id == name) || !entry.path().is_dir() {
+                continue;
+            }
+            if let (Holder::Vmm { process, .. }, _) = process::holder(&self.dir(&name))? {
+                tracing::warn!(
+                    dir = name,
+                    pid = process.pid,
+                    "ending a VMM of a VM that is not live"
+                );
+                process.kill();
+                process.ended().await;
+            }
+        }
+        Ok(())
+    }
+
+    async fn change(
         &self,
         vm_id: &str,
         from: VmState,
         to: VmState,
         message: &str,
-        happened_at: Option<i64>,
-    ) -> Result<bool, vms::VmWriteError> {
+    ) -> Result<bool, SupervisorError> {
         let reason = if to == VmState::Crashed { message } else { "" };
         let t = vms::Transition {
             vm_id,
@@ -137,7 +181,7 @@ impl Supervisor {
             reason,
             actor: None,
             message,
-            happened_at,
+            happened_at: None,
         };
         Ok(self.transition(&t).await?.is_some())
     }

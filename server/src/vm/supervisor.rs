@@ -1,7 +1,12 @@
 //! The supervisor: starts VMM processes, watches them end, and runs the slow half of each action.
+//!
+//! Exactness (one VMM per VM, through any crash): a VMM is only ever started with the VM's run lock held
+//! and handed down to it (`vmm_api::run_dir`), after its run id is recorded with the usage interval; its
+//! end is recorded only once it is really gone (its exit waited for, or the lock free). Whether a VM has a
+//! VMM is asked of the lock, never assumed from a pid or a socket. See `reconcile` for the restart side.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -9,11 +14,14 @@ use app::model::VmState;
 use serde::Serialize;
 use sqlx::SqlitePool;
 use tokio::sync::{broadcast, watch};
-use vmm::config::{DiskConfig, FramebufferConfig, VirtioDiscovery, VmConfig};
+use vmm_api::run_dir::{RunDir, RunLock};
 
 use super::control;
 use super::disk::{self, ConfigData};
-use super::process::{self, Outcome, VmmProcess};
+use super::fault;
+use super::lifecycle;
+use super::process::{self, Holder, Outcome, VmmProcess};
+use super::vmm_config::{self, VmmConfigError};
 use crate::db::{self, images, vms};
 
 #[derive(Debug, thiserror::Error)]
@@ -30,10 +38,16 @@ pub enum SupervisorError {
     Disk(#[from] disk::DiskError),
     #[error(transparent)]
     Process(#[from] process::ProcessError),
+    #[error(transparent)]
+    RunDir(#[from] vmm_api::run_dir::RunDirError),
+    #[error(transparent)]
+    VmmConfig(#[from] VmmConfigError),
     #[error("The VM directory path {0} is too long for a unix socket")]
     PathTooLong(PathBuf),
     #[error("Failed to write the VMM config")]
     Config(#[source] std::io::Error),
+    #[error("The VMM of VM {0} could not be ended; it is left in its state")]
+    StillRunning(String),
 }
 
 /// What the supervisor needs to know about the host.
@@ -58,17 +72,7 @@ pub struct VmChange {
     pub state: VmState,
 }
 
-/// Files of one VM.
-pub(super) struct VmPaths {
-    pub dir: PathBuf,
-    pub disk: PathBuf,
-    pub config_disk: PathBuf,
-    pub vmm_config: PathBuf,
-    pub control: PathBuf,
-    pub log: PathBuf,
-}
-
-/// A VMM process being watched; `ended` turns true when it is gone.
+/// A VMM process being watched; `ended` turns true once its end is recorded.
 struct Handle {
     process: VmmProcess,
     ended: watch::Receiver<bool>,
@@ -84,16 +88,18 @@ struct Inner {
     settings: VmSettings,
     changes: broadcast::Sender<VmChange>,
     handles: Mutex<HashMap<String, Handle>>,
-    /// Serialises "check state, spawn, register" against "kill": see `boot` and `end_process`.
+    /// Serialises "check state, spawn, register" against "end": see `boot` and `end_process`.
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Why the supervisor itself ended a starting VM's VMM, for the watcher to record as the crash reason.
+    end_reasons: Mutex<HashMap<String, String>>,
 }
 
 /// Longest socket path the kernel accepts is 107 bytes; keep a margin.
 const MAX_SOCKET_PATH: usize = 100;
-/// How often an adopted (not our child) VMM is checked for life.
-const ADOPTED_POLL: Duration = Duration::from_millis(250);
 /// After a forced stop request, how long before SIGKILL.
 const FORCE_GRACE: Duration = Duration::from_secs(5);
+/// How often a run lock held by a VMM that has not recorded its pid yet is asked again.
+const HOLDER_POLL: Duration = Duration::from_millis(10);
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -109,6 +115,7 @@ impl Supervisor {
                 changes,
                 handles: Mutex::new(HashMap::new()),
                 locks: Mutex::new(HashMap::new()),
+                end_reasons: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -126,21 +133,13 @@ impl Supervisor {
         self.inner.changes.subscribe()
     }
 
-    pub(super) fn paths(&self, vm_id: &str) -> VmPaths {
-        let dir = self.inner.settings.vms_dir.join(vm_id);
-        VmPaths {
-            disk: dir.join("disk.raw"),
-            config_disk: dir.join("config.tar"),
-            vmm_config: dir.join("vmm.json"),
-            control: dir.join("control.sock"),
-            log: dir.join("vmm.log"),
-            dir,
-        }
+    /// The directory holding a VM's disks, sockets (`control.sock`, `serial.sock`, `vnc.sock`) and logs.
+    pub fn run_dir(&self, vm_id: &str) -> PathBuf {
+        self.inner.settings.vms_dir.join(vm_id)
     }
 
-    /// The directory holding a VM's sockets (`control.sock`, `serial.sock`, `vnc.sock`).
-    pub fn run_dir(&self, vm_id: &str) -> PathBuf {
-        self.paths(vm_id).dir
+    pub(super) fn dir(&self, vm_id: &str) -> RunDir {
+        RunDir::new(self.run_dir(vm_id))
     }
 
     fn vm_lock(&self, vm_id: &str) -> Arc<tokio::sync::Mutex<()>> {
@@ -168,7 +167,14 @@ impl Supervisor {
         Ok(done)
     }
 
-    async fn system(&self, vm_id: &str, from: &[VmState], to: VmState, reason: &str, message: &str) -> bool {
+    pub(super) async fn system(
+        &self,
+        vm_id: &str,
+        from: &[VmState],
+        to: VmState,
+        reason: &str,
+        message: &str,
+    ) -> bool {
         let t = vms::Transition {
             vm_id,
             from,
@@ -207,6 +213,7 @@ impl Supervisor {
         let this = self.clone();
         let id = vm_id.to_string();
         self.background(vm_id, "provision", async move {
+            fault::point("provision.begin");
             if let Err(e) = this.create_files(&id).await {
                 let reason = crate::telemetry::chain(&e);
                 this.system(
@@ -219,6 +226,7 @@ impl Supervisor {
                 .await;
                 return Err(e);
             }
+            fault::point("provision.files_ready");
             if this
                 .system(&id, &[VmState::Creating], VmState::Starting, "", "disks ready")
                 .await
@@ -236,12 +244,17 @@ impl Supervisor {
         let image = images::get(self.pool(), &vm.image_id)
             .await?
             .ok_or_else(|| SupervisorError::Missing(vm.image_id.clone()))?;
-        let paths = self.paths(vm_id);
-        std::fs::create_dir_all(&paths.dir).map_err(|e| SupervisorError::Dir(paths.dir.clone(), e))?;
+        let dir = self.run_dir(vm_id);
+        std::fs::create_dir_all(&dir).map_err(|e| SupervisorError::Dir(dir.clone(), e))?;
         let size = u64::try_from(vm.disk_gib).unwrap_or(1) << 30;
-        disk::create_root_disk(image.root_disk_path.as_deref().map(Path::new), &paths.disk, size).await?;
+        disk::create_root_disk(
+            image.root_disk_path.as_deref().map(std::path::Path::new),
+            &disk::root_disk(&dir),
+            size,
+        )
+        .await?;
         disk::write_config_disk(
-            &paths.config_disk,
+            &disk::config_disk(&dir),
             &ConfigData {
                 vm_id: &vm.id,
                 name: &vm.name,
@@ -253,9 +266,9 @@ impl Supervisor {
         Ok(())
     }
 
-    /// Boots a VM that is in `starting`: spawns its VMM, waits until it reports running.
+    /// Boots a VM that is in `starting`: spawns its VMM — or adopts the one that already holds the VM — and
+    /// waits until it reports running.
     pub(super) async fn boot(&self, vm_id: &str) -> Result<(), SupervisorError> {
-        let paths = self.paths(vm_id);
         {
             let guard = self.vm_lock(vm_id);
             let _held = guard.lock().await;
@@ -265,107 +278,128 @@ impl Supervisor {
             if vm.state() != VmState::Starting {
                 return Ok(());
             }
-            if let Err(e) = self.spawn_vmm(&vm, &paths).await {
-                let reason = crate::telemetry::chain(&e);
-                self.system(
-                    vm_id,
-                    &[VmState::Starting],
-                    VmState::Crashed,
-                    &reason,
-                    "VMM failed to start",
-                )
-                .await;
-                return Err(e);
+            if !self.is_running_process(vm_id) {
+                match self.holder(vm_id).await? {
+                    (Holder::Free, Some(run_lock)) => {
+                        if let Err(e) = self.spawn_vmm(&vm, run_lock).await {
+                            let reason = crate::telemetry::chain(&e);
+                            self.system(
+                                vm_id,
+                                &[VmState::Starting],
+                                VmState::Crashed,
+                                &reason,
+                                "VMM failed to start",
+                            )
+                            .await;
+                            return Err(e);
+                        }
+                    }
+                    (Holder::Free, None) => {
+                        let dir = self.run_dir(vm_id);
+                        let e = SupervisorError::Dir(dir, std::io::ErrorKind::NotFound.into());
+                        let reason = crate::telemetry::chain(&e);
+                        self.system(
+                            vm_id,
+                            &[VmState::Starting],
+                            VmState::Crashed,
+                            &reason,
+                            "VM files missing",
+                        )
+                        .await;
+                        return Err(e);
+                    }
+                    // A VMM already runs this VM (never a second one): watch it instead.
+                    (Holder::Vmm { process, run_id }, _) => self.adopt(&vm, process, &run_id).await?,
+                    (Holder::Unknown, _) => return Err(SupervisorError::StillRunning(vm_id.into())),
+                }
             }
         }
-        self.await_running(vm_id, &paths.control).await;
+        self.await_running(vm_id).await;
         Ok(())
     }
 
-    async fn spawn_vmm(&self, vm: &vms::VmRow, paths: &VmPaths) -> Result<(), SupervisorError> {
+    /// Writes the VMM's config, records the run (run id + usage interval) and spawns the VMM with the run
+    /// lock handed down. A crash at any point leaves either no VMM and a free lock, or a VMM that holds it.
+    async fn spawn_vmm(&self, vm: &vms::VmRow, run_lock: RunLock) -> Result<(), SupervisorError> {
         let image = images::get(self.pool(), &vm.image_id)
             .await?
             .ok_or_else(|| SupervisorError::Missing(vm.image_id.clone()))?;
-        if paths.control.as_os_str().len() > MAX_SOCKET_PATH {
-            return Err(SupervisorError::PathTooLong(paths.dir.clone()));
+        let dir = self.dir(&vm.id);
+        if dir.control().as_os_str().len() > MAX_SOCKET_PATH {
+            return Err(SupervisorError::PathTooLong(dir.path().to_path_buf()));
         }
-        let config = self.vmm_config(vm, &image, paths);
+        let config = vmm_config::build(
+            vm,
+            &image,
+            &dir,
+            disk::root_disk(dir.path()),
+            disk::config_disk(dir.path()),
+            self.inner.settings.kvm_emulated,
+        )?;
         let json = serde_json::to_vec_pretty(&config).map_err(|e| SupervisorError::Config(e.into()))?;
-        std::fs::write(&paths.vmm_config, json).map_err(SupervisorError::Config)?;
-        let _ = std::fs::remove_file(paths.dir.join(vmm::exit_codes::STATUS_FILE));
-        let (child, proc_) = process::spawn(&self.inner.settings.vmm_binary, &paths.vmm_config, &paths.log)?;
+        std::fs::write(dir.config(), json).map_err(SupervisorError::Config)?;
+        let run_id = uuid::Uuid::new_v4().to_string();
+        run_lock.set_run_id(&run_id)?;
+        let now = db::now();
+        if let Some(stale) = vm.vmm_run_id.as_deref() {
+            // A run the lock says has ended (we hold it) but that was never closed: close it now.
+            vms::vmm_ended(self.pool(), &vm.id, stale, now, now).await?;
+        }
+        vms::vmm_started(self.pool(), &vm.id, &run_id, now).await?;
+        fault::point("boot.before_spawn");
+        let (child, proc_) = match process::spawn(&self.inner.settings.vmm_binary, &dir, &run_id, run_lock) {
+            Ok(spawned) => spawned,
+            Err(e) => {
+                // Nothing runs: the lock went with the failed child or was dropped with the command.
+                vms::vmm_ended(self.pool(), &vm.id, &run_id, now, db::now()).await?;
+                return Err(e.into());
+            }
+        };
+        fault::point("boot.after_spawn");
         vms::set_process(
             self.pool(),
             &vm.id,
-            Some((i64::from(proc_.pid), proc_.start_ticks as i64)),
+            &run_id,
+            i64::from(proc_.pid),
+            i64::try_from(proc_.start_ticks).unwrap_or(i64::MAX),
         )
         .await?;
-        self.watch(&vm.id, proc_, Some(child));
+        self.watch(&vm.id, proc_, &run_id, Some(child));
         Ok(())
     }
 
-    fn vmm_config(&self, vm: &vms::VmRow, image: &images::ImageRow, paths: &VmPaths) -> VmConfig {
-        let mut cmdline = image.cmdline.clone();
-        let mut cpuid_mask = Vec::new();
-        if self.inner.settings.kvm_emulated && !image.emulated_cmdline.is_empty() {
-            cmdline.push(' ');
-            cmdline.push_str(&image.emulated_cmdline);
-            // Hide the same features in CPUID too, so nothing reads them before the kernel parses its
-            // command line (see FACTS.md: the emulator cannot run them).
-            cpuid_mask = image
-                .emulated_cmdline
-                .split_whitespace()
-                .filter_map(|w| w.strip_prefix("clearcpuid="))
-                .flat_map(|list| list.split(',').filter_map(|n| n.parse::<u32>().ok()))
-                .collect();
-        }
-        let discovery = match image.virtio_discovery.as_str() {
-            "acpi" => VirtioDiscovery::Acpi,
-            "both" => VirtioDiscovery::Both,
-            _ => VirtioDiscovery::Cmdline,
-        };
-        VmConfig {
-            vm_id: vm.id.clone(),
-            vcpus: u8::try_from(vm.vcpus).unwrap_or(1),
-            memory_mib: u64::try_from(vm.memory_mib).unwrap_or(128),
-            kernel: PathBuf::from(&image.kernel_path),
-            initrd: image.initrd_path.as_ref().map(PathBuf::from),
-            cmdline,
-            serial_console: false,
-            disks: vec![
-                DiskConfig {
-                    path: paths.disk.clone(),
-                    read_only: false,
-                    serial: "root".into(),
-                },
-                DiskConfig {
-                    path: paths.config_disk.clone(),
-                    read_only: true,
-                    serial: "config".into(),
-                },
-            ],
-            framebuffer: Some(FramebufferConfig {
-                width: 1024,
-                height: 768,
-            }),
-            run_dir: paths.dir.clone(),
-            console_log: None,
-            cpuid_mask,
-            rng: true,
-            virtio_discovery: discovery,
+    /// Asks the VM's run lock who runs it, waiting while the holder is a VMM that has not recorded itself
+    /// yet (it does so right after taking the lock) or a child between fork and exec.
+    pub(super) async fn holder(&self, vm_id: &str) -> Result<(Holder, Option<RunLock>), SupervisorError> {
+        let dir = self.dir(vm_id);
+        let deadline = tokio::time::Instant::now() + self.inner.settings.start_timeout;
+        loop {
+            let (holder, run_lock) = process::holder(&dir)?;
+            if holder != Holder::Unknown || tokio::time::Instant::now() > deadline {
+                if holder == Holder::Unknown {
+                    tracing::error!(
+                        vm_id,
+                        "the run lock is held by a process that never identified itself"
+                    );
+                }
+                return Ok((holder, run_lock));
+            }
+            tokio::time::sleep(HOLDER_POLL).await;
         }
     }
 
     /// Polls the control socket until the VMM runs the guest; then `starting` → `running`.
-    pub(super) async fn await_running(&self, vm_id: &str, control_sock: &Path) {
+    pub(super) async fn await_running(&self, vm_id: &str) {
+        let control_sock = self.dir(vm_id).control();
         let deadline = tokio::time::Instant::now() + self.inner.settings.start_timeout;
         loop {
             if !self.is_running_process(vm_id) {
-                // The watcher records the crash.
+                // The watcher records the end.
                 return;
             }
-            if let Ok(state) = control::state(control_sock).await {
+            if let Ok(state) = control::state(&control_sock).await {
                 if state == "running" {
+                    fault::point("boot.before_running");
                     self.system(
                         vm_id,
                         &[VmState::Starting],
@@ -379,12 +413,11 @@ impl Supervisor {
             }
             if tokio::time::Instant::now() > deadline {
                 let reason = "the VMM did not report running in time";
-                if self
-                    .system(vm_id, &[VmState::Starting], VmState::Crashed, reason, reason)
-                    .await
-                {
-                    self.end_process(vm_id, false).await;
-                }
+                lock(&self.inner.end_reasons).insert(vm_id.to_string(), reason.to_string());
+                // The VM becomes `crashed` when its VMM is gone (the watcher records it with this reason).
+                self.end_process(vm_id, false).await;
+                self.system(vm_id, &[VmState::Starting], VmState::Crashed, reason, reason)
+                    .await;
                 return;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -397,8 +430,9 @@ impl Supervisor {
             .is_some_and(|h| !*h.ended.borrow())
     }
 
-    /// Watches a VMM until it ends; then records how, if no action was expecting it.
-    pub(super) fn watch(&self, vm_id: &str, proc_: VmmProcess, child: Option<tokio::process::Child>) {
+    /// Watches a VMM until it ends; then records its end (run closed, usage interval closed) and, if no
+    /// action was ending it, the state its outcome means.
+    fn watch(&self, vm_id: &str, proc_: VmmProcess, run_id: &str, child: Option<tokio::process::Child>) {
         let (tx, rx) = watch::channel(false);
         lock(&self.inner.handles).insert(
             vm_id.to_string(),
@@ -409,56 +443,43 @@ impl Supervisor {
         );
         let this = self.clone();
         let id = vm_id.to_string();
+        let run_id = run_id.to_string();
         tokio::spawn(async move {
             let waited = match child {
                 Some(mut child) => child.wait().await.ok(),
                 None => {
-                    while proc_.is_alive() {
-                        tokio::time::sleep(ADOPTED_POLL).await;
-                    }
+                    proc_.ended().await;
                     None
                 }
             };
-            let outcome = Outcome::decide(process::read_exit_status(&this.paths(&id).dir), waited);
+            fault::point("watch.exit_seen");
+            let dir = this.dir(&id);
+            let outcome = Outcome::decide(process::read_exit_status(&dir, &run_id), waited);
+            let now = db::now();
+            let ended_at = process::exit_time(&dir, &run_id).unwrap_or(now);
+            if let Err(e) = vms::vmm_ended(this.pool(), &id, &run_id, ended_at, now).await {
+                tracing::error!(vm_id = id, error = %e, "cannot record the VMM's end");
+            }
             {
                 let mut handles = lock(&this.inner.handles);
                 if handles.get(&id).is_some_and(|h| h.process == proc_) {
                     handles.remove(&id);
                 }
             }
-            if let Err(e) = vms::set_process(this.pool(), &id, None).await {
-                tracing::error!(vm_id = id, error = %e, "cannot clear the VMM pid");
-            }
             tracing::info!(vm_id = id, ?outcome, "VMM ended");
+            let outcome = match lock(&this.inner.end_reasons).remove(&id) {
+                Some(reason) => Outcome::Failed(reason),
+                None => outcome,
+            };
             // Unexpected ends only: stop/reboot/delete flows make their own transition.
-            match &outcome {
-                Outcome::PoweredOff => {
-                    this.system(
-                        &id,
-                        &[VmState::Running],
-                        VmState::Stopped,
-                        "",
-                        "guest powered off",
-                    )
-                    .await;
-                    this.system(
-                        &id,
-                        &[VmState::Starting],
-                        VmState::Crashed,
-                        "VMM exited while starting",
-                        "VMM exited while starting",
-                    )
-                    .await;
-                }
-                Outcome::Failed(reason) => {
-                    this.system(
-                        &id,
-                        &[VmState::Running, VmState::Starting],
-                        VmState::Crashed,
-                        reason,
-                        reason,
-                    )
-                    .await;
+            for state in [VmState::Running, VmState::Starting] {
+                if let Some((to, reason)) = lifecycle::after_unexpected_exit(state, &outcome) {
+                    let message = if reason.is_empty() {
+                        "guest powered off"
+                    } else {
+                        &reason
+                    };
+                    this.system(&id, &[state], to, &reason, message).await;
                 }
             }
             let _ = tx.send(true);
@@ -474,35 +495,69 @@ impl Supervisor {
     }
 
     /// Ends the VM's VMM: gracefully (Ctrl-Alt-Del, up to the stop timeout) if asked, then forced
-    /// (`stop` on the control socket), then SIGKILL. Returns when it is gone.
-    pub(super) async fn end_process(&self, vm_id: &str, graceful: bool) {
+    /// (`stop` on the control socket), then SIGKILL. Returns true once no VMM runs the VM — asked of the run
+    /// lock, so a VMM whose sockets are gone or that nobody watched is found and ended too.
+    pub(super) async fn end_process(&self, vm_id: &str, graceful: bool) -> bool {
         let guard = self.vm_lock(vm_id);
         let _held = guard.lock().await;
-        let control_sock = self.paths(vm_id).control;
-        if graceful {
+        let control_sock = self.dir(vm_id).control();
+        if graceful && self.is_running_process(vm_id) {
             match control::command(&control_sock, "shutdown").await {
                 Ok(_) => {
                     if self.wait_ended(vm_id, self.inner.settings.stop_timeout).await {
-                        return;
+                        return self.ensure_gone(vm_id).await;
                     }
                     tracing::info!(vm_id, "guest did not power off in time; forcing");
                 }
                 Err(e) => tracing::warn!(vm_id, error = %e, "graceful shutdown request failed; forcing"),
             }
         }
-        if !self.is_running_process(vm_id) {
-            return;
-        }
-        if control::command(&control_sock, "stop").await.is_ok() && self.wait_ended(vm_id, FORCE_GRACE).await
+        if self.is_running_process(vm_id)
+            && !(control::command(&control_sock, "stop").await.is_ok()
+                && self.wait_ended(vm_id, FORCE_GRACE).await)
         {
-            return;
+            let proc_ = lock(&self.inner.handles).get(vm_id).map(|h| h.process);
+            if let Some(p) = proc_ {
+                tracing::warn!(vm_id, pid = p.pid, "VMM did not stop; killing it");
+                p.kill();
+                self.wait_ended(vm_id, FORCE_GRACE).await;
+            }
         }
-        let proc_ = lock(&self.inner.handles).get(vm_id).map(|h| h.process);
-        if let Some(p) = proc_ {
-            tracing::warn!(vm_id, pid = p.pid, "VMM did not stop; killing it");
-            p.kill();
-            self.wait_ended(vm_id, FORCE_GRACE).await;
+        self.ensure_gone(vm_id).await
+    }
+
+    /// Makes sure no VMM holds the VM: a holder nobody watches is adopted, killed and waited for.
+    async fn ensure_gone(&self, vm_id: &str) -> bool {
+        for _ in 0..3 {
+            let holder = match self.holder(vm_id).await {
+                Ok((holder, _)) => holder,
+                Err(e) => {
+                    tracing::error!(vm_id, error = %crate::telemetry::chain(&e), "cannot ask the run lock");
+                    return false;
+                }
+            };
+            match holder {
+                Holder::Free => {
+                    // Our watcher records the end before it says "ended"; wait for that too.
+                    return self.wait_ended(vm_id, FORCE_GRACE).await;
+                }
+                Holder::Vmm { process, run_id } => {
+                    tracing::warn!(vm_id, pid = process.pid, "a VMM still holds the VM; killing it");
+                    if !self.is_running_process(vm_id) {
+                        if let Ok(Some(vm)) = vms::get(self.pool(), vm_id).await {
+                            if let Err(e) = self.adopt(&vm, process, &run_id).await {
+                                tracing::error!(vm_id, error = %crate::telemetry::chain(&e), "cannot adopt");
+                            }
+                        }
+                    }
+                    process.kill();
+                    let _ = tokio::time::timeout(FORCE_GRACE, process.ended()).await;
+                    self.wait_ended(vm_id, FORCE_GRACE).await;
+                }
+                Holder::Unknown => return false,
+            }
         }
+        false
     }
 
     /// `stopping` → (process gone) → `stopped`.
@@ -510,7 +565,11 @@ impl Supervisor {
         let this = self.clone();
         let id = vm_id.to_string();
         self.background(vm_id, "stop", async move {
-            this.end_process(&id, graceful).await;
+            fault::point("stop.begin");
+            if !this.end_process(&id, graceful).await {
+                return Err(SupervisorError::StillRunning(id));
+            }
+            fault::point("stop.vmm_gone");
             this.system(&id, &[VmState::Stopping], VmState::Stopped, "", "VMM stopped")
                 .await;
             Ok(())
@@ -522,7 +581,11 @@ impl Supervisor {
         let this = self.clone();
         let id = vm_id.to_string();
         self.background(vm_id, "reboot", async move {
-            this.end_process(&id, true).await;
+            fault::point("reboot.begin");
+            if !this.end_process(&id, true).await {
+                return Err(SupervisorError::StillRunning(id));
+            }
+            fault::point("reboot.vmm_gone");
             if this
                 .system(
                     &id,
@@ -546,18 +609,23 @@ impl Supervisor {
         self.background(vm_id, "start", async move { this.boot(&id).await });
     }
 
-    /// `deleting` → (forced off, files removed) → `deleted`.
+    /// `deleting` → (forced off, files removed) → `deleted`. The files go only once no VMM holds the VM.
     pub fn finish_delete(&self, vm_id: &str) {
         let this = self.clone();
         let id = vm_id.to_string();
         self.background(vm_id, "delete", async move {
-            this.end_process(&id, false).await;
-            let dir = this.paths(&id).dir;
+            fault::point("delete.begin");
+            if !this.end_process(&id, false).await {
+                return Err(SupervisorError::StillRunning(id));
+            }
+            fault::point("delete.vmm_gone");
+            let dir = this.run_dir(&id);
             match tokio::fs::remove_dir_all(&dir).await {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(SupervisorError::Dir(dir, e)),
             }
+            fault::point("delete.files_removed");
             this.system(
                 &id,
                 &[VmState::Deleting],
@@ -583,20 +651,42 @@ impl Supervisor {
                 "portal shutting down",
             )
             .await;
-            self.end_process(&id, false).await;
-            self.system(
-                &id,
-                &[VmState::Stopping],
-                VmState::Stopped,
-                "",
-                "portal shut down",
-            )
-            .await;
+            if self.end_process(&id, false).await {
+                self.system(
+                    &id,
+                    &[VmState::Stopping],
+                    VmState::Stopped,
+                    "",
+                    "portal shut down",
+                )
+                .await;
+            }
         }
     }
 
-    /// Registers a VMM found running at start (see `reconcile`).
-    pub(super) fn adopt(&self, vm_id: &str, proc_: VmmProcess) {
-        self.watch(vm_id, proc_, None);
+    /// Watches a VMM found holding the VM's run lock; the database's run becomes the VMM's if it was not.
+    pub(super) async fn adopt(
+        &self,
+        vm: &vms::VmRow,
+        process: VmmProcess,
+        run_id: &str,
+    ) -> Result<(), SupervisorError> {
+        let now = db::now();
+        if vm.vmm_run_id.as_deref() != Some(run_id) {
+            if let Some(other) = vm.vmm_run_id.as_deref() {
+                vms::vmm_ended(self.pool(), &vm.id, other, now, now).await?;
+            }
+            vms::vmm_started(self.pool(), &vm.id, run_id, now).await?;
+        }
+        vms::set_process(
+            self.pool(),
+            &vm.id,
+            run_id,
+            i64::from(process.pid),
+            i64::try_from(process.start_ticks).unwrap_or(i64::MAX),
+        )
+        .await?;
+        self.watch(&vm.id, process, run_id, None);
+        Ok(())
     }
 }

@@ -8,5 +8,6 @@ mod console;
 mod helpers;
 mod isolation;
 mod rest;
+mod supervision;
 mod vm_helpers;
 mod vms;

@@ -188,6 +188,11 @@ pub struct PortalProcess {
 
 impl PortalProcess {
     pub fn start(data_dir: &Path, guest_dir: &Path) -> Self {
+        Self::start_with_env(data_dir, guest_dir, &[])
+    }
+
+    /// Starts the portal with extra environment variables (e.g. a crash point).
+    pub fn start_with_env(data_dir: &Path, guest_dir: &Path, env: &[(&str, &str)]) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -200,8 +205,15 @@ impl PortalProcess {
             .env("PORTAL_VMM_BINARY", vmm_binary())
             .env("PORTAL_ADMIN_PASSWORD", ADMIN_PASSWORD)
             .env("PORTAL_STOP_TIMEOUT_SECS", "10")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(data_dir.join("portal.log")).unwrap())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(data_dir.join("portal.log"))
+                    .unwrap(),
+            )
             .spawn()
             .unwrap();
         let base = format!("http://127.0.0.1:{port}");

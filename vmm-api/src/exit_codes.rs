@@ -10,6 +10,8 @@
 //! | 5 | KVM_EXIT_FAIL_ENTRY (the CPU refused to enter the guest) |
 //! | 6 | KVM_RUN failed with an unexpected error |
 //! | 7 | the guest reported a crash (KVM system event CRASH, e.g. pvpanic) |
+//! | 8 | refused to start: another VMM holds this VM's run directory or one of its disks (see `run_dir`); a
+//! |   | refused VMM touches nothing in the run directory, so it never disturbs the one that runs |
 
 pub const EXIT_OK: i32 = 0;
 pub const EXIT_VMM_ERROR: i32 = 1;
@@ -19,6 +21,7 @@ pub const EXIT_INTERNAL_ERROR: i32 = 4;
 pub const EXIT_FAIL_ENTRY: i32 = 5;
 pub const EXIT_KVM_RUN: i32 = 6;
 pub const EXIT_GUEST_CRASH: i32 = 7;
+pub const EXIT_LOCKED: i32 = 8;
 
 /// All codes with a short name, for logs and documentation.
 pub const TABLE: &[(i32, &str)] = &[
@@ -30,9 +33,11 @@ pub const TABLE: &[(i32, &str)] = &[
     (EXIT_FAIL_ENTRY, "fail-entry"),
     (EXIT_KVM_RUN, "kvm-run-error"),
     (EXIT_GUEST_CRASH, "guest-crash"),
+    (EXIT_LOCKED, "locked"),
 ];
 
-/// File in the run directory where the VMM records how it ended: `{"code": 0, "name": "stopped"}`.
+/// File in the run directory where the VMM records how it ended:
+/// `{"code": 0, "name": "stopped", "run_id": "…"}`.
 pub const STATUS_FILE: &str = "exit-status.json";
 
 /// How a VMM process ended, as recorded in `STATUS_FILE`.
@@ -40,13 +45,19 @@ pub const STATUS_FILE: &str = "exit-status.json";
 pub struct ExitStatus {
     pub code: i32,
     pub name: String,
+    /// The run the status belongs to (`run_dir::RunLock::run_id`), so a status left by an earlier run is
+    /// never taken for this one's. `None` for a VMM started by hand without a run id.
+    #[serde(default)]
+    pub run_id: Option<String>,
 }
 
-/// Writes the exit status atomically (temporary file, then rename).
-pub fn write_status(path: &std::path::Path, code: i32) -> std::io::Result<()> {
+/// Writes the exit status atomically (temporary file, then rename): a full disk leaves either the old
+/// file or none, never a half-written one.
+pub fn write_status(path: &std::path::Path, code: i32, run_id: Option<&str>) -> std::io::Result<()> {
     let status = ExitStatus {
         code,
         name: name(code).to_string(),
+        run_id: run_id.map(str::to_string),
     };
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, serde_json::to_vec(&status).map_err(std::io::Error::other)?)?;
@@ -72,5 +83,20 @@ mod tests {
         codes.dedup();
         assert_eq!(codes.len(), TABLE.len());
         assert_eq!(name(EXIT_TRIPLE_FAULT), "triple-fault");
+        assert_eq!(name(EXIT_LOCKED), "locked");
+    }
+
+    #[test]
+    fn a_status_without_run_id_still_reads() {
+        let old: ExitStatus = serde_json::from_str(r#"{"code": 0, "name": "stopped"}"#).unwrap();
+        assert_eq!(old.run_id, None);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(STATUS_FILE);
+        write_status(&path, EXIT_GUEST_CRASH, Some("r1")).unwrap();
+        let read: ExitStatus = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(
+            (read.code, read.run_id.as_deref()),
+            (EXIT_GUEST_CRASH, Some("r1"))
+        );
     }
 }
