@@ -446,3 +446,52 @@ async fn a_stopping_vm_counts_against_the_quota_until_its_vmm_exits() {
     wait_state(&api, &second, "running", T).await;
     check_invariants(&app.data_dir, &api, "stopping quota").await;
 }
+
+#[tokio::test]
+async fn a_vmm_that_cannot_record_its_exit_still_ends_consistently() {
+    if !kvm_or_skip("a_vmm_that_cannot_record_its_exit_still_ends_consistently") {
+        return;
+    }
+    let data = tempfile::tempdir().unwrap();
+    let data_dir = std::fs::canonicalize(data.path()).unwrap();
+    let _reaper = VmmReaper(data_dir.clone());
+    let guest = probe_guest_dir();
+    let mut portal = PortalProcess::start(&data_dir, guest.path());
+    let api = member_api(&TestApp::attach(&portal.base), "full-disk").await;
+    let token = api.token.clone();
+    let (image, flavor) = probe_and_micro(&api).await;
+    let watched = launch(&api, "watched", &image, &flavor).await;
+    let orphaned = launch(&api, "orphaned", &image, &flavor).await;
+    for vm in [&watched, &orphaned] {
+        wait_state(&api, vm, "running", T).await;
+        let run_dir = data_dir.join("vms").join(vm);
+        wait_console(&run_dir, "PROBE-GUEST READY", T);
+        // The status file cannot be written (as on a full disk): its temporary name is taken by a directory.
+        std::fs::create_dir(run_dir.join("exit-status.tmp")).unwrap();
+    }
+    // Watched by the portal: the exit code comes from waiting on the child.
+    serial_line(&data_dir.join("vms").join(&watched), "poweroff");
+    wait_state(&api, &watched, "stopped", T).await;
+    check_invariants(&data_dir, &api, "unrecorded exit, watched").await;
+
+    // Ended while the portal was down, with nothing recorded: crashed, its time billed until noticed.
+    portal.child.kill().unwrap();
+    portal.child.wait().unwrap();
+    serial_line(&data_dir.join("vms").join(&orphaned), "poweroff");
+    let deadline = Instant::now() + T;
+    while live_vmms(&data_dir).contains_key(&orphaned) {
+        assert!(Instant::now() < deadline, "the guest did not power off");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let portal = PortalProcess::start(&data_dir, guest.path());
+    let api = TestApp::attach(&portal.base).api(&token);
+    let vm = wait_state(&api, &orphaned, "crashed", T).await;
+    assert!(
+        vm["state_reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("without recording an exit status"),
+        "{vm:#}"
+    );
+    check_invariants(&data_dir, &api, "unrecorded exit, portal down").await;
+}
