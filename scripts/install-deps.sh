@@ -28,6 +28,10 @@ fi
 for target in wasm32-unknown-unknown x86_64-unknown-none; do
   rustup target list --installed | grep -qx "$target" || { step "rustup target add $target"; rustup target add "$target"; }
 done
+# The test command checks formatting and lints.
+for component in rustfmt clippy; do
+  rustup component list --installed | grep -q "^$component" || { step "rustup component add $component"; rustup component add "$component"; }
+done
 
 # wasm-bindgen-cli must match the wasm-bindgen version in Cargo.lock exactly.
 want=$(awk '/^name = "wasm-bindgen"$/{getline; gsub(/version = |"/,""); print; exit}' "$REPO/Cargo.lock")

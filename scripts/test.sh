@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs every test: unit and integration tests (real SQLite files, real KVM guests when /dev/kvm exists) and
-# the browser e2e. Installs missing prerequisites first, so it works on a fresh machine.
+# Runs every test: formatting and clippy, unit and integration tests (real SQLite files, real KVM guests when
+# /dev/kvm exists) and the browser e2e. Installs missing prerequisites first, so it works on a fresh machine.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$REPO"
@@ -8,7 +8,12 @@ cd "$REPO"
 "$REPO/scripts/prepare.sh"
 [[ -e /dev/kvm ]] || echo "!!! /dev/kvm is absent: KVM tests will SKIP (they run wherever /dev/kvm exists) !!!"
 
-step "cargo test (app, server, vmm)"
+step "cargo fmt --check"
+cargo fmt --all -- --check
+step "cargo clippy (every target, warnings are errors)"
+cargo clippy --all-targets -- -D warnings
+
+step "cargo test (app, server, vmm, vmm-api)"
 cargo test --no-fail-fast
 
 "$REPO/scripts/build-web.sh"
