@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use super::{internal, Service};
 use crate::db::{self, format_time, vms};
 use crate::domain::{parse_id, parse_user_data, SshKey, VmName};
+use crate::vm::lifecycle::{allowed_from, first_step};
 
 pub(crate) fn vm_view(row: &vms::VmRow) -> VmView {
     VmView {
@@ -48,24 +49,6 @@ pub(crate) fn write_error(e: vms::VmWriteError) -> AppError {
         },
         vms::VmWriteError::Db(e) => internal(e),
     }
-}
-
-/// The state an action moves a VM to at once, and from which states it may.
-fn first_step(action: VmAction) -> VmState {
-    match action {
-        VmAction::Start => VmState::Starting,
-        VmAction::Stop | VmAction::ForceOff => VmState::Stopping,
-        VmAction::Reboot => VmState::Rebooting,
-        VmAction::Delete => VmState::Deleting,
-    }
-}
-
-/// States from which `action` is allowed (the inverse of `VmState::allowed_actions`).
-fn allowed_from(action: VmAction) -> Vec<VmState> {
-    VmState::ALL
-        .into_iter()
-        .filter(|s| s.allowed_actions().contains(&action))
-        .collect()
 }
 
 impl Service {
@@ -199,34 +182,5 @@ impl Vms for Service {
             .map_err(internal)?
             .ok_or_else(|| AppError::not_found("VM"))?;
         Ok(vm_view(&vm))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_action_has_a_legal_source_state_and_moves_somewhere_else() {
-        for action in [
-            VmAction::Start,
-            VmAction::Stop,
-            VmAction::Reboot,
-            VmAction::ForceOff,
-            VmAction::Delete,
-        ] {
-            let from = allowed_from(action);
-            assert!(!from.is_empty(), "{action:?} is never allowed");
-            // Force off while stopping escalates a graceful stop; every other action changes the state.
-            if action != VmAction::ForceOff {
-                assert!(!from.contains(&first_step(action)), "{action:?} would loop");
-            }
-        }
-        assert_eq!(
-            allowed_from(VmAction::Start),
-            vec![VmState::Stopped, VmState::Crashed]
-        );
-        assert!(!allowed_from(VmAction::Delete).contains(&VmState::Deleted));
-        assert!(!allowed_from(VmAction::Stop).contains(&VmState::Stopped));
     }
 }

@@ -1,14 +1,34 @@
-//! The VM lifecycle rules that supervision follows, in one pure, unit-tested place: which states hold
-//! host resources, what a VMM's unexpected end means for each state, and how reconciliation resumes or
+//! The VM lifecycle rules, in one pure, unit-tested place: where each user action moves a VM, which states
+//! hold host resources, what a VMM's unexpected end means for each state, and how reconciliation resumes or
 //! settles each state once it knows whether the VM's VMM still runs.
 //!
 //! Billing and quota do not follow state names alone: a VM is billed exactly while it has a VMM run
 //! (`vms.vmm_run_id`, from before the spawn until the exit is seen) and holds its vCPUs and memory while
 //! it is in a `HOLDS_RESOURCES` state *or* has a VMM run.
 
-use app::model::VmState;
+use app::model::{VmAction, VmState};
 
 use super::process::Outcome;
+
+/// The state a user action moves a VM to at once (the slow half follows in the supervisor). Which actions
+/// each state allows is `VmState::allowed_actions` (in `app`, so the UI shows exactly the buttons the server
+/// accepts); `allowed_from` is its inverse.
+pub fn first_step(action: VmAction) -> VmState {
+    match action {
+        VmAction::Start => VmState::Starting,
+        VmAction::Stop | VmAction::ForceOff => VmState::Stopping,
+        VmAction::Reboot => VmState::Rebooting,
+        VmAction::Delete => VmState::Deleting,
+    }
+}
+
+/// States from which `action` is allowed (the inverse of `VmState::allowed_actions`).
+pub fn allowed_from(action: VmAction) -> Vec<VmState> {
+    VmState::ALL
+        .into_iter()
+        .filter(|s| s.allowed_actions().contains(&action))
+        .collect()
+}
 
 /// States in which a VM holds its vCPUs and memory even without a VMM run: it is about to have one
 /// (`creating`, `starting`, `rebooting`) or still has one until it exits (`running`, `stopping`).
@@ -143,5 +163,29 @@ mod tests {
             assert_eq!(listed, HOLDS_RESOURCES.contains(&state), "{state} in {sql}");
         }
         assert!(sql.contains("vmm_run_id IS NOT NULL"));
+    }
+
+    #[test]
+    fn every_action_has_a_legal_source_state_and_moves_somewhere_else() {
+        for action in [
+            VmAction::Start,
+            VmAction::Stop,
+            VmAction::Reboot,
+            VmAction::ForceOff,
+            VmAction::Delete,
+        ] {
+            let from = allowed_from(action);
+            assert!(!from.is_empty(), "{action:?} is never allowed");
+            // Force off while stopping escalates a graceful stop; every other action changes the state.
+            if action != VmAction::ForceOff {
+                assert!(!from.contains(&first_step(action)), "{action:?} would loop");
+            }
+        }
+        assert_eq!(
+            allowed_from(VmAction::Start),
+            vec![VmState::Stopped, VmState::Crashed]
+        );
+        assert!(!allowed_from(VmAction::Delete).contains(&VmState::Deleted));
+        assert!(!allowed_from(VmAction::Stop).contains(&VmState::Stopped));
     }
 }
