@@ -6,6 +6,7 @@
 //! the VM in `stopping`, `rebooting`, ...; the task makes the next transition. Any transition that finds the
 //! VM no longer in the state it expects does nothing: the action that changed it meanwhile wins.
 
+mod actions;
 mod control;
 mod disk;
 pub mod fault;

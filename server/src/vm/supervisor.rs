@@ -17,7 +17,7 @@ use tokio::sync::{broadcast, watch};
 use vmm_api::run_dir::{RunDir, RunLock};
 
 use super::control;
-use super::disk::{self, ConfigData};
+use super::disk;
 use super::fault;
 use super::lifecycle;
 use super::process::{self, Holder, Outcome, VmmProcess};
@@ -142,6 +142,16 @@ impl Supervisor {
         RunDir::new(self.run_dir(vm_id))
     }
 
+    /// The VMs whose VMM this portal watches.
+    pub(super) fn supervised(&self) -> Vec<String> {
+        lock(&self.inner.handles).keys().cloned().collect()
+    }
+
+    /// Drops what the supervisor keeps for a deleted VM.
+    pub(super) fn forget(&self, vm_id: &str) {
+        lock(&self.inner.locks).remove(vm_id);
+    }
+
     fn vm_lock(&self, vm_id: &str) -> Arc<tokio::sync::Mutex<()>> {
         lock(&self.inner.locks)
             .entry(vm_id.to_string())
@@ -204,66 +214,6 @@ impl Supervisor {
                 tracing::error!(vm_id, what, error = %crate::telemetry::chain(&e), "VM task failed");
             }
         });
-    }
-
-    // --- the slow halves of the actions ------------------------------------------------------------
-
-    /// After launch: disks, then boot.
-    pub fn provision(&self, vm_id: &str) {
-        let this = self.clone();
-        let id = vm_id.to_string();
-        self.background(vm_id, "provision", async move {
-            fault::point("provision.begin");
-            if let Err(e) = this.create_files(&id).await {
-                let reason = crate::telemetry::chain(&e);
-                this.system(
-                    &id,
-                    &[VmState::Creating],
-                    VmState::Crashed,
-                    &reason,
-                    "provisioning failed",
-                )
-                .await;
-                return Err(e);
-            }
-            fault::point("provision.files_ready");
-            if this
-                .system(&id, &[VmState::Creating], VmState::Starting, "", "disks ready")
-                .await
-            {
-                this.boot(&id).await?;
-            }
-            Ok(())
-        });
-    }
-
-    async fn create_files(&self, vm_id: &str) -> Result<(), SupervisorError> {
-        let vm = vms::get(self.pool(), vm_id)
-            .await?
-            .ok_or_else(|| SupervisorError::Missing(vm_id.into()))?;
-        let image = images::get(self.pool(), &vm.image_id)
-            .await?
-            .ok_or_else(|| SupervisorError::Missing(vm.image_id.clone()))?;
-        let dir = self.run_dir(vm_id);
-        std::fs::create_dir_all(&dir).map_err(|e| SupervisorError::Dir(dir.clone(), e))?;
-        let size = u64::try_from(vm.disk_gib).unwrap_or(1) << 30;
-        disk::create_root_disk(
-            image.root_disk_path.as_deref().map(std::path::Path::new),
-            &disk::root_disk(&dir),
-            size,
-        )
-        .await?;
-        disk::write_config_disk(
-            &disk::config_disk(&dir),
-            &ConfigData {
-                vm_id: &vm.id,
-                name: &vm.name,
-                tenant_id: &vm.tenant_id,
-                ssh_key: &vm.ssh_key,
-                user_data: &vm.user_data,
-            },
-        )?;
-        Ok(())
     }
 
     /// Boots a VM that is in `starting`: spawns its VMM — or adopts the one that already holds the VM — and
@@ -558,110 +508,6 @@ impl Supervisor {
             }
         }
         false
-    }
-
-    /// `stopping` → (process gone) → `stopped`.
-    pub fn finish_stop(&self, vm_id: &str, graceful: bool) {
-        let this = self.clone();
-        let id = vm_id.to_string();
-        self.background(vm_id, "stop", async move {
-            fault::point("stop.begin");
-            if !this.end_process(&id, graceful).await {
-                return Err(SupervisorError::StillRunning(id));
-            }
-            fault::point("stop.vmm_gone");
-            this.system(&id, &[VmState::Stopping], VmState::Stopped, "", "VMM stopped")
-                .await;
-            Ok(())
-        });
-    }
-
-    /// `rebooting` → (graceful stop) → `starting` → boot.
-    pub fn finish_reboot(&self, vm_id: &str) {
-        let this = self.clone();
-        let id = vm_id.to_string();
-        self.background(vm_id, "reboot", async move {
-            fault::point("reboot.begin");
-            if !this.end_process(&id, true).await {
-                return Err(SupervisorError::StillRunning(id));
-            }
-            fault::point("reboot.vmm_gone");
-            if this
-                .system(
-                    &id,
-                    &[VmState::Rebooting],
-                    VmState::Starting,
-                    "",
-                    "powered off for reboot",
-                )
-                .await
-            {
-                this.boot(&id).await?;
-            }
-            Ok(())
-        });
-    }
-
-    /// `starting` → boot.
-    pub fn finish_start(&self, vm_id: &str) {
-        let this = self.clone();
-        let id = vm_id.to_string();
-        self.background(vm_id, "start", async move { this.boot(&id).await });
-    }
-
-    /// `deleting` → (forced off, files removed) → `deleted`. The files go only once no VMM holds the VM.
-    pub fn finish_delete(&self, vm_id: &str) {
-        let this = self.clone();
-        let id = vm_id.to_string();
-        self.background(vm_id, "delete", async move {
-            fault::point("delete.begin");
-            if !this.end_process(&id, false).await {
-                return Err(SupervisorError::StillRunning(id));
-            }
-            fault::point("delete.vmm_gone");
-            let dir = this.run_dir(&id);
-            match tokio::fs::remove_dir_all(&dir).await {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(SupervisorError::Dir(dir, e)),
-            }
-            fault::point("delete.files_removed");
-            this.system(
-                &id,
-                &[VmState::Deleting],
-                VmState::Deleted,
-                "",
-                "disk and run directory removed",
-            )
-            .await;
-            lock(&this.inner.locks).remove(&id);
-            Ok(())
-        });
-    }
-
-    /// Forces off every VM this portal supervises (only when configured to stop VMs with the portal).
-    pub async fn stop_all(&self) {
-        let ids: Vec<String> = lock(&self.inner.handles).keys().cloned().collect();
-        for id in ids {
-            self.system(
-                &id,
-                &[VmState::Running, VmState::Starting, VmState::Rebooting],
-                VmState::Stopping,
-                "",
-                "portal shutting down",
-            )
-            .await;
-            if self.end_process(&id, false).await {
-                self.system(
-                    &id,
-                    &[VmState::Stopping],
-                    VmState::Stopped,
-                    "",
-                    "portal shut down",
-                )
-                .await;
-            }
-        }
     }
 
     /// Watches a VMM found holding the VM's run lock; the database's run becomes the VMM's if it was not.
