@@ -45,6 +45,8 @@ pub enum StartupError {
     Bootstrap(String),
     #[error(transparent)]
     Seed(#[from] seed::SeedError),
+    #[error("Another portal is running on the data directory {0}: one portal supervises its VMs")]
+    AlreadyRunning(String),
     #[error("Failed to reconcile VMs with running VMM processes")]
     Reconcile(#[source] crate::vm::SupervisorError),
     #[error("Failed to listen on {0}")]
@@ -66,6 +68,28 @@ pub struct Application {
     addr: SocketAddr,
     service: Service,
     stop_vms_on_shutdown: bool,
+    /// `flock` on `<data_dir>/portal.lock`, held while this portal runs: two portals supervising the same
+    /// VMs would each believe the other's VMMs are strays.
+    _instance: std::fs::File,
+}
+
+/// Takes the data directory's instance lock, or says another portal holds it.
+fn claim_data_dir(data_dir: &std::path::Path) -> Result<std::fs::File, StartupError> {
+    let path = data_dir.join("portal.lock");
+    let err = |e| StartupError::DataDir(path.display().to_string(), e);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(err)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            Err(StartupError::AlreadyRunning(data_dir.display().to_string()))
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(err(e)),
+    }
 }
 
 impl Application {
@@ -74,6 +98,7 @@ impl Application {
             .map_err(|e| StartupError::DataDir(settings.data_dir.display().to_string(), e))?;
         let data_dir = std::fs::canonicalize(&settings.data_dir)
             .map_err(|e| StartupError::DataDir(settings.data_dir.display().to_string(), e))?;
+        let instance = claim_data_dir(&data_dir)?;
         let pool = db::connect(&data_dir).await?;
         seed::seed(&pool, &settings.guest_dir).await?;
         let vm_settings = VmSettings {
@@ -138,6 +163,7 @@ impl Application {
             addr,
             service,
             stop_vms_on_shutdown: settings.stop_vms_on_shutdown,
+            _instance: instance,
         })
     }
 

@@ -5,7 +5,6 @@
 
 use app::model::VmState;
 
-use super::disk::{self, ConfigData};
 use super::fault;
 use super::supervisor::{Supervisor, SupervisorError};
 use crate::db::{images, vms};
@@ -47,26 +46,7 @@ impl Supervisor {
         let image = images::get(self.pool(), &vm.image_id)
             .await?
             .ok_or_else(|| SupervisorError::Missing(vm.image_id.clone()))?;
-        let dir = self.run_dir(vm_id);
-        std::fs::create_dir_all(&dir).map_err(|e| SupervisorError::Dir(dir.clone(), e))?;
-        let size = u64::try_from(vm.disk_gib).unwrap_or(1) << 30;
-        disk::create_root_disk(
-            image.root_disk_path.as_deref().map(std::path::Path::new),
-            &disk::root_disk(&dir),
-            size,
-        )
-        .await?;
-        disk::write_config_disk(
-            &disk::config_disk(&dir),
-            &ConfigData {
-                vm_id: &vm.id,
-                name: &vm.name,
-                tenant_id: &vm.tenant_id,
-                ssh_key: &vm.ssh_key,
-                user_data: &vm.user_data,
-            },
-        )?;
-        Ok(())
+        Ok(self.host().prepare(&vm, &image).await?)
     }
 
     /// `stopping` → (process gone) → `stopped`.
@@ -128,12 +108,7 @@ impl Supervisor {
                 return Err(SupervisorError::StillRunning(id));
             }
             fault::point("delete.vmm_gone");
-            let dir = this.run_dir(&id);
-            match tokio::fs::remove_dir_all(&dir).await {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(SupervisorError::Dir(dir, e)),
-            }
+            this.host().remove(&id).await?;
             fault::point("delete.files_removed");
             this.system(
                 &id,

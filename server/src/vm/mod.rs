@@ -10,6 +10,7 @@ mod actions;
 mod control;
 mod disk;
 pub mod fault;
+mod host;
 pub mod lifecycle;
 mod process;
 mod reconcile;

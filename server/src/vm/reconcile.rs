@@ -6,10 +6,10 @@
 //! are ended. No pid, socket or timing is trusted for any of this.
 
 use app::model::VmState;
-use vmm_api::run_dir::PidRecord;
 
+use super::host::Probe;
 use super::lifecycle::{self, Resume, Settle};
-use super::process::{self, Holder, Outcome};
+use super::process::Outcome;
 use super::supervisor::{Supervisor, SupervisorError};
 use crate::db::{self, usage, vms};
 
@@ -18,19 +18,19 @@ impl Supervisor {
     pub async fn reconcile(&self) -> Result<(), SupervisorError> {
         let live = vms::list_live(self.pool()).await?;
         for vm in &live {
-            match self.holder(&vm.id).await? {
-                (Holder::Vmm { process, run_id }, _) => {
+            match self.probe(&vm.id).await? {
+                Probe::Running { process, run_id } => {
                     tracing::info!(vm_id = vm.id, pid = process.pid, state = %vm.state(), "re-adopting a running VMM");
                     self.adopt(vm, process, &run_id).await?;
                     self.resume(&vm.id, vm.state());
                 }
-                (Holder::Free, run_lock) => {
-                    // Held (when the directory exists) until settled: no VMM can start meanwhile.
+                Probe::Free(claim) => {
+                    // Held (when the VM has files) until settled: no VMM can start meanwhile.
                     self.settle(vm).await?;
-                    drop(run_lock);
+                    drop(claim);
                     self.after_settle(&vm.id).await?;
                 }
-                (Holder::Unknown, _) => {
+                Probe::Unknown => {
                     tracing::error!(
                         vm_id = vm.id,
                         "VM left as it is: its run lock's holder is unknown"
@@ -73,24 +73,20 @@ impl Supervisor {
 
     /// The VM has no VMM (its lock is held by the caller): close its run and record how it ended.
     async fn settle(&self, vm: &vms::VmRow) -> Result<(), SupervisorError> {
-        let dir = self.dir(&vm.id);
         let note = "while the portal was not running";
         let now = db::now();
         let (outcome, ran) = match vm.vmm_run_id.as_deref() {
             Some(run_id) => {
-                let ran = PidRecord::read(&dir).is_some_and(|r| r.run_id.as_deref() == Some(run_id));
+                let run = self.host().last_run(&vm.id, run_id);
                 // Billing stops when the VMM recorded its exit; if it never ran, its interval is empty;
                 // if it vanished without a word, when that was noticed.
-                let ended_at = match (process::exit_time(&dir, run_id), ran) {
+                let ended_at = match (run.ended_at, run.started) {
                     (Some(t), _) => t,
                     (None, false) => i64::MIN,
                     (None, true) => now,
                 };
                 vms::vmm_ended(self.pool(), &vm.id, run_id, ended_at, now).await?;
-                (
-                    Outcome::decide(process::read_exit_status(&dir, run_id), None),
-                    ran,
-                )
+                (run.outcome, run.started)
             }
             None => (
                 Outcome::Failed("VMM process vanished without recording an exit status".into()),
@@ -142,25 +138,20 @@ impl Supervisor {
         Ok(())
     }
 
-    /// Ends VMMs holding run directories of VMs that are not live (deleted, or unknown to the database).
+    /// Ends VMMs of VMs that are not live (deleted, or unknown to the database) still on the host.
     async fn end_strays(&self, live: &[vms::VmRow]) -> Result<(), SupervisorError> {
-        let vms_dir = &self.settings().vms_dir;
-        let Ok(entries) = std::fs::read_dir(vms_dir) else {
-            return Ok(());
-        };
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if live.iter().any(|vm| vm.id == name) || !entry.path().is_dir() {
+        for id in self.host().vm_ids() {
+            if live.iter().any(|vm| vm.id == id) {
                 continue;
             }
-            if let (Holder::Vmm { process, .. }, _) = process::holder(&self.dir(&name))? {
+            if let Probe::Running { process, .. } = self.host().probe(&id)? {
                 tracing::warn!(
-                    dir = name,
+                    vm_id = id,
                     pid = process.pid,
                     "ending a VMM of a VM that is not live"
                 );
-                process.kill();
-                process.ended().await;
+                self.host().kill(process);
+                self.host().exited(process).await;
             }
         }
         Ok(())

@@ -1,9 +1,12 @@
 //! The supervisor: starts VMM processes, watches them end, and runs the slow half of each action.
 //!
-//! Exactness (one VMM per VM, through any crash): a VMM is only ever started with the VM's run lock held
-//! and handed down to it (`vmm_api::run_dir`), after its run id is recorded with the usage interval; its
-//! end is recorded only once it is really gone (its exit waited for, or the lock free). Whether a VM has a
-//! VMM is asked of the lock, never assumed from a pid or a socket. See `reconcile` for the restart side.
+//! Orchestration only: the machine is reached through the `Host` trait (`LocalHost` on this machine).
+//!
+//! Exactness (one VMM per VM, through any crash): a VMM is only ever started with the VM's claim (on this
+//! host, its run lock) held and handed down to it, after its run id is recorded with the usage interval;
+//! its end is recorded only once it is really gone (the host reports the end, or the claim is free).
+//! Whether a VM has a VMM is asked of the host, never assumed from a pid or a socket. See `reconcile` for
+//! the restart side and `actions` for the slow halves of user actions.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -13,15 +16,12 @@ use std::time::Duration;
 use app::model::VmState;
 use serde::Serialize;
 use sqlx::SqlitePool;
-use tokio::sync::{broadcast, watch};
-use vmm_api::run_dir::{RunDir, RunLock};
+use tokio::sync::{broadcast, mpsc, watch};
 
-use super::control;
-use super::disk;
 use super::fault;
+use super::host::{Claim, Ended, Host, HostError, LocalHost, Probe};
 use super::lifecycle;
-use super::process::{self, Holder, Outcome, VmmProcess};
-use super::vmm_config::{self, VmmConfigError};
+use super::process::{Outcome, VmmProcess};
 use crate::db::{self, images, vms};
 
 #[derive(Debug, thiserror::Error)]
@@ -32,20 +32,8 @@ pub enum SupervisorError {
     Write(#[from] vms::VmWriteError),
     #[error("VM {0} not found")]
     Missing(String),
-    #[error("Failed to prepare the VM directory {0}")]
-    Dir(PathBuf, #[source] std::io::Error),
     #[error(transparent)]
-    Disk(#[from] disk::DiskError),
-    #[error(transparent)]
-    Process(#[from] process::ProcessError),
-    #[error(transparent)]
-    RunDir(#[from] vmm_api::run_dir::RunDirError),
-    #[error(transparent)]
-    VmmConfig(#[from] VmmConfigError),
-    #[error("The VM directory path {0} is too long for a unix socket")]
-    PathTooLong(PathBuf),
-    #[error("Failed to write the VMM config")]
-    Config(#[source] std::io::Error),
+    Host(#[from] HostError),
     #[error("The VMM of VM {0} could not be ended; it is left in its state")]
     StillRunning(String),
 }
@@ -75,7 +63,7 @@ pub struct VmChange {
 /// A VMM process being watched; `ended` turns true once its end is recorded.
 struct Handle {
     process: VmmProcess,
-    ended: watch::Receiver<bool>,
+    ended: watch::Sender<bool>,
 }
 
 #[derive(Clone)]
@@ -86,6 +74,9 @@ pub struct Supervisor {
 struct Inner {
     pool: SqlitePool,
     settings: VmSettings,
+    host: Arc<dyn Host>,
+    /// Where the host reports VMM ends (see `record_end`).
+    ended: mpsc::UnboundedSender<Ended>,
     changes: broadcast::Sender<VmChange>,
     handles: Mutex<HashMap<String, Handle>>,
     /// Serialises "check state, spawn, register" against "end": see `boot` and `end_process`.
@@ -94,8 +85,6 @@ struct Inner {
     end_reasons: Mutex<HashMap<String, String>>,
 }
 
-/// Longest socket path the kernel accepts is 107 bytes; keep a margin.
-const MAX_SOCKET_PATH: usize = 100;
 /// After a forced stop request, how long before SIGKILL.
 const FORCE_GRACE: Duration = Duration::from_secs(5);
 /// How often a run lock held by a VMM that has not recorded its pid yet is asked again.
@@ -106,18 +95,46 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Supervisor {
+    /// A supervisor of VMMs on this machine.
     pub fn new(pool: SqlitePool, settings: VmSettings) -> Self {
+        let host = LocalHost::new(
+            settings.vmm_binary.clone(),
+            settings.vms_dir.clone(),
+            settings.kvm_emulated,
+        );
+        Self::with_host(pool, settings, Arc::new(host))
+    }
+
+    /// A supervisor of the VMMs of `host`. Must be called inside a tokio runtime: it starts the task that
+    /// records what the host reports.
+    pub fn with_host(pool: SqlitePool, settings: VmSettings, host: Arc<dyn Host>) -> Self {
         let (changes, _) = broadcast::channel(1024);
-        Self {
+        let (ended, mut reports) = mpsc::unbounded_channel();
+        let this = Self {
             inner: Arc::new(Inner {
                 pool,
                 settings,
+                host,
+                ended,
                 changes,
                 handles: Mutex::new(HashMap::new()),
                 locks: Mutex::new(HashMap::new()),
                 end_reasons: Mutex::new(HashMap::new()),
             }),
-        }
+        };
+        // Holds only a weak reference: the task ends with the last `Supervisor`.
+        let weak = Arc::downgrade(&this.inner);
+        tokio::spawn(async move {
+            while let Some(end) = reports.recv().await {
+                let Some(inner) = weak.upgrade() else { break };
+                Supervisor { inner }.record_end(end).await;
+            }
+        });
+        this
+    }
+
+    pub(super) fn host(&self) -> &dyn Host {
+        self.inner.host.as_ref()
     }
 
     pub fn settings(&self) -> &VmSettings {
@@ -136,10 +153,6 @@ impl Supervisor {
     /// The directory holding a VM's disks, sockets (`control.sock`, `serial.sock`, `vnc.sock`) and logs.
     pub fn run_dir(&self, vm_id: &str) -> PathBuf {
         self.inner.settings.vms_dir.join(vm_id)
-    }
-
-    pub(super) fn dir(&self, vm_id: &str) -> RunDir {
-        RunDir::new(self.run_dir(vm_id))
     }
 
     /// The VMs whose VMM this portal watches.
@@ -229,38 +242,24 @@ impl Supervisor {
                 return Ok(());
             }
             if !self.is_running_process(vm_id) {
-                match self.holder(vm_id).await? {
-                    (Holder::Free, Some(run_lock)) => {
-                        if let Err(e) = self.spawn_vmm(&vm, run_lock).await {
-                            let reason = crate::telemetry::chain(&e);
-                            self.system(
-                                vm_id,
-                                &[VmState::Starting],
-                                VmState::Crashed,
-                                &reason,
-                                "VMM failed to start",
-                            )
-                            .await;
-                            return Err(e);
-                        }
-                    }
-                    (Holder::Free, None) => {
-                        let dir = self.run_dir(vm_id);
-                        let e = SupervisorError::Dir(dir, std::io::ErrorKind::NotFound.into());
-                        let reason = crate::telemetry::chain(&e);
-                        self.system(
-                            vm_id,
-                            &[VmState::Starting],
-                            VmState::Crashed,
-                            &reason,
-                            "VM files missing",
-                        )
-                        .await;
-                        return Err(e);
-                    }
+                let started = match self.probe(vm_id).await? {
+                    Probe::Free(Some(claim)) => self.spawn_vmm(&vm, claim).await,
+                    Probe::Free(None) => Err(HostError::NoFiles.into()),
                     // A VMM already runs this VM (never a second one): watch it instead.
-                    (Holder::Vmm { process, run_id }, _) => self.adopt(&vm, process, &run_id).await?,
-                    (Holder::Unknown, _) => return Err(SupervisorError::StillRunning(vm_id.into())),
+                    Probe::Running { process, run_id } => self.adopt(&vm, process, &run_id).await,
+                    Probe::Unknown => Err(SupervisorError::StillRunning(vm_id.into())),
+                };
+                if let Err(e) = started {
+                    let reason = crate::telemetry::chain(&e);
+                    self.system(
+                        vm_id,
+                        &[VmState::Starting],
+                        VmState::Crashed,
+                        &reason,
+                        "VMM failed to start",
+                    )
+                    .await;
+                    return Err(e);
                 }
             }
         }
@@ -268,39 +267,25 @@ impl Supervisor {
         Ok(())
     }
 
-    /// Writes the VMM's config, records the run (run id + usage interval) and spawns the VMM with the run
-    /// lock handed down. A crash at any point leaves either no VMM and a free lock, or a VMM that holds it.
-    async fn spawn_vmm(&self, vm: &vms::VmRow, run_lock: RunLock) -> Result<(), SupervisorError> {
+    /// Records the run (run id + usage interval), then has the host spawn the VMM with the claim handed
+    /// down. A crash at any point leaves either no VMM and a free claim, or a VMM that holds it.
+    async fn spawn_vmm(&self, vm: &vms::VmRow, claim: Claim) -> Result<(), SupervisorError> {
         let image = images::get(self.pool(), &vm.image_id)
             .await?
             .ok_or_else(|| SupervisorError::Missing(vm.image_id.clone()))?;
-        let dir = self.dir(&vm.id);
-        if dir.control().as_os_str().len() > MAX_SOCKET_PATH {
-            return Err(SupervisorError::PathTooLong(dir.path().to_path_buf()));
-        }
-        let config = vmm_config::build(
-            vm,
-            &image,
-            &dir,
-            disk::root_disk(dir.path()),
-            disk::config_disk(dir.path()),
-            self.inner.settings.kvm_emulated,
-        )?;
-        let json = serde_json::to_vec_pretty(&config).map_err(|e| SupervisorError::Config(e.into()))?;
-        std::fs::write(dir.config(), json).map_err(SupervisorError::Config)?;
         let run_id = uuid::Uuid::new_v4().to_string();
-        run_lock.set_run_id(&run_id)?;
         let now = db::now();
         if let Some(stale) = vm.vmm_run_id.as_deref() {
-            // A run the lock says has ended (we hold it) but that was never closed: close it now.
-            vms::vmm_ended(self.pool(), &vm.id, stale, now, now).await?;
+            // A run the host says has ended (we hold the claim) but that was never closed: close it now.
+            let ended_at = self.host().last_run(&vm.id, stale).ended_at.unwrap_or(now);
+            vms::vmm_ended(self.pool(), &vm.id, stale, ended_at, now).await?;
         }
         vms::vmm_started(self.pool(), &vm.id, &run_id, now).await?;
         fault::point("boot.before_spawn");
-        let (child, proc_) = match process::spawn(&self.inner.settings.vmm_binary, &dir, &run_id, run_lock) {
-            Ok(spawned) => spawned,
+        let proc_ = match self.host().spawn(claim, vm, &image, &run_id).await {
+            Ok(p) => p,
             Err(e) => {
-                // Nothing runs: the lock went with the failed child or was dropped with the command.
+                // Nothing runs: the claim went with the failed child or was dropped.
                 vms::vmm_ended(self.pool(), &vm.id, &run_id, now, db::now()).await?;
                 return Err(e.into());
             }
@@ -314,57 +299,51 @@ impl Supervisor {
             i64::try_from(proc_.start_ticks).unwrap_or(i64::MAX),
         )
         .await?;
-        self.watch(&vm.id, proc_, &run_id, Some(child));
+        self.watch(&vm.id, proc_, &run_id);
         Ok(())
     }
 
-    /// Asks the VM's run lock who runs it, waiting while the holder is a VMM that has not recorded itself
-    /// yet (it does so right after taking the lock) or a child between fork and exec.
-    pub(super) async fn holder(&self, vm_id: &str) -> Result<(Holder, Option<RunLock>), SupervisorError> {
-        let dir = self.dir(vm_id);
+    /// Asks the host who runs the VM, waiting while the holder has not said who it is yet (a VMM records
+    /// itself right after taking the lock; a child between fork and exec has not yet).
+    pub(super) async fn probe(&self, vm_id: &str) -> Result<Probe, SupervisorError> {
         let deadline = tokio::time::Instant::now() + self.inner.settings.start_timeout;
         loop {
-            let (holder, run_lock) = process::holder(&dir)?;
-            if holder != Holder::Unknown || tokio::time::Instant::now() > deadline {
-                if holder == Holder::Unknown {
-                    tracing::error!(
-                        vm_id,
-                        "the run lock is held by a process that never identified itself"
-                    );
-                }
-                return Ok((holder, run_lock));
+            let probe = self.host().probe(vm_id)?;
+            if !matches!(probe, Probe::Unknown) {
+                return Ok(probe);
+            }
+            if tokio::time::Instant::now() > deadline {
+                tracing::error!(vm_id, "the VM is held by a process that never identified itself");
+                return Ok(probe);
             }
             tokio::time::sleep(HOLDER_POLL).await;
         }
     }
 
-    /// Polls the control socket until the VMM runs the guest; then `starting` → `running`.
+    /// Polls the VMM until it runs the guest; then `starting` → `running`.
     pub(super) async fn await_running(&self, vm_id: &str) {
-        let control_sock = self.dir(vm_id).control();
         let deadline = tokio::time::Instant::now() + self.inner.settings.start_timeout;
         loop {
             if !self.is_running_process(vm_id) {
-                // The watcher records the end.
+                // The host reports the end; `record_end` records it.
                 return;
             }
-            if let Ok(state) = control::state(&control_sock).await {
-                if state == "running" {
-                    fault::point("boot.before_running");
-                    self.system(
-                        vm_id,
-                        &[VmState::Starting],
-                        VmState::Running,
-                        "",
-                        "VMM running the guest",
-                    )
-                    .await;
-                    return;
-                }
+            if self.host().state(vm_id).await.is_ok_and(|s| s == "running") {
+                fault::point("boot.before_running");
+                self.system(
+                    vm_id,
+                    &[VmState::Starting],
+                    VmState::Running,
+                    "",
+                    "VMM running the guest",
+                )
+                .await;
+                return;
             }
             if tokio::time::Instant::now() > deadline {
                 let reason = "the VMM did not report running in time";
                 lock(&self.inner.end_reasons).insert(vm_id.to_string(), reason.to_string());
-                // The VM becomes `crashed` when its VMM is gone (the watcher records it with this reason).
+                // The VM becomes `crashed` when its VMM is gone (`record_end` records it with this reason).
                 self.end_process(vm_id, false).await;
                 self.system(vm_id, &[VmState::Starting], VmState::Crashed, reason, reason)
                     .await;
@@ -380,80 +359,74 @@ impl Supervisor {
             .is_some_and(|h| !*h.ended.borrow())
     }
 
-    /// Watches a VMM until it ends; then records its end (run closed, usage interval closed) and, if no
-    /// action was ending it, the state its outcome means.
-    fn watch(&self, vm_id: &str, proc_: VmmProcess, run_id: &str, child: Option<tokio::process::Child>) {
-        let (tx, rx) = watch::channel(false);
+    /// Has the host watch a VMM; its end comes back to `record_end`.
+    fn watch(&self, vm_id: &str, proc_: VmmProcess, run_id: &str) {
+        let (tx, _) = watch::channel(false);
         lock(&self.inner.handles).insert(
             vm_id.to_string(),
             Handle {
                 process: proc_,
-                ended: rx,
+                ended: tx,
             },
         );
-        let this = self.clone();
-        let id = vm_id.to_string();
-        let run_id = run_id.to_string();
-        tokio::spawn(async move {
-            let waited = match child {
-                Some(mut child) => child.wait().await.ok(),
-                None => {
-                    proc_.ended().await;
-                    None
-                }
-            };
-            fault::point("watch.exit_seen");
-            let dir = this.dir(&id);
-            let outcome = Outcome::decide(process::read_exit_status(&dir, &run_id), waited);
-            let now = db::now();
-            let ended_at = process::exit_time(&dir, &run_id).unwrap_or(now);
-            if let Err(e) = vms::vmm_ended(this.pool(), &id, &run_id, ended_at, now).await {
-                tracing::error!(vm_id = id, error = %e, "cannot record the VMM's end");
+        self.host().watch(vm_id, proc_, run_id, self.inner.ended.clone());
+    }
+
+    /// Records a VMM's end (run closed, usage interval closed) and, if no action was ending it, the state
+    /// its outcome means; then tells whoever waits for it.
+    async fn record_end(&self, end: Ended) {
+        fault::point("watch.exit_seen");
+        let id = &end.vm_id;
+        let now = db::now();
+        let ended_at = end.ended_at.unwrap_or(now);
+        if let Err(e) = vms::vmm_ended(self.pool(), id, &end.run_id, ended_at, now).await {
+            tracing::error!(vm_id = id, error = %e, "cannot record the VMM's end");
+        }
+        let handle = {
+            let mut handles = lock(&self.inner.handles);
+            match handles.get(id) {
+                Some(h) if h.process == end.process => handles.remove(id),
+                _ => None,
             }
-            {
-                let mut handles = lock(&this.inner.handles);
-                if handles.get(&id).is_some_and(|h| h.process == proc_) {
-                    handles.remove(&id);
-                }
+        };
+        tracing::info!(vm_id = id, outcome = ?end.outcome, "VMM ended");
+        let outcome = match lock(&self.inner.end_reasons).remove(id) {
+            Some(reason) => Outcome::Failed(reason),
+            None => end.outcome,
+        };
+        // Unexpected ends only: stop/reboot/delete flows make their own transition.
+        for state in [VmState::Running, VmState::Starting] {
+            if let Some((to, reason)) = lifecycle::after_unexpected_exit(state, &outcome) {
+                let message = if reason.is_empty() {
+                    "guest powered off"
+                } else {
+                    &reason
+                };
+                self.system(id, &[state], to, &reason, message).await;
             }
-            tracing::info!(vm_id = id, ?outcome, "VMM ended");
-            let outcome = match lock(&this.inner.end_reasons).remove(&id) {
-                Some(reason) => Outcome::Failed(reason),
-                None => outcome,
-            };
-            // Unexpected ends only: stop/reboot/delete flows make their own transition.
-            for state in [VmState::Running, VmState::Starting] {
-                if let Some((to, reason)) = lifecycle::after_unexpected_exit(state, &outcome) {
-                    let message = if reason.is_empty() {
-                        "guest powered off"
-                    } else {
-                        &reason
-                    };
-                    this.system(&id, &[state], to, &reason, message).await;
-                }
-            }
-            let _ = tx.send(true);
-        });
+        }
+        if let Some(h) = handle {
+            h.ended.send_replace(true);
+        }
     }
 
     /// Waits until the VM's VMM has ended (true) or the timeout passes (false).
     async fn wait_ended(&self, vm_id: &str, timeout: Duration) -> bool {
-        let rx = lock(&self.inner.handles).get(vm_id).map(|h| h.ended.clone());
+        let rx = lock(&self.inner.handles).get(vm_id).map(|h| h.ended.subscribe());
         let Some(mut rx) = rx else { return true };
         let ended = tokio::time::timeout(timeout, rx.wait_for(|ended| *ended)).await;
         ended.is_ok()
     }
 
-    /// Ends the VM's VMM: gracefully (Ctrl-Alt-Del, up to the stop timeout) if asked, then forced
-    /// (`stop` on the control socket), then SIGKILL. Returns true once no VMM runs the VM — asked of the run
-    /// lock, so a VMM whose sockets are gone or that nobody watched is found and ended too.
+    /// Ends the VM's VMM: gracefully (Ctrl-Alt-Del, up to the stop timeout) if asked, then forced (`stop`),
+    /// then killed. Returns true once no VMM runs the VM — asked of the host, so a VMM whose sockets are
+    /// gone or that nobody watched is found and ended too.
     pub(super) async fn end_process(&self, vm_id: &str, graceful: bool) -> bool {
         let guard = self.vm_lock(vm_id);
         let _held = guard.lock().await;
-        let control_sock = self.dir(vm_id).control();
         if graceful && self.is_running_process(vm_id) {
-            match control::command(&control_sock, "shutdown").await {
-                Ok(_) => {
+            match self.host().shutdown(vm_id).await {
+                Ok(()) => {
                     if self.wait_ended(vm_id, self.inner.settings.stop_timeout).await {
                         return self.ensure_gone(vm_id).await;
                     }
@@ -463,13 +436,12 @@ impl Supervisor {
             }
         }
         if self.is_running_process(vm_id)
-            && !(control::command(&control_sock, "stop").await.is_ok()
-                && self.wait_ended(vm_id, FORCE_GRACE).await)
+            && !(self.host().stop(vm_id).await.is_ok() && self.wait_ended(vm_id, FORCE_GRACE).await)
         {
             let proc_ = lock(&self.inner.handles).get(vm_id).map(|h| h.process);
             if let Some(p) = proc_ {
                 tracing::warn!(vm_id, pid = p.pid, "VMM did not stop; killing it");
-                p.kill();
+                self.host().kill(p);
                 self.wait_ended(vm_id, FORCE_GRACE).await;
             }
         }
@@ -479,19 +451,17 @@ impl Supervisor {
     /// Makes sure no VMM holds the VM: a holder nobody watches is adopted, killed and waited for.
     async fn ensure_gone(&self, vm_id: &str) -> bool {
         for _ in 0..3 {
-            let holder = match self.holder(vm_id).await {
-                Ok((holder, _)) => holder,
+            let probe = match self.probe(vm_id).await {
+                Ok(probe) => probe,
                 Err(e) => {
-                    tracing::error!(vm_id, error = %crate::telemetry::chain(&e), "cannot ask the run lock");
+                    tracing::error!(vm_id, error = %crate::telemetry::chain(&e), "cannot ask the host");
                     return false;
                 }
             };
-            match holder {
-                Holder::Free => {
-                    // Our watcher records the end before it says "ended"; wait for that too.
-                    return self.wait_ended(vm_id, FORCE_GRACE).await;
-                }
-                Holder::Vmm { process, run_id } => {
+            match probe {
+                // Our watcher records the end before it says "ended"; wait for that too.
+                Probe::Free(_) => return self.wait_ended(vm_id, FORCE_GRACE).await,
+                Probe::Running { process, run_id } => {
                     tracing::warn!(vm_id, pid = process.pid, "a VMM still holds the VM; killing it");
                     if !self.is_running_process(vm_id) {
                         if let Ok(Some(vm)) = vms::get(self.pool(), vm_id).await {
@@ -500,17 +470,17 @@ impl Supervisor {
                             }
                         }
                     }
-                    process.kill();
-                    let _ = tokio::time::timeout(FORCE_GRACE, process.ended()).await;
+                    self.host().kill(process);
+                    let _ = tokio::time::timeout(FORCE_GRACE, self.host().exited(process)).await;
                     self.wait_ended(vm_id, FORCE_GRACE).await;
                 }
-                Holder::Unknown => return false,
+                Probe::Unknown => return false,
             }
         }
         false
     }
 
-    /// Watches a VMM found holding the VM's run lock; the database's run becomes the VMM's if it was not.
+    /// Watches a VMM found holding the VM; the database's run becomes the VMM's if it was not.
     pub(super) async fn adopt(
         &self,
         vm: &vms::VmRow,
@@ -532,7 +502,11 @@ impl Supervisor {
             i64::try_from(process.start_ticks).unwrap_or(i64::MAX),
         )
         .await?;
-        self.watch(&vm.id, process, run_id, None);
+        self.watch(&vm.id, process, run_id);
         Ok(())
     }
 }
+
+#[cfg(test)]
+#[path = "supervisor_tests.rs"]
+mod tests;

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde_json::json;
+use vmm_api::run_dir::RunDir;
 
 use crate::helpers::{Api, Site, TestApp};
 use crate::vm_helpers::*;
@@ -342,13 +343,14 @@ async fn a_second_vmm_for_a_vm_or_its_disk_is_refused_and_lost_sockets_do_not_st
     let vm = launch(&api, "only-one", &image, &flavor).await;
     wait_state(&api, &vm, "running", T).await;
     let run_dir = app.data_dir.join("vms").join(&vm);
+    let files = RunDir::new(&run_dir);
     wait_console(&run_dir, "PROBE-GUEST READY", T);
-    let status_before = std::fs::read(run_dir.join("vmm.pid")).unwrap();
+    let status_before = std::fs::read(files.pid_file()).unwrap();
 
     // The same config again: the run directory is held.
     let second = std::process::Command::new(vmm_binary())
         .arg("--config")
-        .arg(run_dir.join("vmm.json"))
+        .arg(files.config())
         .output()
         .unwrap();
     assert_eq!(
@@ -361,7 +363,7 @@ async fn a_second_vmm_for_a_vm_or_its_disk_is_refused_and_lost_sockets_do_not_st
     // Another run directory, the same disk: the disk is held.
     let other = tempfile::tempdir().unwrap();
     let mut config: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(run_dir.join("vmm.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(files.config()).unwrap()).unwrap();
     config["run_dir"] = json!(other.path());
     let third = std::process::Command::new(vmm_binary())
         .arg("--config-json")
@@ -378,12 +380,12 @@ async fn a_second_vmm_for_a_vm_or_its_disk_is_refused_and_lost_sockets_do_not_st
     // The refused VMMs touched nothing: the first still runs, answers and owns its files.
     assert_eq!(live_vmms(&app.data_dir).get(&vm).map(Vec::len), Some(1));
     assert_eq!(control(&run_dir, json!({"cmd": "status"}))["state"], "running");
-    assert_eq!(std::fs::read(run_dir.join("vmm.pid")).unwrap(), status_before);
-    assert!(!run_dir.join("exit-status.json").exists());
+    assert_eq!(std::fs::read(files.pid_file()).unwrap(), status_before);
+    assert!(!files.exit_status().exists());
 
     // Its sockets gone, force-off still ends it (by the process the run lock names).
-    for sock in ["control.sock", "serial.sock", "vnc.sock"] {
-        std::fs::remove_file(run_dir.join(sock)).unwrap();
+    for sock in [files.control(), files.serial(), files.vnc()] {
+        std::fs::remove_file(sock).unwrap();
     }
     assert_eq!(action(&api, &vm, "force_off").await.0, 202);
     wait_state(&api, &vm, "stopped", T).await;
@@ -392,8 +394,8 @@ async fn a_second_vmm_for_a_vm_or_its_disk_is_refused_and_lost_sockets_do_not_st
     // And delete, likewise, for a VM started again and robbed of its sockets.
     assert_eq!(action(&api, &vm, "start").await.0, 202);
     wait_state(&api, &vm, "running", T).await;
-    for sock in ["control.sock", "serial.sock", "vnc.sock"] {
-        std::fs::remove_file(run_dir.join(sock)).unwrap();
+    for sock in [files.control(), files.serial(), files.vnc()] {
+        std::fs::remove_file(sock).unwrap();
     }
     assert_eq!(action(&api, &vm, "delete").await.0, 202);
     wait_state(&api, &vm, "gone", T).await;
@@ -467,7 +469,7 @@ async fn a_vmm_that_cannot_record_its_exit_still_ends_consistently() {
         let run_dir = data_dir.join("vms").join(vm);
         wait_console(&run_dir, "PROBE-GUEST READY", T);
         // The status file cannot be written (as on a full disk): its temporary name is taken by a directory.
-        std::fs::create_dir(run_dir.join("exit-status.tmp")).unwrap();
+        std::fs::create_dir(RunDir::new(&run_dir).exit_status().with_extension("tmp")).unwrap();
     }
     // Watched by the portal: the exit code comes from waiting on the child.
     serial_line(&data_dir.join("vms").join(&watched), "poweroff");
@@ -494,4 +496,42 @@ async fn a_vmm_that_cannot_record_its_exit_still_ends_consistently() {
         "{vm:#}"
     );
     check_invariants(&data_dir, &api, "unrecorded exit, portal down").await;
+}
+
+#[tokio::test]
+async fn one_portal_per_data_directory() {
+    let data = tempfile::tempdir().unwrap();
+    let data_dir = std::fs::canonicalize(data.path()).unwrap();
+    let _reaper = VmmReaper(data_dir.clone());
+    let guest = probe_guest_dir();
+    let first = PortalProcess::start(&data_dir, guest.path());
+    let second = std::process::Command::new(env!("CARGO_BIN_EXE_portal"))
+        .env("PORTAL_LISTEN", "127.0.0.1:0")
+        .env("PORTAL_DATA_DIR", &data_dir)
+        .env("PORTAL_GUEST_DIR", guest.path())
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        err.contains("Another portal is running on the data directory"),
+        "{err}"
+    );
+    // The first is unaffected, and once it is gone the directory can be served again.
+    assert_eq!(
+        reqwest::get(format!("{}/healthz", first.base))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    first.terminate();
+    let again = PortalProcess::start(&data_dir, guest.path());
+    assert_eq!(
+        reqwest::get(format!("{}/healthz", again.base))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
 }
