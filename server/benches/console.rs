@@ -29,6 +29,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use server::config::Settings;
 use server::startup::Application;
+use vmm_api::run_dir::RunDir;
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -331,7 +332,7 @@ async fn vm_figures() -> Result<()> {
     let vm = portal.running_probe().await?;
     let result = measure_vm(&portal, &vm).await;
     if result.is_err() {
-        let log = portal.data.path().join("vms").join(&vm).join("vmm.log");
+        let log = RunDir::new(portal.data.path().join("vms").join(&vm)).log();
         let text = std::fs::read_to_string(&log).unwrap_or_default();
         let tail: Vec<&str> = text.lines().rev().take(15).collect();
         eprintln!(

@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use server::config::Settings;
 use server::startup::Application;
+use vmm_api::control::client::Client as VmmControl;
+use vmm_api::run_dir::RunDir;
 
 const PASSWORD: &str = "bench-admin-password";
 
@@ -55,7 +57,7 @@ fn vmm_binary() -> PathBuf {
     bin
 }
 
-fn rss_kib(pid: i64) -> u64 {
+fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
@@ -67,13 +69,12 @@ fn rss_kib(pid: i64) -> u64 {
         .unwrap_or(0)
 }
 
-fn control(run_dir: &Path, cmd: &str) -> Option<Value> {
-    use std::io::{BufRead, BufReader, Write};
-    let mut s = std::os::unix::net::UnixStream::connect(run_dir.join("control.sock")).ok()?;
-    writeln!(s, "{}", json!({ "cmd": cmd })).ok()?;
-    let mut line = String::new();
-    BufReader::new(s).read_line(&mut line).ok()?;
-    serde_json::from_str(&line).ok()
+/// Whether the guest of the VM in `run_dir` has printed its banner (asked of its VMM).
+async fn banner_printed(run_dir: &Path) -> bool {
+    VmmControl::of(&RunDir::new(run_dir))
+        .console_log()
+        .await
+        .is_ok_and(|log| log.contains("PROBE-GUEST READY"))
 }
 
 struct Client {
@@ -209,16 +210,7 @@ async fn main() {
         }
         to_running.push(t0.elapsed().as_secs_f64() * 1000.0);
         let run_dir = data_dir.join("vms").join(&id);
-        loop {
-            let log = control(&run_dir, "console-log");
-            if log.is_some_and(|l| {
-                l["data"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .contains("PROBE-GUEST READY")
-            }) {
-                break;
-            }
+        while !banner_printed(&run_dir).await {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         to_banner.push(t0.elapsed().as_secs_f64() * 1000.0);
@@ -271,20 +263,17 @@ async fn main() {
     // Let every guest print its banner (its memory is then touched as much as it will be).
     for id in &ids {
         let run_dir = data_dir.join("vms").join(id);
-        while !control(&run_dir, "console-log").is_some_and(|l| {
-            l["data"]
-                .as_str()
-                .unwrap_or_default()
-                .contains("PROBE-GUEST READY")
-        }) {
+        while !banner_printed(&run_dir).await {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
-    let mut rss: Vec<f64> = ids
-        .iter()
-        .filter_map(|id| control(&data_dir.join("vms").join(id), "status"))
-        .map(|s| rss_kib(s["pid"].as_i64().unwrap_or(0)) as f64 / 1024.0)
-        .collect();
+    let mut rss: Vec<f64> = Vec::new();
+    for id in &ids {
+        let vmm = VmmControl::of(&RunDir::new(data_dir.join("vms").join(id)));
+        if let Ok(status) = vmm.status().await {
+            rss.push(rss_kib(status.pid) as f64 / 1024.0);
+        }
+    }
     let total: f64 = rss.iter().sum();
     println!(
         "{n} VMs x 128 MiB running    all running after {:.1} s; VMM RSS total {:.0} MiB, per VM median {:.1} MiB (max {:.1})",

@@ -15,6 +15,6 @@ pub fn init(format: &str) {
     };
 }
 
-/// "outer: inner: innermost", for logs and for reasons shown to people (crash reasons). The VMM's own
-/// helper, so both ends of the process boundary word error chains alike.
-pub use vmm::runner::error_chain as chain;
+/// "outer: inner: innermost", for logs and for reasons shown to people (crash reasons). The contract
+/// crate's helper, which the VMM uses too, so both ends of the process boundary word error chains alike.
+pub use vmm_api::error_chain as chain;

@@ -1,12 +1,8 @@
-//! `control.sock` (JSON lines: one request object per line, one response object per line) and
-//! `serial.sock` (raw bytes both ways, any number of clients; every client sees all output, input from
-//! any client goes to the UART).
+//! The VMM's side of `control.sock` and `serial.sock`.
 //!
-//! Requests: `{"cmd":"status"}`, `pause`, `resume`, `shutdown` (Ctrl-Alt-Del on the virtio keyboard;
-//! the guest's init powers off), `stop` (forced), `send-keys` (`"keys":[30,48]` press+release each, or
-//! `"events":[{"code":29,"pressed":true}]`), `pointer` (`"x","y","buttons"` bit 0 left, 1 right,
-//! 2 middle, optional `"wheel"`), `screendump` (`"path"`: binary PPM), `console-log` (last 64 KiB of
-//! serial output as `"data"`). Responses carry `"ok": true` or `"ok": false, "error": "..."`.
+//! `control.sock` speaks the protocol of `vmm_api::control` (JSON lines: each line parsed into a `Request`,
+//! answered with one `Response` line). `serial.sock` carries raw bytes both ways for any number of
+//! clients: every client sees all output, input from any client goes to the UART.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -15,8 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde::Deserialize;
-use serde_json::{json, Value};
+use vmm_api::control::{BootTimes, FirstBootTimes, Request, Response, Status, True, MAX_REQUEST_LINE};
 
 use crate::builder::RuntimeHandles;
 use crate::devices::serial::SerialHub;
@@ -39,8 +34,6 @@ pub enum ControlError {
 const KEY_LEFTCTRL: u16 = 29;
 const KEY_LEFTALT: u16 = 56;
 const KEY_DELETE: u16 = 111;
-/// Longest accepted request line.
-const MAX_REQUEST: usize = 64 * 1024;
 
 /// State the control socket works on.
 pub struct ControlCtx {
@@ -151,7 +144,7 @@ fn serve_control(ctx: &ControlCtx, stream: UnixStream) {
     let mut line = String::new();
     loop {
         line.clear();
-        match reader.by_ref().take(MAX_REQUEST as u64).read_line(&mut line) {
+        match reader.by_ref().take(MAX_REQUEST_LINE as u64).read_line(&mut line) {
             Ok(0) | Err(_) => return,
             Ok(_) => {}
         }
@@ -159,7 +152,11 @@ fn serve_control(ctx: &ControlCtx, stream: UnixStream) {
             continue;
         }
         let (resp, after) = handle(ctx, line.trim());
-        let mut text = resp.to_string();
+        // Nothing in an answer fails to serialise (no maps with non-string keys, no paths); a fallback
+        // all the same, so a client always gets its line.
+        let mut text = serde_json::to_string(&resp).unwrap_or_else(|e| {
+            serde_json::json!({"ok": false, "error": format!("unencodable answer: {e}")}).to_string()
+        });
         text.push('\n');
         if out.write_all(text.as_bytes()).is_err() {
             return;
@@ -171,63 +168,25 @@ fn serve_control(ctx: &ControlCtx, stream: UnixStream) {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(tag = "cmd", rename_all = "kebab-case")]
-enum Request {
-    Status,
-    Pause,
-    Resume,
-    Shutdown,
-    Stop,
-    SendKeys {
-        #[serde(default)]
-        keys: Vec<u16>,
-        #[serde(default)]
-        events: Vec<KeyEvent>,
-    },
-    Pointer {
-        x: u32,
-        y: u32,
-        #[serde(default)]
-        buttons: u32,
-        #[serde(default)]
-        wheel: i32,
-    },
-    Screendump {
-        path: PathBuf,
-    },
-    ConsoleLog,
-}
-
-#[derive(Deserialize)]
-struct KeyEvent {
-    code: u16,
-    pressed: bool,
-}
-
-fn err(msg: impl std::fmt::Display) -> Value {
-    json!({"ok": false, "error": msg.to_string()})
-}
-
-/// Handles one request; returns the response and an event to raise after the response is sent.
-pub fn handle(ctx: &ControlCtx, line: &str) -> (Value, Option<VmEvent>) {
+/// Handles one request; returns the answer and an event to raise after the answer is sent.
+pub fn handle(ctx: &ControlCtx, line: &str) -> (Response, Option<VmEvent>) {
     let req: Request = match serde_json::from_str(line) {
         Ok(r) => r,
-        Err(e) => return (err(format!("bad request: {e}")), None),
+        Err(e) => return (Response::error(format!("bad request: {e}")), None),
     };
     let runtime = lock(&ctx.runtime).clone();
     match req {
-        Request::Status => (status(ctx), None),
+        Request::Status => (Response::status(status(ctx)), None),
         Request::Pause => {
             if ctx.shared.pause(Duration::from_secs(5)) {
-                (json!({"ok": true, "state": "paused"}), None)
+                (Response::state(RunState::Paused), None)
             } else {
-                (err("vCPUs did not stop within 5 s"), None)
+                (Response::error("vCPUs did not stop within 5 s"), None)
             }
         }
         Request::Resume => {
             ctx.shared.resume();
-            (json!({"ok": true, "state": ctx.shared.state().as_str()}), None)
+            (Response::state(ctx.shared.state()), None)
         }
         Request::Shutdown => match runtime.keyboard {
             Some(kbd) => {
@@ -238,11 +197,11 @@ pub fn handle(ctx: &ControlCtx, line: &str) -> (Value, Option<VmEvent>) {
                     kbd.send_key(k, false);
                 }
                 ctx.shared.set_state(RunState::Stopping);
-                (json!({"ok": true, "state": "stopping"}), None)
+                (Response::state(RunState::Stopping), None)
             }
-            None => (err("no keyboard (VM not running)"), None),
+            None => (Response::error("no keyboard (VM not running)"), None),
         },
-        Request::Stop => (json!({"ok": true, "state": "stopped"}), Some(VmEvent::ForceStop)),
+        Request::Stop => (Response::state(RunState::Stopped), Some(VmEvent::ForceStop)),
         Request::SendKeys { keys, events } => match runtime.keyboard {
             Some(kbd) => {
                 for k in keys {
@@ -252,9 +211,9 @@ pub fn handle(ctx: &ControlCtx, line: &str) -> (Value, Option<VmEvent>) {
                 for e in events {
                     kbd.send_key(e.code, e.pressed);
                 }
-                (json!({"ok": true}), None)
+                (Response::done(), None)
             }
-            None => (err("no keyboard (VM not running)"), None),
+            None => (Response::error("no keyboard (VM not running)"), None),
         },
         Request::Pointer { x, y, buttons, wheel } => match runtime.tablet {
             Some(tablet) => {
@@ -275,29 +234,36 @@ pub fn handle(ctx: &ControlCtx, line: &str) -> (Value, Option<VmEvent>) {
                 }
                 evs.push(InputEvent::syn());
                 tablet.send(&evs);
-                (json!({"ok": true}), None)
+                (Response::done(), None)
             }
-            None => (err("no pointer device (no framebuffer or VM not running)"), None),
+            None => (
+                Response::error("no pointer device (no framebuffer or VM not running)"),
+                None,
+            ),
         },
         Request::Screendump { path } => match runtime.framebuffer {
             Some(fb) => match fb.write_ppm(&path) {
                 Ok(()) => (
-                    json!({"ok": true, "width": fb.width(), "height": fb.height()}),
+                    Response::Screendump {
+                        ok: True,
+                        width: fb.width(),
+                        height: fb.height(),
+                    },
                     None,
                 ),
-                Err(e) => (err(crate::runner::error_chain(&e)), None),
+                Err(e) => (Response::error(crate::runner::error_chain(&e)), None),
             },
-            None => (err("no framebuffer"), None),
+            None => (Response::error("no framebuffer"), None),
         },
         Request::ConsoleLog => {
             let data = String::from_utf8_lossy(&ctx.hub.console_log()).into_owned();
-            (json!({"ok": true, "data": data}), None)
+            (Response::ConsoleLog { ok: True, data }, None)
         }
     }
 }
 
-fn ms(us: Option<u64>) -> Value {
-    us.map(|v| json!(v as f64 / 1000.0)).unwrap_or(Value::Null)
+fn ms(us: u64) -> f64 {
+    us as f64 / 1000.0
 }
 
 /// Resident bytes of guest RAM and framebuffer (pages the guest touched), for VMM-overhead figures.
@@ -311,29 +277,31 @@ fn guest_resident_bytes(rt: &RuntimeHandles) -> u64 {
     ram + rt.framebuffer.as_ref().map_or(0, |f| f.resident_bytes())
 }
 
-fn status(ctx: &ControlCtx) -> Value {
+fn status(ctx: &ControlCtx) -> Status {
     let s = &ctx.shared;
     let (boot_us, m1, m2) = s.boot_times_us();
     let (f1, f2) = s.first_boot_markers_us();
-    json!({
-        "ok": true,
-        "vm_id": s.vm_id,
-        "state": s.state().as_str(),
-        "pid": std::process::id(),
-        "reboots": s.reboots(),
-        "started_unix_ms": s.started_unix_ms,
-        "uptime_ms": s.started.elapsed().as_millis() as u64,
-        "boot": {
-            "started_ms": ms(Some(boot_us)),
-            "first_exit_ms": ms(m1),
-            "banner_ms": ms(m2),
-            "ended_ms": ms(s.ended_us()),
+    Status {
+        vm_id: s.vm_id.clone(),
+        state: s.state(),
+        pid: std::process::id(),
+        reboots: s.reboots(),
+        started_unix_ms: s.started_unix_ms,
+        uptime_ms: s.started.elapsed().as_millis() as u64,
+        boot: BootTimes {
+            started_ms: ms(boot_us),
+            first_exit_ms: m1.map(ms),
+            banner_ms: m2.map(ms),
+            ended_ms: s.ended_us().map(ms),
         },
-        "first_boot": { "first_exit_ms": ms(f1), "banner_ms": ms(f2) },
-        "memory_mib": ctx.memory_mib,
-        "rss_bytes": crate::stats::rss_bytes(),
-        "guest_resident_bytes": guest_resident_bytes(&lock(&ctx.runtime)),
-        "vcpu_time_ms": s.vcpu_cpu_ms(),
-        "process_cpu_ms": crate::stats::process_cpu_ms(),
-    })
+        first_boot: FirstBootTimes {
+            first_exit_ms: f1.map(ms),
+            banner_ms: f2.map(ms),
+        },
+        memory_mib: ctx.memory_mib,
+        rss_bytes: crate::stats::rss_bytes(),
+        guest_resident_bytes: guest_resident_bytes(&lock(&ctx.runtime)),
+        vcpu_time_ms: s.vcpu_cpu_ms(),
+        process_cpu_ms: crate::stats::process_cpu_ms(),
+    }
 }

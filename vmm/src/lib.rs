@@ -1,7 +1,8 @@
 //! The cloud portal's virtual machine monitor: one process per VM on KVM, built from rust-vmm crates.
 //!
-//! The server never links this crate's KVM parts; it spawns the `vmm` binary with a JSON config and talks
-//! to it over the control, serial and VNC unix sockets.
+//! The server does not link this crate: it shares only the contract crate `vmm-api` with it (config,
+//! control protocol, run directory), spawns the `vmm` binary with a JSON config and talks to it over the
+//! control, serial and VNC unix sockets.
 //!
 //! Order of things (see `builder`): config → KVM VM (irqchip, PIT, RAM) → framebuffer slot → legacy
 //! devices → virtio-mmio devices → kernel, initrd, command line, ACPI, zero page → vCPUs → run loop
@@ -10,11 +11,9 @@
 pub mod boot;
 pub mod builder;
 pub mod bus;
-pub mod config;
 pub mod control;
 pub mod devices;
 pub mod framebuffer;
-pub mod layout;
 pub mod rfb;
 pub mod runner;
 pub mod state;
@@ -22,8 +21,10 @@ pub mod stats;
 pub mod virtio;
 pub mod vstate;
 
-/// Exit codes and the run directory are the portal↔VMM contract: they live in `vmm-api`.
-pub use vmm_api::{exit_codes, run_dir};
+/// The portal↔VMM contract lives in `vmm-api` (no KVM code, so the portal does not link this crate):
+/// the config and its limits, the guest layout, exit codes and the run directory. Re-exported so the
+/// VMM's own paths (`crate::layout`, `vmm::config`, …) stay what they were.
+pub use vmm_api::{config, exit_codes, layout, run_dir};
 
 use std::sync::{Mutex, MutexGuard};
 
@@ -42,4 +43,20 @@ macro_rules! log_once {
             ::tracing::$level!($($arg)*);
         }
     }};
+}
+
+#[cfg(test)]
+mod tests {
+    /// `boot::cpuid` still carries its own copy of the `clearcpuid=` word table until it switches to
+    /// `vmm_api::cpuid` (one line there); until then the config must accept exactly what the VMM applies.
+    #[test]
+    fn config_validation_and_boot_agree_on_clearcpuid_numbers() {
+        for n in 0..32 * 32 {
+            let applied = crate::boot::cpuid::linux_feature_bit(n)
+                .map(|b| (b.leaf, b.subleaf, format!("{:?}", b.reg), b.bit));
+            let validated = vmm_api::cpuid::linux_feature_bit(n)
+                .map(|b| (b.leaf, b.subleaf, format!("{:?}", b.reg), b.bit));
+            assert_eq!(applied, validated, "clearcpuid={n}");
+        }
+    }
 }

@@ -83,17 +83,8 @@ pub fn run(cfg: VmConfig, started: Instant) -> i32 {
     }
 }
 
-/// "outer: inner: innermost" for logs.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
+/// "outer: inner: innermost" for logs (shared with the portal, which words crash reasons alike).
+pub use vmm_api::error_chain;
 
 fn run_inner(cfg: VmConfig, started: Instant) -> Result<i32, RunError> {
     vcpu::install_kick_handler().map_err(RunError::Signal)?;

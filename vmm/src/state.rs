@@ -10,42 +10,19 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::lock;
 
-/// Externally visible VM state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum RunState {
-    Starting = 0,
-    Running = 1,
-    Paused = 2,
-    Rebooting = 3,
-    Stopping = 4,
-    Stopped = 5,
-    Crashed = 6,
-}
+/// Externally visible VM state: part of the control protocol.
+pub use vmm_api::control::RunState;
 
-impl RunState {
-    fn from_u8(v: u8) -> Self {
-        match v {
-            0 => Self::Starting,
-            1 => Self::Running,
-            2 => Self::Paused,
-            3 => Self::Rebooting,
-            4 => Self::Stopping,
-            5 => Self::Stopped,
-            _ => Self::Crashed,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Starting => "starting",
-            Self::Running => "running",
-            Self::Paused => "paused",
-            Self::Rebooting => "rebooting",
-            Self::Stopping => "stopping",
-            Self::Stopped => "stopped",
-            Self::Crashed => "crashed",
-        }
+/// The inverse of `RunState as u8`, for the atomic that holds the state.
+fn run_state_from_u8(v: u8) -> RunState {
+    match v {
+        0 => RunState::Starting,
+        1 => RunState::Running,
+        2 => RunState::Paused,
+        3 => RunState::Rebooting,
+        4 => RunState::Stopping,
+        5 => RunState::Stopped,
+        _ => RunState::Crashed,
     }
 }
 
@@ -132,7 +109,7 @@ impl Shared {
     }
 
     pub fn state(&self) -> RunState {
-        RunState::from_u8(self.state.load(Ordering::Acquire))
+        run_state_from_u8(self.state.load(Ordering::Acquire))
     }
 
     pub fn set_state(&self, s: RunState) {

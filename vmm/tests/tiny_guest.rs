@@ -119,5 +119,5 @@ fn sigterm_stops_a_halted_guest_cleanly() {
     // SAFETY: sending SIGTERM to our own child process.
     unsafe { libc::kill(vm.child.id() as i32, libc::SIGTERM) };
     assert_eq!(vm.wait_exit(TIMEOUT), 0, "stderr:\n{}", vm.stderr());
-    assert!(!vm.run_dir.join("serial.sock").exists(), "socket left behind");
+    assert!(!vm.files().serial().exists(), "socket left behind");
 }

@@ -55,7 +55,7 @@ fn a_vnc_viewer_types_into_the_guest_and_sees_the_glyph_drawn() {
     let serial = vm.serial();
     serial.wait_for("PROBE-GUEST READY", TIMEOUT);
 
-    let mut s = UnixStream::connect(vm.run_dir.join("vnc.sock")).unwrap();
+    let mut s = UnixStream::connect(vm.files().vnc()).unwrap();
     s.set_read_timeout(Some(TIMEOUT)).unwrap();
     assert_eq!(read_exact(&mut s, 12), b"RFB 003.008\n");
     s.write_all(b"RFB 003.008\n").unwrap();

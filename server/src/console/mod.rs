@@ -9,9 +9,6 @@
 pub mod proxy;
 pub mod token;
 
-use std::path::Path;
-use std::time::Duration;
-
 use app::api::console::{ConsoleKind, ConsoleLog, ConsoleTicket};
 use app::error::AppError;
 use app::model::VmState;
@@ -25,8 +22,9 @@ use axum::{Extension, Router};
 use http::header::SEC_WEBSOCKET_PROTOCOL;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use serde::Deserialize;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
+use vmm_api::control::client::Client;
+use vmm_api::run_dir::RunDir;
 
 use crate::auth::csrf::{self, OriginPolicy};
 use crate::service::{internal, Service};
@@ -102,13 +100,11 @@ async fn console_ws(
         Ok(r) => r,
         Err(e) => return e.into_response(),
     };
-    let socket = service
-        .supervisor()
-        .run_dir(&redeemed.vm_id)
-        .join(match redeemed.kind {
-            ConsoleKind::Vnc => "vnc.sock",
-            ConsoleKind::Serial => "serial.sock",
-        });
+    let files = RunDir::new(service.supervisor().run_dir(&redeemed.vm_id));
+    let socket = match redeemed.kind {
+        ConsoleKind::Vnc => files.vnc(),
+        ConsoleKind::Serial => files.serial(),
+    };
     let vmm = match UnixStream::connect(&socket).await {
         Ok(s) => s,
         Err(e) => {
@@ -155,29 +151,6 @@ fn offers_protocol(headers: &HeaderMap, protocol: &str) -> bool {
         .any(|p| p.trim() == protocol)
 }
 
-/// Longest wait for the VMM's console log.
-const CONTROL_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// The `console-log` control command: the last 64 KiB of serial output.
-async fn read_console_log(control: &Path) -> Result<String, std::io::Error> {
-    let exchange = async {
-        let stream = UnixStream::connect(control).await?;
-        let (read, mut write) = stream.into_split();
-        write.write_all(b"{\"cmd\":\"console-log\"}\n").await?;
-        let mut line = String::new();
-        BufReader::new(read).read_line(&mut line).await?;
-        let value: serde_json::Value = serde_json::from_str(&line).map_err(std::io::Error::other)?;
-        value
-            .get("data")
-            .and_then(serde_json::Value::as_str)
-            .map(str::to_string)
-            .ok_or_else(|| std::io::Error::other("console-log answer without data"))
-    };
-    tokio::time::timeout(CONTROL_TIMEOUT, exchange)
-        .await
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "console-log timed out"))?
-}
-
 #[async_trait]
 impl Consoles for Service {
     async fn open_console(
@@ -197,8 +170,11 @@ impl Consoles for Service {
                 vm.state().as_str()
             )));
         }
-        let control = self.supervisor().run_dir(&vm.id).join("control.sock");
-        let text = read_console_log(&control).await.map_err(internal)?;
+        // The last 64 KiB of serial output, from the VMM (the client's default timeout bounds the wait).
+        let text = Client::of(&RunDir::new(self.supervisor().run_dir(&vm.id)))
+            .console_log()
+            .await
+            .map_err(|e| internal(crate::telemetry::chain(&e)))?;
         Ok(ConsoleLog { text })
     }
 }

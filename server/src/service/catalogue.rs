@@ -4,6 +4,7 @@ use app::error::AppError;
 use app::model::{FlavorView, ImageView, NewFlavor};
 use app::port::{Caller, Catalogue};
 use async_trait::async_trait;
+use vmm_api::config::{MAX_MEMORY_MIB, MAX_VCPUS, MIN_MEMORY_MIB, MIN_VCPUS};
 
 use super::{internal, Service};
 use crate::db::{self, flavors, format_time, images};
@@ -38,13 +39,16 @@ pub(crate) fn image_view(row: &images::ImageRow) -> ImageView {
 /// Checks a new flavor against the VMM's limits.
 fn validate_flavor(f: &NewFlavor) -> Result<FlavorName, AppError> {
     let name = FlavorName::parse(&f.name)?;
-    if !(1..=4).contains(&f.vcpus) {
-        return Err(AppError::invalid("vcpus", "vCPUs must be between 1 and 4."));
+    if !(u32::from(MIN_VCPUS)..=u32::from(MAX_VCPUS)).contains(&f.vcpus) {
+        return Err(AppError::invalid(
+            "vcpus",
+            format!("vCPUs must be between {MIN_VCPUS} and {MAX_VCPUS}."),
+        ));
     }
-    if !(64..=8192).contains(&f.memory_mib) {
+    if !(MIN_MEMORY_MIB..=MAX_MEMORY_MIB).contains(&u64::from(f.memory_mib)) {
         return Err(AppError::invalid(
             "memory_mib",
-            "Memory must be between 64 and 8192 MiB.",
+            format!("Memory must be between {MIN_MEMORY_MIB} and {MAX_MEMORY_MIB} MiB."),
         ));
     }
     if !(1..=2048).contains(&f.disk_gib) {

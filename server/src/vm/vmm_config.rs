@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use vmm::config::{DiskConfig, FramebufferConfig, VirtioDiscovery, VmConfig};
+use vmm_api::config::{DiskConfig, FramebufferConfig, VirtioDiscovery, VmConfig};
 use vmm_api::run_dir::RunDir;
 
 use crate::db::{images::ImageRow, vms::VmRow};

@@ -6,6 +6,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use vmm_api::control::client::Client;
+use vmm_api::control::Request;
+use vmm_api::run_dir::RunDir;
 
 use super::helpers::{Api, Site, ADMIN_PASSWORD};
 
@@ -137,15 +140,15 @@ pub async fn wait_state(api: &Api, vm: &str, state: &str, timeout: Duration) -> 
     }
 }
 
-/// One request to a VMM control socket.
+/// One request to a VMM control socket, written and answered as JSON (a refusal is an answer), through
+/// the portal's own control client.
 pub fn control(run_dir: &Path, request: Value) -> Value {
-    use std::io::{BufRead, BufReader, Write};
-    let mut s = std::os::unix::net::UnixStream::connect(run_dir.join("control.sock")).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    writeln!(s, "{request}").unwrap();
-    let mut line = String::new();
-    BufReader::new(s).read_line(&mut line).unwrap();
-    serde_json::from_str(&line).unwrap()
+    let request: Request = serde_json::from_value(request).unwrap();
+    let answer = Client::of(&RunDir::new(run_dir))
+        .with_timeout(Duration::from_secs(10))
+        .exchange_blocking(&request)
+        .unwrap();
+    serde_json::to_value(answer).unwrap()
 }
 
 /// Waits until the guest's console log contains `needle`.
@@ -165,7 +168,7 @@ pub fn wait_console(run_dir: &Path, needle: &str, timeout: Duration) -> String {
 /// Types a line on the guest's serial console.
 pub fn serial_line(run_dir: &Path, line: &str) {
     use std::io::Write;
-    let mut s = std::os::unix::net::UnixStream::connect(run_dir.join("serial.sock")).unwrap();
+    let mut s = std::os::unix::net::UnixStream::connect(RunDir::new(run_dir).serial()).unwrap();
     s.write_all(format!("{line}\r").as_bytes()).unwrap();
     std::thread::sleep(Duration::from_millis(100));
 }

@@ -22,6 +22,7 @@ use super::proto::{
 };
 use super::server::Inner;
 use crate::lock;
+use crate::runner::error_chain;
 
 /// A client must finish the handshake within this time.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -303,17 +304,6 @@ pub(super) fn run(inner: Arc<Inner>, stream: UnixStream, id: u64) {
         Ok(()) => tracing::info!("VNC client disconnected"),
         Err(e) => tracing::info!(reason = %error_chain(&e), "VNC client disconnected"),
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 fn session(inner: &Arc<Inner>, mut stream: UnixStream, id: u64) -> Result<(), ProtoError> {

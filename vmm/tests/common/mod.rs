@@ -1,5 +1,6 @@
 //! Shared helpers for the VMM integration tests: find /dev/kvm, build the probe guest once, spawn
-//! the real `vmm` binary in a temporary run directory and talk to its sockets.
+//! the real `vmm` binary in a temporary run directory and talk to its sockets (the control socket through
+//! the portal's own client, `vmm_api::control::client`).
 #![allow(dead_code, clippy::unwrap_used)] // shared test code: a failed unwrap is a failed test
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -10,6 +11,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use vmm_api::control::client::Client;
+use vmm_api::control::Request;
+use vmm_api::run_dir::RunDir;
 
 /// Generous: guest instructions run thousands of times slower on emulated KVM hosts.
 pub const TIMEOUT: Duration = Duration::from_secs(120);
@@ -325,7 +329,8 @@ impl TestVm {
             stderr,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
-        while !vm.run_dir.join("serial.sock").exists() || !vm.run_dir.join("control.sock").exists() {
+        let files = vm.files();
+        while !files.serial().exists() || !files.control().exists() {
             assert!(
                 Instant::now() < deadline,
                 "vmm sockets did not appear; stderr:\n{}",
@@ -340,26 +345,34 @@ impl TestVm {
         self.stderr.lock().unwrap().clone()
     }
 
+    /// The names inside the run directory.
+    pub fn files(&self) -> RunDir {
+        RunDir::new(&self.run_dir)
+    }
+
     pub fn serial(&self) -> SerialClient {
-        SerialClient::connect(&self.run_dir.join("serial.sock"))
+        SerialClient::connect(&self.files().serial())
     }
 
     pub fn disk_path(&self) -> PathBuf {
         self.dir.path().join("disk.img")
     }
 
-    /// One control request; panics on transport errors.
+    /// One control request; panics on transport errors. Refusals are answers (`"ok": false`).
     pub fn control(&self, req: Value) -> Value {
         self.try_control(req)
             .unwrap_or_else(|e| panic!("control: {e}; stderr:\n{}", self.stderr()))
     }
 
+    /// One control request, written and answered as JSON for the tests' convenience; the exchange itself
+    /// is typed (`vmm_api::control`).
     pub fn try_control(&self, req: Value) -> std::io::Result<Value> {
-        let mut s = UnixStream::connect(self.run_dir.join("control.sock"))?;
-        s.write_all(format!("{req}\n").as_bytes())?;
-        let mut line = String::new();
-        BufReader::new(s).read_line(&mut line)?;
-        serde_json::from_str(&line).map_err(|e| std::io::Error::other(e.to_string()))
+        let req: Request = serde_json::from_value(req).map_err(std::io::Error::other)?;
+        let answer = Client::of(&self.files())
+            .with_timeout(TIMEOUT)
+            .exchange_blocking(&req)
+            .map_err(|e| std::io::Error::other(vmm_api::error_chain(&e)))?;
+        serde_json::to_value(answer).map_err(std::io::Error::other)
     }
 
     /// Waits for the process to exit; returns its exit code.

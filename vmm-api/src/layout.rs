@@ -1,7 +1,8 @@
 //! The guest physical memory map and the fixed addresses, ports and IRQs of the platform.
 //!
 //! This is the contract between the VMM, the Linux boot path and the in-repo probe guest
-//! (`vmm/probe-guest`): change it in one place only.
+//! (`vmm/probe-guest`): change it in one place only. Only constants: the module builds `no_std`
+//! (`default-features = false`) so the freestanding probe guest can use it too.
 
 /// Real-mode interrupt vector table and BIOS data area end; the zero page must not overlap it.
 pub const EBDA_START: u64 = 0x9fc00;

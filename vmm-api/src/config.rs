@@ -1,10 +1,14 @@
-//! The VM configuration the server hands to one `vmm` process (JSON), and its validation.
+//! The VM configuration the server hands to one `vmm` process (JSON), its validation and its limits.
 //!
-//! `VmConfig::parse` is the only way in: after it returns, the builder can trust every field.
+//! `VmConfig::parse` is the only way in: after it returns, the VMM's builder can trust every field. The
+//! portal builds the same struct and shows the same limits (`MIN_*`/`MAX_*`) in its catalogue.
 
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
+
+use crate::run_dir::RunDir;
+use crate::{cpuid, layout};
 
 /// Smallest and largest accepted values.
 pub const MIN_VCPUS: u8 = 1;
@@ -68,7 +72,7 @@ pub struct VmConfig {
     pub disks: Vec<DiskConfig>,
     #[serde(default)]
     pub framebuffer: Option<FramebufferConfig>,
-    /// Directory for `control.sock` and `serial.sock` (created if missing).
+    /// The VM's run directory (`run_dir::RunDir`: the sockets, created if missing).
     pub run_dir: PathBuf,
     /// Optional file mirroring all serial output.
     #[serde(default)]
@@ -150,7 +154,7 @@ impl VmConfig {
         }
         // Every disk, rng and up to two input devices need a virtio-mmio slot.
         let devices = self.disks.len() + usize::from(self.rng) + 2;
-        if devices > crate::layout::VIRTIO_MAX_DEVICES as usize {
+        if devices > layout::VIRTIO_MAX_DEVICES as usize {
             return bad(format!("too many devices ({devices})"));
         }
         for d in &self.disks {
@@ -168,30 +172,35 @@ impl VmConfig {
                 ));
             }
         }
-        if self.cmdline.len() > crate::layout::CMDLINE_MAX_SIZE / 2 {
+        if self.cmdline.len() > layout::CMDLINE_MAX_SIZE / 2 {
             return bad("cmdline too long".into());
         }
         if let Some(bit) = self
             .cpuid_mask
             .iter()
-            .find(|b| crate::boot::cpuid::linux_feature_bit(**b).is_none())
+            .find(|b| cpuid::linux_feature_bit(**b).is_none())
         {
             return bad(format!("cpuid_mask bit {bit} is not in a supported CPUID word"));
         }
         Ok(())
     }
 
+    /// The names inside `run_dir`.
+    pub fn run_files(&self) -> RunDir {
+        RunDir::new(&self.run_dir)
+    }
+
     pub fn control_socket(&self) -> PathBuf {
-        self.run_dir.join("control.sock")
+        self.run_files().control()
     }
 
     pub fn serial_socket(&self) -> PathBuf {
-        self.run_dir.join("serial.sock")
+        self.run_files().serial()
     }
 
     /// RFB (VNC) server of the framebuffer; only present when the VM has one.
     pub fn vnc_socket(&self) -> PathBuf {
-        self.run_dir.join("vnc.sock")
+        self.run_files().vnc()
     }
 }
 
