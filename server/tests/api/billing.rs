@@ -8,7 +8,7 @@ use serde_json::json;
 use crate::helpers::{spawn_app_with_vms, Site, TestApp};
 use crate::vm_helpers::*;
 
-const T: Duration = Duration::from_secs(60);
+const T: Duration = GUEST_WAIT;
 
 #[tokio::test]
 async fn fifty_concurrent_launches_never_overshoot_the_quota() {

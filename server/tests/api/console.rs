@@ -15,7 +15,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use super::helpers::{spawn_app_with_vms, Api, Site};
 use super::vm_helpers::*;
 
-const T: Duration = Duration::from_secs(60);
+const T: Duration = GUEST_WAIT;
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 async fn ticket(api: &Api, vm: &str, kind: &str) -> (u16, Value) {

@@ -134,7 +134,7 @@ async fn tenant_b_cannot_see_or_touch_tenant_a_vms() {
 
     let (image, flavor) = probe_and_micro(&alice_api).await;
     let vm = launch(&alice_api, "alices-vm", &image, &flavor).await;
-    wait_state(&alice_api, &vm, "running", std::time::Duration::from_secs(60)).await;
+    wait_state(&alice_api, &vm, "running", crate::vm_helpers::GUEST_WAIT).await;
 
     // Listings: Bob sees nothing of Alice's.
     assert_eq!(bob_api.get("/vms").await.1, json!([]));

@@ -16,7 +16,7 @@ use crate::helpers::{Api, Site, TestApp};
 use crate::vm_helpers::*;
 
 /// Generous upper bound for a state to be reached; emulated guests and machines differ.
-const T: Duration = Duration::from_secs(120);
+const T: Duration = GUEST_WAIT;
 
 /// How a case brings the VM to the step where the portal dies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

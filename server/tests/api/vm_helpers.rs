@@ -12,6 +12,10 @@ use vmm_api::run_dir::RunDir;
 
 use super::helpers::{Api, Site, ADMIN_PASSWORD};
 
+/// Upper bound for a VM to reach a state. Generous on purpose: guests are emulated, machines differ
+/// several-fold in speed, and tests wait on the state itself, never on this time.
+pub const GUEST_WAIT: Duration = Duration::from_secs(180);
+
 /// True when /dev/kvm is usable; otherwise prints a loud SKIP line.
 pub fn kvm_or_skip(test: &str) -> bool {
     if std::fs::OpenOptions::new()
@@ -220,7 +224,7 @@ impl PortalProcess {
             .spawn()
             .unwrap();
         let base = format!("http://127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + GUEST_WAIT;
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(Instant::now() < deadline, "portal did not start");
             std::thread::sleep(Duration::from_millis(50));

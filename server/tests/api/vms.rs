@@ -9,7 +9,7 @@ use serde_json::json;
 use super::helpers::{spawn_app_with_vms, ADMIN_PASSWORD};
 use super::vm_helpers::*;
 
-const T: Duration = Duration::from_secs(60);
+const T: Duration = GUEST_WAIT;
 
 #[tokio::test]
 async fn two_vms_walk_every_transition() {
