@@ -1,5 +1,6 @@
-// Shared helpers of the browser tests: environment, browser launch, waiting for hydration, signing in/out.
-import { mkdirSync } from 'node:fs';
+// Shared helpers of the browser tests: environment, browser launch, waiting for hydration and for conditions,
+// signing in/out, and skipping the specs that start VMs where there is no KVM.
+import { closeSync, mkdirSync, openSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, it } from 'node:test';
 import { chromium } from 'playwright-core';
@@ -18,6 +19,44 @@ export const env = {
 };
 mkdirSync(env.output, { recursive: true });
 
+/**
+ * Upper bounds, not expectations: every wait is on a condition and returns as soon as it holds, so these
+ * only decide how long a broken run takes to fail. Machines differ several times in speed, and guests are
+ * emulated where the CPU has no virtualisation extensions, so the bounds are generous.
+ * `E2E_TIMEOUT_MS`: one browser action or UI change (default 30 s).
+ * `E2E_GUEST_TIMEOUT_MS`: anything that waits on a guest — a VM starting or stopping, keys reaching it, its
+ * screen being drawn (default 180 s).
+ */
+export const timeouts = {
+  action: Number(process.env.E2E_TIMEOUT_MS || 30000),
+  guest: Number(process.env.E2E_GUEST_TIMEOUT_MS || 180000),
+};
+
+/** The KVM device the VMM opens; `E2E_KVM_DEVICE` points elsewhere to check the skip path. */
+const kvmDevice = process.env.E2E_KVM_DEVICE || '/dev/kvm';
+
+/** Why VMs cannot run here (no read-write KVM device), or null when they can. */
+function kvmUnavailable() {
+  try {
+    closeSync(openSync(kvmDevice, 'r+'));
+    return null;
+  } catch (err) {
+    return err.code === 'ENOENT' ? `${kvmDevice} absent` : `${kvmDevice} not usable (${err.code})`;
+  }
+}
+
+/**
+ * For a spec that starts VMs: null where KVM is usable, else the reason its tests are skipped — printed
+ * loudly once, and passed to node:test's `skip` so every step shows as skipped rather than failed.
+ */
+export function kvmSkip(spec) {
+  const why = kvmUnavailable();
+  if (!why) return null;
+  const reason = `${why}: the ${spec} e2e starts VMs and needs KVM (it runs wherever ${kvmDevice} is usable)`;
+  console.error(`\n!!!!!!!! SKIP: ${reason} !!!!!!!!\n`);
+  return reason;
+}
+
 export async function launch() {
   const browser = await chromium.launch({
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
@@ -32,7 +71,7 @@ export async function launch() {
     ],
   });
   const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
-  context.setDefaultTimeout(Number(process.env.E2E_TIMEOUT_MS || 15000));
+  context.setDefaultTimeout(timeouts.action);
   const page = await context.newPage();
   const consoleErrors = [];
   page.on('console', (msg) => {
@@ -76,20 +115,41 @@ export async function signOut(page) {
   await waitForPage(page, '/login');
 }
 
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Polls `fn` (every 200 ms) until it returns a truthy value, and returns that value. A condition checked
+ * outside the page (an API, the guest's console log); inside the page prefer locators or `waitForFunction`.
+ */
+export async function until(what, fn, timeoutMs = timeouts.action) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  for (;;) {
+    last = await fn();
+    if (last) return last;
+    if (Date.now() >= deadline) break;
+    await sleep(200);
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} (last: ${JSON.stringify(last)})`);
+}
+
 export function unique(prefix) {
   return `${prefix}-${Date.now().toString(36)}${Math.floor(Math.random() * 1e4).toString(36)}`;
 }
 
 /**
  * One browser for a describe() block whose steps run in order on the same page. Returns `step(name, fn)`;
- * `fn(page)` runs as a test. After a failed step, a screenshot `<label>-failure.png` and the browser's
- * console errors are kept.
+ * `fn(page)` runs as a test, and `step.session()` is the browser session (page, consoleErrors). After a
+ * failed step, a screenshot `<label>-failure.png` and the browser's console errors are kept, and the
+ * remaining steps are skipped. `{ vms: true }`: the steps start VMs, so without KVM each is skipped
+ * (node:test skip, with the reason) and no browser is launched.
  */
-export function browserSteps(label) {
+export function browserSteps(label, { vms = false } = {}) {
+  const skip = vms ? kvmSkip(label) : null;
   let session;
   let failed = false;
   before(async () => {
-    session = await launch();
+    if (!skip) session = await launch();
   });
   after(async () => {
     if (failed && session) {
@@ -98,15 +158,22 @@ export function browserSteps(label) {
     }
     await session?.browser.close();
   });
-  return (name, fn) =>
-    it(name, async () => {
-      try {
-        await fn(session.page);
-      } catch (err) {
-        failed = true;
-        throw err;
-      }
-    });
+  const step = (name, fn) =>
+    skip
+      ? it(name, { skip }, () => {})
+      : it(name, async (t) => {
+          // Each step builds on the previous ones: after a failure the rest would only time out.
+          if (failed) return t.skip('an earlier step failed');
+          try {
+            await fn(session.page);
+          } catch (err) {
+            failed = true;
+            throw err;
+          }
+        });
+  step.session = () => session;
+  step.skipped = Boolean(skip);
+  return step;
 }
 
 /** Calls a server function from the page (same origin, session cookie), as the app's forms do. */

@@ -3,15 +3,25 @@
 // console log. Each connection asks the portal for a fresh single-use console token
 // (`POST /api/v1/vms/{id}/console`, session cookie, same origin) and opens `ws(s)://host/console/{vm}/ws`.
 //
-// Served as /js/console.js; noVNC and xterm.js are vendored under /vendor (scripts/build-web.sh), no CDN.
+// Served as /js/console.js and loaded once per document by the page shell (a <script> that client-side
+// navigation inserts would never run), so it works on every path to a VM page: full load, in-app link,
+// back/forward, pop-out. noVNC and xterm.js are vendored under /vendor (scripts/build-web.sh), no CDN, and
+// imported only when a console first connects, so pages without one do not pay for them.
 // It waits for the Leptos app to hydrate (`<body data-hydrated="true">`) before touching the DOM, then
 // follows elements appearing, disappearing and changing `data-running` with a MutationObserver.
 
-import RFB from '/vendor/novnc/core/rfb.js';
-import keysyms from '/vendor/novnc/core/input/keysymdef.js';
+let novnc = null;
+/** noVNC's RFB class and keysym table, imported on first use. */
+function loadNoVnc() {
+  novnc ??= Promise.all([
+    import('/vendor/novnc/core/rfb.js'),
+    import('/vendor/novnc/core/input/keysymdef.js'),
+  ]).then(([rfb, keysyms]) => ({ RFB: rfb.default, keysyms: keysyms.default }));
+  return novnc;
+}
 
 /** The X keysym that types `ch` (Enter for a newline); the VMM adds Shift where a US layout needs it. */
-function toKeysym(ch) {
+function toKeysym(keysyms, ch) {
   if (ch === '\n') return 0xff0d;
   if (ch === '\t') return 0xff09;
   const cp = ch.codePointAt(0);
@@ -108,6 +118,7 @@ class Console {
       if (generation === this.generation) this.status(`Not connected: ${err.message}`, 'error');
       return;
     }
+    const { RFB } = await loadNoVnc();
     if (generation !== this.generation) return;
     const screen = this.$('[data-screen]');
     const rfb = new RFB(screen, url, { wsProtocols: ['binary'], shared: true });
@@ -182,8 +193,9 @@ class Console {
     if (!text || !rfb) return;
     const value = text.value.replace(/\r\n?/g, '\n');
     this.$('[data-paste]').hidden = true;
+    const { keysyms } = await loadNoVnc();
     for (const ch of value) {
-      const keysym = toKeysym(ch);
+      const keysym = toKeysym(keysyms, ch);
       if (keysym === null || this.rfb !== rfb) continue;
       rfb.sendKey(keysym, null, true);
       rfb.sendKey(keysym, null, false);

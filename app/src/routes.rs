@@ -48,6 +48,9 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta name="viewport" content="width=device-width, initial-scale=1"/>
                 <meta name="color-scheme" content="light"/>
                 <HydrationScripts options/>
+                // The console module, once per document: it wires every `VmConsole` that appears, on whatever
+                // path the user took to the page (see web/console.js).
+                <script type="module" src="/js/console.js"></script>
                 <MetaTags/>
             </head>
             <body>
@@ -62,6 +65,10 @@ pub fn App() -> impl IntoView {
     provide_meta_context();
     view! {
         <Stylesheet id="portal" href="/style/portal.css"/>
+        // Registered here, outside every <Suspense>: leptos_meta only puts tags rendered in the first stream
+        // chunk into the server-rendered <head>, and one registered inside a suspended page was missing from
+        // about a third of full page loads. Small, and cached across pages.
+        <Stylesheet id="console-css" href="/style/console.css"/>
         <Title formatter=|page: String| {
             if page.is_empty() { PRODUCT_NAME.to_string() } else { format!("{page} · {PRODUCT_NAME}") }
         }/>

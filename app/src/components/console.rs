@@ -1,17 +1,16 @@
 //! `VmConsole`: a VM's graphical console (noVNC), serial console (xterm.js) and console log, as tabs.
 //!
-//! The component renders plain markup marked `data-console`; the ES module `/js/console.js` (web/console.js)
-//! finds it once the page has hydrated, asks for console tokens and connects. `data-running` follows the
+//! The component renders plain markup marked `data-console`; the ES module `/js/console.js` (web/console.js),
+//! loaded once per document by the shell (a script inserted by client-side navigation would never run),
+//! finds it once the page has hydrated or whenever it appears, asks for console tokens and connects. `data-running` follows the
 //! `running` signal, and the module connects or disconnects when it changes, so the console can sit on a
-//! page whose VM is started and stopped. Styles: `/style/console.css`.
+//! page whose VM is started and stopped. Styles: `/style/console.css`, registered by `App` for every page.
 
 use leptos::prelude::*;
-use leptos_meta::Stylesheet;
 
 #[component]
 pub fn VmConsole(vm_id: String, #[prop(into)] running: Signal<bool>) -> impl IntoView {
     view! {
-        <Stylesheet id="console-css" href="/style/console.css"/>
         <section
             class="vm-console"
             data-console=""
@@ -68,7 +67,6 @@ pub fn VmConsole(vm_id: String, #[prop(into)] running: Signal<bool>) -> impl Int
                 </div>
                 <pre class="console-log" data-log=""></pre>
             </div>
-            <script type="module" src="/js/console.js"></script>
         </section>
     }
 }
