@@ -7,14 +7,13 @@ use secrecy::ExposeSecret;
 
 use crate::auth::password;
 use crate::config::Settings;
-use crate::db;
 use crate::domain::{Label, NewPassword, TenantName, Username};
-use crate::service::{internal, Service};
+use crate::service::Service;
 
 pub const ADMIN_USERNAME: &str = "admin";
 
 pub async fn ensure_admin(service: &Service, settings: &Settings) -> Result<(), AppError> {
-    if db::users::count(service.pool()).await.map_err(internal)? > 0 {
+    if service.has_users().await? {
         return Ok(());
     }
     let (password, generated) = match &settings.admin_password {

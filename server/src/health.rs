@@ -4,23 +4,18 @@ use axum::extract::State;
 use axum::Json;
 use http::StatusCode;
 
-use crate::startup::AppState;
+use crate::state::AppState;
 
 pub async fn healthz(State(state): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
-    match sqlx::query_scalar::<_, i64>("SELECT 1")
-        .fetch_one(state.service.pool())
-        .await
-    {
-        Ok(_) => (
+    if state.service.database_ok().await {
+        (
             StatusCode::OK,
             Json(serde_json::json!({ "status": "ok", "database": "ok" })),
-        ),
-        Err(err) => {
-            tracing::error!(error = %err, "health check: database unavailable");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(serde_json::json!({ "status": "degraded", "database": "error" })),
-            )
-        }
+        )
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({ "status": "degraded", "database": "error" })),
+        )
     }
 }

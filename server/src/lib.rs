@@ -13,5 +13,6 @@ pub mod health;
 pub mod seed;
 pub mod service;
 pub mod startup;
+pub mod state;
 pub mod telemetry;
 pub mod vm;

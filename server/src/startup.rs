@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use app::port::Portal;
 use app::{shell, App};
-use axum::extract::{DefaultBodyLimit, FromRef};
+use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 use axum::{middleware, Router};
 use leptos::config::LeptosOptions;
@@ -25,6 +25,7 @@ use crate::auth::csrf::{self, OriginPolicy};
 use crate::auth::password;
 use crate::config::Settings;
 use crate::service::Service;
+use crate::state::AppState;
 use crate::vm::{Supervisor, VmSettings};
 use crate::{api, bootstrap, db, health, seed};
 
@@ -53,13 +54,6 @@ pub enum StartupError {
     Bind(SocketAddr, #[source] std::io::Error),
     #[error("Server failed")]
     Serve(#[source] std::io::Error),
-}
-
-/// Shared state of every handler, built once.
-#[derive(Clone, FromRef)]
-pub struct AppState {
-    pub service: Service,
-    pub leptos_options: LeptosOptions,
 }
 
 pub struct Application {
@@ -171,7 +165,7 @@ impl Application {
         self.addr
     }
 
-    /// The services (tests reach the supervisor through this).
+    /// The services.
     pub fn service(&self) -> &Service {
         &self.service
     }
@@ -185,7 +179,7 @@ impl Application {
             .map_err(StartupError::Serve);
         if self.stop_vms_on_shutdown {
             tracing::info!("stopping every VM (stop_vms_on_shutdown)");
-            self.service.supervisor().stop_all().await;
+            self.service.stop_all_vms().await;
         }
         served
     }

@@ -8,7 +8,7 @@ use http::StatusCode;
 use serde::Deserialize;
 
 use super::{ApiCaller, ApiError, ApiJson};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 pub async fn whoami(
     State(state): State<AppState>,

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::{AnyCaller, ApiCaller, ApiError, ApiJson};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 #[utoipa::path(get, path = "/quota", tag = "billing", responses((status = 200, body = QuotaView)))]
 pub async fn my_quota(

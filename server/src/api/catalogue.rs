@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 
 use super::{AnyCaller, ApiCaller, ApiError, ApiJson};
 use crate::service::images::{UploadMeta, INITRD_FILE, KERNEL_FILE, ROOT_DISK_FILE};
-use crate::startup::AppState;
+use crate::state::AppState;
 use app::error::AppError;
 
 #[utoipa::path(get, path = "/flavors", tag = "catalogue", responses((status = 200, body = [FlavorView])))]

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::{AnyCaller, ApiError, ApiJson};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// `{"kind": "vnc" | "serial"}`
 #[derive(Deserialize, ToSchema)]

@@ -7,6 +7,7 @@ mod admin;
 mod billing;
 mod catalogue;
 mod console;
+mod error;
 mod events;
 mod extract;
 mod openapi;
@@ -16,10 +17,11 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, patch, post};
 use axum::Router;
 
-pub use extract::{AnyCaller, ApiCaller, ApiError, ApiJson};
+pub use error::{ApiError, ErrorEnvelope};
+pub use extract::{AnyCaller, ApiCaller, ApiJson};
 pub use openapi::ApiDoc;
 
-use crate::startup::AppState;
+use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()

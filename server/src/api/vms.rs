@@ -9,7 +9,7 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::{ApiCaller, ApiError, ApiJson};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 #[utoipa::path(get, path = "/vms", tag = "vms",
     responses((status = 200, description = "The caller's tenant's VMs (not deleted)", body = [VmView])))]

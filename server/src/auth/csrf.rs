@@ -8,6 +8,8 @@ use axum::response::{IntoResponse, Response};
 use http::header::COOKIE;
 use http::{HeaderMap, Method, StatusCode};
 
+use crate::api::ErrorEnvelope;
+
 /// The expected origin: configured (`https://cloud.example.com`) or derived from the request's `Host`.
 #[derive(Clone, Debug)]
 pub struct OriginPolicy {
@@ -78,9 +80,12 @@ pub async fn verify_origin(State(policy): State<OriginPolicy>, req: Request, nex
         Verdict::Allow => next.run(req).await,
         Verdict::Refuse(why) => {
             tracing::warn!(why, path = %req.uri().path(), "refused a state-changing request (CSRF check)");
-            let body = serde_json::json!({ "error": { "kind": "forbidden",
-                "message": "This request did not come from the portal's own pages and was refused." } });
-            (StatusCode::FORBIDDEN, axum::Json(body)).into_response()
+            ErrorEnvelope::new(
+                StatusCode::FORBIDDEN.as_u16(),
+                "forbidden",
+                "This request did not come from the portal's own pages and was refused.",
+            )
+            .into_response()
         }
     }
 }

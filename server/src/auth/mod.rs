@@ -2,6 +2,6 @@
 
 pub mod csrf;
 pub mod password;
+pub mod secret;
 pub mod session;
 pub mod throttle;
-pub mod tokens;

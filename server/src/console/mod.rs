@@ -1,19 +1,14 @@
-//! VM consoles in the browser: console tokens (`token`), the WebSocket proxy to the VMM's `vnc.sock` and
-//! `serial.sock` (`proxy`), the `GET /console/{vm}/ws?token=…` upgrade, and the `Consoles` service (issue a
-//! token, read the serial log through the VMM's control socket).
+//! VM consoles in the browser, the WebSocket edge: the `GET /console/{vm}/ws?token=…` upgrade and the proxy
+//! to the VMM's `vnc.sock` and `serial.sock` (`proxy`). Tokens, tenancy and the VMM socket are the
+//! service's (`service::console`): this file checks the handshake, asks the service to open the console
+//! and runs the proxy on what it gets back.
 //!
-//! A token is checked before the upgrade, so refusals are plain JSON errors (401/403/404/409). Browsers send
-//! cookies with cross-site WebSocket handshakes, so a handshake with a foreign `Origin` is refused too, even
-//! though the token already binds the session.
+//! The token is redeemed before the upgrade is answered, so refusals are plain JSON errors (401/403/404/409)
+//! in the API's envelope. Browsers send cookies with cross-site WebSocket handshakes, so a handshake with a
+//! foreign `Origin` is refused too, even though the token already binds the session.
 
 pub mod proxy;
-pub mod token;
 
-use app::api::console::{ConsoleKind, ConsoleLog, ConsoleTicket};
-use app::error::AppError;
-use app::model::VmState;
-use app::port::{Caller, Consoles};
-use async_trait::async_trait;
 use axum::body::Body;
 use axum::extract::{Path as UrlPath, Query, Request, State};
 use axum::response::{IntoResponse, Response};
@@ -22,15 +17,11 @@ use axum::{Extension, Router};
 use http::header::SEC_WEBSOCKET_PROTOCOL;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use serde::Deserialize;
-use tokio::net::UnixStream;
-use vmm_api::control::client::Client;
-use vmm_api::run_dir::RunDir;
 
+use crate::api::ErrorEnvelope;
 use crate::auth::csrf::{self, OriginPolicy};
-use crate::service::{internal, Service};
-use crate::startup::AppState;
-
-pub use token::{TokenError, TOKEN_TTL_SECS};
+use crate::service::ConsoleError;
+use crate::state::AppState;
 
 /// The console routes (outside `/api/v1`: browsers open them directly with a token).
 pub fn router(policy: OriginPolicy) -> Router<AppState> {
@@ -44,9 +35,12 @@ struct WsQuery {
     token: Option<String>,
 }
 
-fn refuse(status: StatusCode, kind: &str, message: &str) -> Response {
-    let body = serde_json::json!({ "error": { "kind": kind, "message": message } });
-    (status, axum::Json(body)).into_response()
+fn refuse(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Response {
+    ErrorEnvelope::new(status.as_u16(), kind, message).into_response()
+}
+
+fn refusal(err: &ConsoleError) -> Response {
+    ErrorEnvelope::new(err.status(), err.kind(), err.to_string()).into_response()
 }
 
 /// `GET /console/{vm}/ws?token=…`: checks the token, then upgrades and proxies until either side ends.
@@ -80,7 +74,7 @@ async fn console_ws(
             return refuse(
                 StatusCode::BAD_REQUEST,
                 "bad_request",
-                &format!("Not a valid WebSocket handshake: {e}."),
+                format!("Not a valid WebSocket handshake: {e}."),
             )
         }
     };
@@ -90,43 +84,14 @@ async fn console_ws(
             .headers_mut()
             .insert(SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static("binary"));
     }
-    let Some(secret) = query.token.filter(|t| !t.is_empty()) else {
-        return TokenError::Invalid.into_response();
-    };
-    let service = state.service;
-    // Subscribed before the token check so a stop right after it is not missed.
-    let changes = service.supervisor().subscribe();
-    let redeemed = match service.redeem_console_token(&vm_id, &secret).await {
-        Ok(r) => r,
-        Err(e) => return e.into_response(),
-    };
-    let files = RunDir::new(service.supervisor().run_dir(&redeemed.vm_id));
-    let socket = match redeemed.kind {
-        ConsoleKind::Vnc => files.vnc(),
-        ConsoleKind::Serial => files.serial(),
-    };
-    let vmm = match UnixStream::connect(&socket).await {
+    let token = query.token.unwrap_or_default();
+    let session = match state.service.open_console_session(&vm_id, &token).await {
         Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(vm_id, error = %e, socket = %socket.display(), "console socket unreachable");
-            return refuse(
-                StatusCode::CONFLICT,
-                "conflict",
-                "The VM's console is not available right now.",
-            );
-        }
+        Err(e) => return refusal(&e),
     };
-    let kind = redeemed.kind.as_str();
-    service
-        .audit(
-            Some(&redeemed.caller),
-            "console_open",
-            &format!("vm:{}", redeemed.vm_id),
-            kind,
-        )
-        .await;
     tokio::spawn(async move {
-        let vm_id = redeemed.vm_id;
+        let vm_id = session.vm_id;
+        let kind = session.kind.as_str();
         let ws = match upgraded.await {
             Ok(ws) => ws,
             Err(e) => {
@@ -134,8 +99,8 @@ async fn console_ws(
                 return;
             }
         };
-        tracing::info!(vm_id, kind, user = %redeemed.caller.username, "console opened");
-        let end = proxy::run(ws, vmm, &vm_id, changes, proxy::Limits::default()).await;
+        tracing::info!(vm_id, kind, user = %session.caller.username, "console opened");
+        let end = proxy::run(ws, session.vmm, &vm_id, session.changes, proxy::Limits::default()).await;
         tracing::info!(vm_id, kind, why = %end, "console closed");
     });
     response.map(Body::new)
@@ -149,32 +114,4 @@ fn offers_protocol(headers: &HeaderMap, protocol: &str) -> bool {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|p| p.trim() == protocol)
-}
-
-#[async_trait]
-impl Consoles for Service {
-    async fn open_console(
-        &self,
-        caller: &Caller,
-        vm_id: String,
-        kind: ConsoleKind,
-    ) -> Result<ConsoleTicket, AppError> {
-        self.issue_console_token(caller, &vm_id, kind).await
-    }
-
-    async fn console_log(&self, caller: &Caller, vm_id: String) -> Result<ConsoleLog, AppError> {
-        let vm = self.tenant_vm(caller, &vm_id).await?;
-        if vm.state() != VmState::Running {
-            return Err(AppError::conflict(format!(
-                "The console log is available while the VM is running; it is {}.",
-                vm.state().as_str()
-            )));
-        }
-        // The last 64 KiB of serial output, from the VMM (the client's default timeout bounds the wait).
-        let text = Client::of(&RunDir::new(self.supervisor().run_dir(&vm.id)))
-            .console_log()
-            .await
-            .map_err(|e| internal(crate::telemetry::chain(&e)))?;
-        Ok(ConsoleLog { text })
-    }
 }

@@ -1,28 +1,41 @@
 //! Signing in and out, resolving the caller of a request (session or bearer token), own password changes.
+//! The one service file that sees the HTTP request (`Parts`): the `Accounts` port passes it, because the
+//! session and the client's address live in its extensions.
+
+use std::net::{IpAddr, SocketAddr};
 
 use app::error::AppError;
 use app::model::Me;
 use app::port::{Accounts, Caller};
 use async_trait::async_trait;
+use axum::extract::ConnectInfo;
 use http::request::Parts;
 
-use super::{caller_of, client_ip, internal, me_of, Service};
+use super::{caller_of, internal, me_of, Service};
+use crate::auth::password;
+use crate::auth::secret::{self, API_TOKEN};
 use crate::auth::session::{self, SessionAuth};
-use crate::auth::{password, tokens};
 use crate::db::{self, users};
 use crate::domain::NewPassword;
 
 const BAD_CREDENTIALS: &str = "Invalid username or password.";
 
+/// The peer address of the request (sign-in throttling and the audit entry), when served with connect info.
+fn client_ip(req: &Parts) -> Option<IpAddr> {
+    req.extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip())
+}
+
 impl Service {
     /// The caller behind an `Authorization: Bearer` token, or `Unauthenticated` (wrong, revoked, expired,
     /// or its user or tenant disabled).
     pub async fn bearer_caller(&self, secret: &str) -> Result<Caller, AppError> {
-        if !tokens::looks_valid(secret) {
+        if !API_TOKEN.looks_valid(secret) {
             return Err(AppError::Unauthenticated);
         }
         let now = db::now();
-        let token = db::tokens::user_for_hash(self.pool(), &tokens::hash(secret), now)
+        let token = db::tokens::user_for_hash(self.pool(), &secret::hash(secret), now)
             .await
             .map_err(internal)?
             .ok_or(AppError::Unauthenticated)?;

@@ -49,6 +49,11 @@ impl Service {
             .ok_or_else(|| AppError::not_found("User"))
     }
 
+    /// Whether any user exists (first-start bootstrap creates the admin when none does).
+    pub(crate) async fn has_users(&self) -> Result<bool, AppError> {
+        Ok(users::count(self.pool()).await.map_err(internal)? > 0)
+    }
+
     /// Creates a tenant without an admin check: for first-start bootstrap and the service methods below.
     pub(crate) async fn insert_tenant(
         &self,

@@ -1,31 +1,37 @@
 //! The portal's services: the one implementation of the `app::port` traits. Server functions (through
 //! context) and the REST API (through `AppState`) both call these, so tenancy, validation and audit rules
-//! live here and nowhere else.
+//! live here and nowhere else. Edges (REST handlers, the console WebSocket, the event stream) call methods
+//! of `Service` only: they never hold the pool or the supervisor.
+//!
+//! Free of axum/http types except where the `Accounts` port hands over the request (`accounts.rs`): a
+//! session lives in the request's extensions.
 
 mod accounts;
 mod admin;
 mod audit;
 mod billing;
 mod catalogue;
+mod console;
+mod events;
 pub mod images;
 mod tokens;
 mod vms;
 
-use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use app::error::AppError;
 use app::model::Me;
 use app::port::Caller;
-use axum::extract::ConnectInfo;
-use http::request::Parts;
 use sqlx::SqlitePool;
 
 use crate::auth::throttle::LoginThrottle;
 use crate::config::Settings;
 use crate::db::users::UserRow;
 use crate::vm::Supervisor;
+
+pub use console::{ConsoleError, ConsoleSession, TOKEN_TTL_SECS};
+pub use events::VmFeed;
 
 #[derive(Clone)]
 pub struct Service {
@@ -59,11 +65,11 @@ impl Service {
         }
     }
 
-    pub fn pool(&self) -> &SqlitePool {
+    fn pool(&self) -> &SqlitePool {
         &self.inner.pool
     }
 
-    pub fn supervisor(&self) -> &Supervisor {
+    fn supervisor(&self) -> &Supervisor {
         &self.inner.supervisor
     }
 
@@ -78,18 +84,31 @@ impl Service {
     pub fn throttle(&self) -> &LoginThrottle {
         &self.inner.throttle
     }
+
+    /// Whether the database answers (the health check).
+    pub async fn database_ok(&self) -> bool {
+        match sqlx::query_scalar::<_, i64>("SELECT 1")
+            .fetch_one(self.pool())
+            .await
+        {
+            Ok(_) => true,
+            Err(err) => {
+                tracing::error!(error = %err, "health check: database unavailable");
+                false
+            }
+        }
+    }
+
+    /// Stops every running VM (portal shutdown with `stop_vms_on_shutdown`).
+    pub async fn stop_all_vms(&self) {
+        self.supervisor().stop_all().await;
+    }
 }
 
 /// Logs an internal failure and answers the user with a message that reveals nothing.
 pub(crate) fn internal(err: impl std::fmt::Display) -> AppError {
     tracing::error!(error = %err, "internal error");
     AppError::Internal
-}
-
-pub(crate) fn client_ip(req: &Parts) -> Option<IpAddr> {
-    req.extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| addr.ip())
 }
 
 pub(crate) fn caller_of(user: &UserRow) -> Caller {

@@ -6,7 +6,7 @@ use app::port::{ApiTokens, Caller};
 use async_trait::async_trait;
 
 use super::{internal, Service};
-use crate::auth::tokens;
+use crate::auth::secret::API_TOKEN;
 use crate::db::{self, format_time};
 use crate::domain::{parse_id, Label};
 
@@ -56,7 +56,8 @@ impl ApiTokens for Service {
                 "You already have {MAX_TOKENS_PER_USER} tokens. Revoke one before creating another."
             )));
         }
-        let minted = tokens::mint();
+        let minted = API_TOKEN.mint();
+        let shown = minted.shown();
         let now = db::now();
         let id = uuid::Uuid::new_v4().to_string();
         let row = db::tokens::NewTokenRow {
@@ -64,7 +65,7 @@ impl ApiTokens for Service {
             user_id: &caller.user_id,
             tenant_id: &caller.tenant_id,
             name: name.as_str(),
-            prefix: &minted.prefix,
+            prefix: &shown,
             token_hash: &minted.hash,
             now,
             expires_at: expires_in_days.map(|d| now + i64::from(d) * 86_400),
@@ -74,7 +75,7 @@ impl ApiTokens for Service {
         let token = TokenView {
             id,
             name: name.into_string(),
-            prefix: minted.prefix,
+            prefix: shown,
             created_at: format_time(now),
             last_used_at: None,
             expires_at: expires_in_days.map(|d| format_time(now + i64::from(d) * 86_400)),

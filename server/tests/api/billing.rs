@@ -83,7 +83,9 @@ async fn fifty_concurrent_launches_never_overshoot_the_quota() {
     let (status, err) = action(&api, &first, "start").await;
     assert_eq!(status, 403, "{err}");
     assert_eq!(err["error"]["kind"], "quota_exceeded");
-    action(&api, &extra, "delete").await;
+    // A VM being created cannot be deleted yet (409): wait until it runs, as a user would.
+    wait_state(&api, &extra, "running", T).await;
+    assert_eq!(action(&api, &extra, "delete").await.0, 202);
     wait_state(&api, &extra, "gone", T).await;
     let (status, _) = action(&api, &first, "start").await;
     assert_eq!(status, 202);
