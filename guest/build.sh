@@ -30,7 +30,12 @@ EPOCH=1704067200
 # stack dumps costs seconds). Hardware KVM needs none of this, so it is kept out of the default cmdline.
 # The emulator also cannot execute `int3` and `fwait` (the VMM completes them) and leaves SYSCALL in ring 3
 # (kernel/patches/0002); no command line option avoids those.
-EMULATED_HOST_EXTRA='noxsave clearcpuid=129,137,145,147,148,150,151,153,158,288,291,295,296,298,306,307,308,311,312,317,514,515,520,534,59,197,141 rcupdate.rcu_cpu_stall_suppress=1'
+# No `noxsave` (it was here before issue 11): guest user code runs natively on that KVM and, on AMD hosts,
+# sees the host's CPUID and XCR0 and uses AVX-512 (glibc's memcpy/strchr); a kernel without XSAVE does not
+# switch those registers between processes, so they leaked into other processes' data (busybox segfaults
+# in __ctype_init). The VMM completes the XSAVE instructions the emulator cannot execute (vmm/src/vstate/
+# xsave.rs), so the kernel keeps XSAVE and saves every register user space can use.
+EMULATED_HOST_EXTRA='clearcpuid=129,137,145,147,148,150,151,153,158,288,291,295,296,298,306,307,308,311,312,317,514,515,520,534,59,197,141 rcupdate.rcu_cpu_stall_suppress=1'
 
 log() { printf '[guest] %s\n' "$*" >&2; }
 die() { printf '[guest] error: %s\n' "$*" >&2; exit 1; }
@@ -491,6 +496,10 @@ write_kernel_config_md() {
   so entry_SYSCALL_64 faults: "init[1]: segfault at ffffffff81400040 ... error 15"), which
   `guest/kernel/patches/0002-*` handles in the minimal kernel's page-fault handler by running the system
   call there. The Debian kernel has no such patch, so on these hosts it cannot run user space.
+  User code runs natively there and, on AMD hosts, sees the host's CPUID and XCR0 (AVX, AVX-512); the
+  kernel must keep XSAVE to switch those registers between processes (with `noxsave` they leaked and
+  busybox processes died at start-up, issue 11). The emulator cannot execute XGETBV and the XSAVE/XRSTOR
+  family either; the VMM completes them on KVM's copy of the vCPU's extended state.
 - Power off: ACPI is built in both; `poweroff` writes SLP_TYP|SLP_EN to the FADT sleep control register
   (hardware-reduced) using the `\_S5` package from the DSDT, so the DSDT must contain `Name(_S5, Package(){5, 0})`
   or similar. Reboot with `reboot=k` uses the keyboard controller (port 0x64, 0xFE).

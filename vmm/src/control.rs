@@ -16,7 +16,9 @@ use vmm_api::control::{BootTimes, FirstBootTimes, Request, Response, Status, Tru
 use crate::builder::RuntimeHandles;
 use crate::devices::serial::SerialHub;
 use crate::lock;
+use crate::runner::error_chain;
 use crate::state::{RunState, Shared, VmEvent};
+use crate::threads::{self, ThreadError, ThreadKind};
 use crate::virtio::input::{
     InputEvent, ABS_X, ABS_Y, BTN_LEFT, BTN_MIDDLE, BTN_RIGHT, EV_ABS, EV_KEY, EV_REL, REL_WHEEL,
 };
@@ -27,7 +29,7 @@ pub enum ControlError {
     #[error("Failed to bind {0}")]
     Bind(PathBuf, #[source] std::io::Error),
     #[error("Failed to spawn a socket thread")]
-    Spawn(#[source] std::io::Error),
+    Spawn(#[source] ThreadError),
 }
 
 /// Linux keycodes for the graceful shutdown chord.
@@ -81,16 +83,11 @@ fn bind(path: &Path) -> Result<UnixListener, ControlError> {
     Ok(l)
 }
 
-fn spawn<F: FnOnce() + Send + 'static>(name: &str, f: F) -> Result<(), ControlError> {
-    let span = tracing::Span::current();
-    std::thread::Builder::new()
-        .name(name.into())
-        .spawn(move || {
-            let _e = span.enter();
-            f()
-        })
-        .map(|_| ())
-        .map_err(ControlError::Spawn)
+/// Starts a per-connection thread; a failure drops that connection only, and is logged.
+fn spawn_for_connection<F: FnOnce() + Send + 'static>(kind: ThreadKind, name: &str, f: F) {
+    if let Err(e) = threads::spawn(kind, name, f) {
+        tracing::error!(error = %error_chain(&e), "connection not served");
+    }
 }
 
 /// Binds both sockets and serves them on background threads.
@@ -98,19 +95,25 @@ pub fn start(ctx: &Arc<ControlCtx>, control: &Path, serial: &Path) -> Result<Soc
     let cl = bind(control)?;
     let sl = bind(serial)?;
     let c = ctx.clone();
-    spawn("control", move || {
+    threads::spawn(ThreadKind::Control, "control", move || {
         for stream in cl.incoming().flatten() {
             let c = c.clone();
-            let _ = spawn("control-conn", move || serve_control(&c, stream));
+            spawn_for_connection(ThreadKind::Control, "control-conn", move || {
+                serve_control(&c, stream)
+            });
         }
-    })?;
+    })
+    .map_err(ControlError::Spawn)?;
     let hub = ctx.hub.clone();
-    spawn("serial", move || {
+    threads::spawn(ThreadKind::Serial, "serial", move || {
         for stream in sl.incoming().flatten() {
             let hub = hub.clone();
-            let _ = spawn("serial-conn", move || serve_serial(&hub, stream));
+            spawn_for_connection(ThreadKind::Serial, "serial-conn", move || {
+                serve_serial(&hub, stream)
+            });
         }
-    })?;
+    })
+    .map_err(ControlError::Spawn)?;
     Ok(Sockets {
         paths: vec![control.into(), serial.into()],
     })
@@ -119,7 +122,7 @@ pub fn start(ctx: &Arc<ControlCtx>, control: &Path, serial: &Path) -> Result<Soc
 fn serve_serial(hub: &Arc<SerialHub>, stream: UnixStream) {
     let rx = hub.subscribe();
     let Ok(mut out) = stream.try_clone() else { return };
-    let _ = spawn("serial-out", move || {
+    spawn_for_connection(ThreadKind::Serial, "serial-out", move || {
         for chunk in rx {
             if out.write_all(&chunk).is_err() {
                 break;

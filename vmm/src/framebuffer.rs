@@ -14,7 +14,7 @@ use kvm_ioctls::VmFd;
 use vm_memory::{MmapRegion, VolatileMemory};
 
 use crate::lock;
-use crate::vstate::vm::{set_region, VmError};
+use crate::vstate::vm::{Vm, VmError};
 
 const PAGE_SIZE: usize = 4096;
 
@@ -45,22 +45,15 @@ pub struct Framebuffer {
 }
 
 impl Framebuffer {
-    /// Allocates the pixels and maps them at `guest_addr` as memslot `slot`.
-    pub fn new(
-        vm: Arc<VmFd>,
-        slot: u32,
-        guest_addr: u64,
-        width: u32,
-        height: u32,
-    ) -> Result<Arc<Self>, FramebufferError> {
+    /// Allocates the pixels and maps them into `vm` at `guest_addr`, in a memslot of their own with
+    /// dirty-page logging.
+    pub fn new(vm: &mut Vm, guest_addr: u64, width: u32, height: u32) -> Result<Arc<Self>, FramebufferError> {
         let bytes = (width as usize * height as usize * 4).div_ceil(PAGE_SIZE) * PAGE_SIZE;
         let mem = MmapRegion::<()>::new(bytes).map_err(FramebufferError::Allocate)?;
         // SAFETY: `mem` lives in the returned Framebuffer, which holds the VmFd alive too, so the
         // mapping outlives every use of the slot by this VM.
-        unsafe {
-            set_region(
-                &vm,
-                slot,
+        let slot = unsafe {
+            vm.register_region(
                 guest_addr,
                 bytes as u64,
                 mem.as_ptr() as u64,
@@ -69,7 +62,7 @@ impl Framebuffer {
         }
         .map_err(FramebufferError::Register)?;
         Ok(Arc::new(Framebuffer {
-            vm,
+            vm: vm.fd.clone(),
             slot,
             mem,
             width,

@@ -4,9 +4,11 @@
 //! control protocol, run directory), spawns the `vmm` binary with a JSON config and talks to it over the
 //! control, serial and VNC unix sockets.
 //!
-//! Order of things (see `builder`): config → KVM VM (irqchip, PIT, RAM) → framebuffer slot → legacy
-//! devices → virtio-mmio devices → kernel, initrd, command line, ACPI, zero page → vCPUs → run loop
-//! (`runner`), with `control` and the serial hub serving the unix sockets.
+//! Order of things (see `builder`): config → host files opened once (`builder::HostFiles`) → KVM VM
+//! (irqchip, PIT) → guest RAM (`memory`, dirty-tracked) registered as memslots → framebuffer slot →
+//! legacy devices → virtio-mmio devices → kernel, initrd, command line, ACPI, zero page → vCPUs → run
+//! loop (`runner`), with `control` and the serial hub serving the unix sockets. Every thread is started
+//! through `threads::spawn`.
 
 pub mod boot;
 pub mod builder;
@@ -14,10 +16,12 @@ pub mod bus;
 pub mod control;
 pub mod devices;
 pub mod framebuffer;
+pub mod memory;
 pub mod rfb;
 pub mod runner;
 pub mod state;
 pub mod stats;
+pub mod threads;
 pub mod virtio;
 pub mod vstate;
 

@@ -7,13 +7,15 @@ use std::time::{Duration, Instant};
 
 use kvm_ioctls::Kvm;
 
-use crate::builder::{self, RuntimeHandles};
+use crate::builder::{self, HostFiles, Machine, RuntimeHandles};
 use crate::config::VmConfig;
 use crate::control::{self, ControlCtx};
 use crate::devices::serial::SerialHub;
 use crate::exit_codes;
 use crate::lock;
+use crate::memory::{self, MemoryError};
 use crate::state::{RunState, Shared, VmEvent};
+use crate::threads::{self, ThreadError, ThreadKind};
 use crate::vstate::vcpu::{self, VcpuContext};
 
 /// Errors that prevent the VMM from starting at all.
@@ -30,9 +32,13 @@ pub enum RunError {
     #[error("Failed to start the sockets")]
     Sockets(#[source] control::ControlError),
     #[error("Failed to spawn a vCPU thread")]
-    SpawnVcpu(#[source] std::io::Error),
+    SpawnVcpu(#[source] ThreadError),
+    #[error("Failed to give the vCPUs their view of guest memory")]
+    VcpuMemory(#[source] MemoryError),
     #[error("Failed to set up SIGTERM/SIGINT handling")]
     Signals(#[source] std::io::Error),
+    #[error("Failed to start the signal thread")]
+    SpawnSignals(#[source] ThreadError),
     #[error("Failed to start the VNC server")]
     Vnc(#[source] crate::rfb::RfbError),
 }
@@ -54,22 +60,16 @@ fn handle_termination_signals(shared: &Arc<Shared>) -> Result<(), RunError> {
         return Err(RunError::Signals(std::io::Error::from_raw_os_error(rc)));
     }
     let shared = shared.clone();
-    let span = tracing::Span::current();
-    std::thread::Builder::new()
-        .name("signals".into())
-        .spawn(move || {
-            let _e = span.enter();
-            loop {
-                let mut sig: libc::c_int = 0;
-                // SAFETY: `set` is initialised and blocked in this thread; `sig` is a valid out pointer.
-                if unsafe { libc::sigwait(&set, &mut sig) } == 0 {
-                    tracing::info!(sig, "termination signal: stopping the VM");
-                    shared.request(VmEvent::ForceStop);
-                }
-            }
-        })
-        .map(|_| ())
-        .map_err(RunError::Signals)
+    threads::spawn(ThreadKind::Signals, "signals", move || loop {
+        let mut sig: libc::c_int = 0;
+        // SAFETY: `set` is initialised and blocked in this thread; `sig` is a valid out pointer.
+        if unsafe { libc::sigwait(&set, &mut sig) } == 0 {
+            tracing::info!(sig, "termination signal: stopping the VM");
+            shared.request(VmEvent::ForceStop);
+        }
+    })
+    .map(|_| ())
+    .map_err(RunError::SpawnSignals)
 }
 
 /// Runs the VM described by `cfg` until it ends; returns the process exit code.
@@ -124,70 +124,14 @@ fn run_inner(cfg: VmConfig, started: Instant) -> Result<i32, RunError> {
     };
     let kvm = Kvm::new().map_err(RunError::OpenKvm)?;
 
-    let mut reboot = false;
-    let code = loop {
-        shared.begin_boot(reboot);
-        let machine = match builder::build(&kvm, &cfg, &shared, &hub) {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::error!(error = %error_chain(&e), "failed to build the VM");
-                shared.set_state(RunState::Crashed);
-                break exit_codes::EXIT_VMM_ERROR;
-            }
-        };
-        *lock(&runtime) = machine.handles.clone();
-        let vctx = Arc::new(VcpuContext {
-            pio: machine.pio.clone(),
-            mmio: machine.mmio.clone(),
-            shared: shared.clone(),
-            mem: machine.vm.mem.clone(),
-        });
-        let mut threads = Vec::new();
-        for v in machine.vcpus {
-            let vctx = vctx.clone();
-            let span = tracing::Span::current();
-            let t = std::thread::Builder::new()
-                .name(format!("vcpu{}", v.id))
-                .spawn(move || {
-                    let _e = span.enter();
-                    v.run(&vctx)
-                })
-                .map_err(RunError::SpawnVcpu)?;
-            threads.push(t);
-        }
-        if shared.state() != RunState::Paused {
-            shared.set_state(RunState::Running);
-        }
-        tracing::info!(reboots = shared.reboots(), "guest running");
-
-        let event = shared.wait_event();
-        tracing::info!(?event, "guest run ended");
-        shared.stop_vcpus();
-        while threads.iter().any(|t| !t.is_finished()) {
-            shared.kick_vcpus();
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        for t in threads {
-            let _ = t.join();
-        }
-        *lock(&runtime) = RuntimeHandles::default();
-        drop(vctx);
-        drop(machine.vm);
-
-        match event {
-            VmEvent::Poweroff | VmEvent::ForceStop => {
-                shared.set_state(RunState::Stopped);
-                break exit_codes::EXIT_OK;
-            }
-            VmEvent::Reboot => {
-                shared.set_state(RunState::Rebooting);
-                reboot = true;
-            }
-            VmEvent::Crash { code, reason } => {
-                tracing::error!(code, name = exit_codes::name(code), %reason, "guest crashed");
-                shared.set_state(RunState::Crashed);
-                break code;
-            }
+    // Opened once: every boot, including in-process reboots, reads the same descriptors.
+    let code = match HostFiles::open(&cfg) {
+        Ok(files) => boot_loop(&kvm, &cfg, &files, &shared, &hub, &runtime)?,
+        Err(e) => {
+            shared.begin_boot(false);
+            tracing::error!(error = %error_chain(&e), "failed to build the VM");
+            shared.set_state(RunState::Crashed);
+            exit_codes::EXIT_VMM_ERROR
         }
     };
     // Give control clients a moment to read the final state before the sockets disappear.
@@ -198,6 +142,108 @@ fn run_inner(cfg: VmConfig, started: Instant) -> Result<i32, RunError> {
         remove_socket(&cfg.vnc_socket());
     }
     Ok(code)
+}
+
+/// Builds and runs one machine per boot until the VM stops or crashes; returns the exit code.
+fn boot_loop(
+    kvm: &Kvm,
+    cfg: &VmConfig,
+    files: &HostFiles,
+    shared: &Arc<Shared>,
+    hub: &Arc<SerialHub>,
+    runtime: &Mutex<RuntimeHandles>,
+) -> Result<i32, RunError> {
+    let mut reboot = false;
+    loop {
+        shared.begin_boot(reboot);
+        let machine = match builder::build_for_boot(kvm, cfg, files, shared, hub) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!(error = %error_chain(&e), "failed to build the VM");
+                shared.set_state(RunState::Crashed);
+                return Ok(exit_codes::EXIT_VMM_ERROR);
+            }
+        };
+        match run_machine(machine, shared, runtime)? {
+            VmEvent::Poweroff | VmEvent::ForceStop => {
+                shared.set_state(RunState::Stopped);
+                return Ok(exit_codes::EXIT_OK);
+            }
+            VmEvent::Reboot => {
+                shared.set_state(RunState::Rebooting);
+                reboot = true;
+            }
+            VmEvent::Crash { code, reason } => {
+                tracing::error!(code, name = exit_codes::name(code), %reason, "guest crashed");
+                shared.set_state(RunState::Crashed);
+                return Ok(code);
+            }
+        }
+    }
+}
+
+/// Runs the vCPUs of one boot until the event that ends it; the machine is gone when this returns.
+fn run_machine(
+    machine: Machine,
+    shared: &Arc<Shared>,
+    runtime: &Mutex<RuntimeHandles>,
+) -> Result<VmEvent, RunError> {
+    let Machine {
+        vm,
+        mem,
+        vcpus,
+        pio,
+        mmio,
+        handles,
+    } = machine;
+    // `VcpuContext::mem` is still untracked memory (`memory::untracked_view`).
+    // SAFETY: the view lives only in `vctx`, which the vCPU threads share. All of them are joined
+    // below, on the spawn-error path too, and `vctx` is dropped before `mem`, which owns the mappings.
+    let vcpu_mem = unsafe { memory::untracked_view(&mem) }.map_err(RunError::VcpuMemory)?;
+    *lock(runtime) = handles;
+    let vctx = Arc::new(VcpuContext {
+        pio,
+        mmio,
+        shared: shared.clone(),
+        mem: vcpu_mem,
+    });
+    let mut threads = Vec::new();
+    let mut spawn_error = None;
+    for v in vcpus {
+        let vctx = vctx.clone();
+        match threads::spawn(ThreadKind::Vcpu, format!("vcpu{}", v.id), move || v.run(&vctx)) {
+            Ok(t) => threads.push(t),
+            Err(e) => {
+                spawn_error = Some(e);
+                break;
+            }
+        }
+    }
+    let ended = match spawn_error {
+        None => {
+            if shared.state() != RunState::Paused {
+                shared.set_state(RunState::Running);
+            }
+            tracing::info!(reboots = shared.reboots(), "guest running");
+            let event = shared.wait_event();
+            tracing::info!(?event, "guest run ended");
+            Ok(event)
+        }
+        Some(e) => Err(RunError::SpawnVcpu(e)),
+    };
+    shared.stop_vcpus();
+    while threads.iter().any(|t| !t.is_finished()) {
+        shared.kick_vcpus();
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    for t in threads {
+        let _ = t.join();
+    }
+    *lock(runtime) = RuntimeHandles::default();
+    drop(vctx);
+    drop(vm);
+    drop(mem);
+    ended
 }
 
 /// Serves the framebuffer as RFB on `vnc.sock`, following the devices of whichever boot is current: viewers

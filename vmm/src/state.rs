@@ -9,6 +9,8 @@ use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::lock;
+use crate::runner::error_chain;
+use crate::threads::{self, ThreadKind};
 
 /// Externally visible VM state: part of the control protocol.
 pub use vmm_api::control::RunState;
@@ -205,14 +207,13 @@ impl Shared {
     pub fn start_register_sampling(self: &std::sync::Arc<Self>, every: Duration) {
         self.sample_registers.store(true, Ordering::Relaxed);
         let shared = self.clone();
-        let span = tracing::Span::current();
-        let _ = std::thread::Builder::new().name("sampler".into()).spawn(move || {
-            let _e = span.enter();
-            loop {
-                std::thread::sleep(every);
-                shared.kick_vcpus();
-            }
+        let sampler = threads::spawn(ThreadKind::Sampler, "sampler", move || loop {
+            std::thread::sleep(every);
+            shared.kick_vcpus();
         });
+        if let Err(e) = sampler {
+            tracing::error!(error = %error_chain(&e), "register sampling not started");
+        }
     }
 
     /// Whether a vCPU must stop running guest code (cheap: one atomic load).

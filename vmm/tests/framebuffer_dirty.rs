@@ -13,6 +13,7 @@ use vmm::devices::power::{PowerDevice, POWER_RANGE_LEN};
 use vmm::devices::Bus;
 use vmm::framebuffer::Framebuffer;
 use vmm::layout;
+use vmm::memory;
 use vmm::state::{Shared, VmEvent};
 use vmm::vstate::vcpu::{Vcpu, VcpuContext};
 use vmm::vstate::vm::Vm;
@@ -25,16 +26,10 @@ fn guest_pixel_write_marks_its_row_dirty_once() {
     }
     let (width, height, row, col) = (1024u32, 64u32, 10u64, 5u64);
     let kvm = Kvm::new().unwrap();
-    let mut vm = Vm::create(&kvm, 64 << 20).unwrap();
-    let fb = Framebuffer::new(
-        vm.fd.clone(),
-        vm.next_slot,
-        layout::FRAMEBUFFER_START,
-        width,
-        height,
-    )
-    .unwrap();
-    vm.next_slot += 1;
+    let mut vm = Vm::create(&kvm).unwrap();
+    let mem = memory::create(64 << 20).unwrap();
+    vm.register_memory(&mem).unwrap();
+    let fb = Framebuffer::new(&mut vm, layout::FRAMEBUFFER_START, width, height).unwrap();
     assert!(
         fb.dirty_rows().unwrap().iter().all(|d| !d),
         "fresh framebuffer is clean"
@@ -45,10 +40,12 @@ fn guest_pixel_write_marks_its_row_dirty_once() {
     code.extend_from_slice(&pixel_addr.to_le_bytes());
     code.extend_from_slice(&[0xc7, 0x00, 0x00, 0x00, 0xff, 0x00]); // mov dword [rax], 0x00ff0000 (red)
     code.extend_from_slice(&[0x66, 0xba, 0x00, 0x06, 0xb0, 0x34, 0xee, 0xf4, 0xeb, 0xfd]); // poweroff; hlt
-    vm.mem
-        .write_slice(&code, GuestAddress(layout::HIMEM_START))
-        .unwrap();
-    regs::write_boot_tables(&vm.mem).unwrap();
+    mem.write_slice(&code, GuestAddress(layout::HIMEM_START)).unwrap();
+    // `boot::regs` and the vCPU context take untracked memory.
+    // SAFETY: `untracked` and its clone in `ctx` are dropped at the end of this test, before `mem`
+    // (declared earlier), which owns the mappings.
+    let untracked = unsafe { memory::untracked_view(&mem) }.unwrap();
+    regs::write_boot_tables(&untracked).unwrap();
 
     let shared = Arc::new(Shared::new("fb-test", Instant::now()));
     shared.begin_boot(false);
@@ -65,7 +62,7 @@ fn guest_pixel_write_marks_its_row_dirty_once() {
         pio: Arc::new(pio),
         mmio: Arc::new(Bus::new("mmio")),
         shared: shared.clone(),
-        mem: vm.mem.clone(),
+        mem: untracked.clone(),
     };
     vcpu.run(&ctx); // returns once the guest powers off
     assert_eq!(shared.wait_event(), VmEvent::Poweroff);

@@ -2,7 +2,7 @@
 //! initramfs, image "minimal" of guest/out/manifest.json) booted by the real `vmm` binary: the busybox
 //! banner on serial, the virtio disk mounted by /init, the portal's config disk applied (hostname, SSH
 //! keys, a user-data script run), a shell command answered over serial.sock, the framebuffer console
-//! drawn, and `poweroff` ending the VMM with exit code 0.
+//! drawn, no user process crashed, and `poweroff` ending the VMM with exit code 0.
 //!
 //! On hardware KVM this takes about a second. On the emulated KVM of the development hosts (kvm_pvm,
 //! see FACTS.md) every guest instruction is emulated and the boot takes minutes; the test prints the
@@ -115,6 +115,30 @@ fn wait(vm: &mut TestVm, serial: &SerialClient, needle: &str, timeout: Duration)
     }
 }
 
+/// Issue 11, the guest half: on kvm_pvm, user code runs natively and (on AMD hosts) uses the host's
+/// AVX-512 registers, which only an XSAVE kernel switches between processes. `noxsave` in the
+/// emulated-host command line brought back the crashes the boot test above sees only sometimes.
+#[test]
+fn emulated_host_cmdline_keeps_xsave() {
+    let out = std::env::var_os("GUEST_OUT")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest/out"));
+    let manifest = out.join("manifest.json");
+    let Ok(text) = std::fs::read_to_string(&manifest) else {
+        eprintln!(
+            "SKIP: emulated_host_cmdline_keeps_xsave: {} not built",
+            manifest.display()
+        );
+        return;
+    };
+    let m: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let extra = m["emulated_host_extra_cmdline"].as_str().unwrap_or_default();
+    assert!(
+        !extra.split_whitespace().any(|w| w == "noxsave"),
+        "guest/build.sh's emulated-host cmdline disables XSAVE: {extra}"
+    );
+}
+
 #[test]
 fn minimal_linux_boots_to_busybox_and_answers_on_serial() {
     let test = "minimal_linux_boots_to_busybox_and_answers_on_serial";
@@ -194,6 +218,17 @@ fn minimal_linux_boots_to_busybox_and_answers_on_serial() {
         &serial,
         "ssh-ed25519 AAAAtest user@host\r\n",
         STEP_TIMEOUT,
+    );
+    // No user process died on the way (issue 11: busybox processes started while others ran and died
+    // of another process's AVX-512 registers; the console shows only some of them). The pattern and
+    // the end marker are spelled so that the echoed command line matches neither.
+    serial.send_line("dmesg | grep 'segfault[ ]at'; echo segfault-check-$((40+2))");
+    wait(&mut vm, &serial, "segfault-check-42", STEP_TIMEOUT);
+    let text = serial.text();
+    assert!(
+        !text.contains("segfault at") && !text.contains("Segmentation fault"),
+        "a guest process crashed; serial:\n{text}\nstderr:\n{}",
+        vm.stderr()
     );
     eprintln!(
         "linux-minimal: vmm start -> shell answered: {:.1} s",

@@ -10,7 +10,7 @@ use crate::parse::HEX;
 use crate::request::{self, Command, MAX_RNG};
 use crate::rng::Rng;
 use crate::serial;
-use crate::{apic, cpu, power};
+use crate::{apic, cpu, power, xstate};
 
 pub const MAX_INPUTS: usize = 4;
 const LINE_MAX: usize = 600;
@@ -144,6 +144,7 @@ fn run(line: &[u8], devs: &mut Devices, fb: &mut Option<Framebuffer>) {
             serial::rep_outs(text);
             serial::puts("\r\nOK outs\r\n");
         }
+        Command::Xsave => xstate::run(),
         Command::Int3 => {
             let (after, seen, count) = cpu::breakpoint();
             if after == seen && count == 1 {

@@ -59,6 +59,8 @@ probe_bp_isr:
     iretq
 
 probe_isr_common:
+    cmpq $0, PROBE_RECOVER_RIP(%rip)
+    jne 3f
     movq (%rsp), %rdi
     movq 8(%rsp), %rsi
     movq 16(%rsp), %rdx
@@ -67,6 +69,20 @@ probe_isr_common:
 2:  cli
     hlt
     jmp 2b
+    /* Recovery armed (PROBE_RECOVER_RIP): record the exception, resume at that address, disarm. */
+3:  pushq %rax
+    movq 8(%rsp), %rax
+    movq %rax, PROBE_TRAP_VECTOR(%rip)
+    movq 16(%rsp), %rax
+    movq %rax, PROBE_TRAP_ERROR(%rip)
+    movq %cr2, %rax
+    movq %rax, PROBE_TRAP_CR2(%rip)
+    movq PROBE_RECOVER_RIP(%rip), %rax
+    movq %rax, 24(%rsp)
+    movq $0, PROBE_RECOVER_RIP(%rip)
+    popq %rax
+    addq $16, %rsp
+    iretq
     "#,
     options(att_syntax)
 );
@@ -82,6 +98,48 @@ static mut PROBE_BP_RIP: u64 = 0;
 #[no_mangle]
 static mut PROBE_BP_COUNT: u64 = 0;
 const BREAKPOINT_VECTOR: usize = 3;
+
+/// Where an exception resumes instead of ending the probe (0: not armed; asm blocks arm it by storing
+/// the address after their faulting instruction), and what the exception was.
+#[no_mangle]
+static mut PROBE_RECOVER_RIP: u64 = 0;
+#[no_mangle]
+static mut PROBE_TRAP_VECTOR: u64 = 0;
+#[no_mangle]
+static mut PROBE_TRAP_ERROR: u64 = 0;
+#[no_mangle]
+static mut PROBE_TRAP_CR2: u64 = 0;
+/// `PROBE_TRAP_VECTOR` while no exception happened.
+pub const NO_TRAP: u64 = u64::MAX;
+
+/// An exception caught while recovery was armed: vector, error code (0 if none), CR2 at the time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Trap {
+    pub vector: u64,
+    pub error: u64,
+    pub cr2: u64,
+}
+
+/// Forgets any exception recorded before: call before an asm block that arms recovery by storing its
+/// resume address in `PROBE_RECOVER_RIP` (see xstate.rs), then `take_trap` after it.
+pub fn reset_trap() {
+    // SAFETY: plain store to the handler's static; the probe is single-threaded.
+    unsafe { core::ptr::addr_of_mut!(PROBE_TRAP_VECTOR).write_volatile(NO_TRAP) };
+}
+
+/// Disarms recovery and returns the exception caught since `reset_trap`, if any.
+pub fn take_trap() -> Option<Trap> {
+    // SAFETY: plain loads/stores of the handler's statics; the probe is single-threaded.
+    unsafe {
+        core::ptr::addr_of_mut!(PROBE_RECOVER_RIP).write_volatile(0);
+        let vector = core::ptr::addr_of!(PROBE_TRAP_VECTOR).read_volatile();
+        (vector != NO_TRAP).then(|| Trap {
+            vector,
+            error: core::ptr::addr_of!(PROBE_TRAP_ERROR).read_volatile(),
+            cr2: core::ptr::addr_of!(PROBE_TRAP_CR2).read_volatile(),
+        })
+    }
+}
 
 const STUB_SIZE: u64 = 16;
 const EXCEPTIONS: usize = 32;

@@ -47,6 +47,8 @@ mod rng;
 mod serial;
 #[cfg(not(test))]
 mod virtio;
+#[cfg(not(test))]
+mod xstate;
 
 #[cfg(not(test))]
 mod guest {

@@ -4,9 +4,10 @@
 //! `(SLP_TYP << 2) | SLP_EN` to `POWER_PORT` on poweroff, and with the reset register it writes
 //! `POWER_RESET_VALUE` there on reboot. The tables are placed from `ACPI_RSDP_START` upwards.
 
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use vm_memory::{Bytes, GuestAddress};
 
 use crate::layout;
+use crate::memory::GuestMemory;
 
 /// Errors while writing ACPI tables.
 #[derive(Debug, thiserror::Error)]
@@ -245,7 +246,7 @@ pub fn build_tables(vcpus: u8, virtio: &[(u64, u32)]) -> Vec<(u64, Vec<u8>)> {
 }
 
 /// Writes the tables into guest memory and returns the RSDP address.
-pub fn write_tables(mem: &GuestMemoryMmap<()>, vcpus: u8, virtio: &[(u64, u32)]) -> Result<u64, AcpiError> {
+pub fn write_tables(mem: &GuestMemory, vcpus: u8, virtio: &[(u64, u32)]) -> Result<u64, AcpiError> {
     for (addr, bytes) in build_tables(vcpus, virtio) {
         mem.write_slice(&bytes, GuestAddress(addr))
             .map_err(AcpiError::WriteMemory)?;

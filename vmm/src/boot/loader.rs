@@ -1,21 +1,29 @@
 //! Loads the kernel (ELF vmlinux / probe guest, or bzImage), the initrd and the command line.
+//!
+//! Kernel and initrd are [`BootImage`]s: opened once when the VMM starts and read again from the same
+//! descriptor at every boot, so a guest reboot does not depend on the paths (a jail may hide them).
 
 use std::fs::File;
-use std::io::Read;
-use std::path::Path;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
 
 use linux_loader::cmdline::Cmdline;
 use linux_loader::loader::bootparam::setup_header;
 use linux_loader::loader::{BzImage, Elf, KernelLoader};
-use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryMmap};
+use vm_memory::{Address, Bytes, GuestAddress};
 
 use crate::layout;
+use crate::memory::GuestMemory;
 
 /// Errors while loading boot images.
 #[derive(Debug, thiserror::Error)]
 pub enum LoaderError {
     #[error("Failed to open {0}")]
     Open(std::path::PathBuf, #[source] std::io::Error),
+    #[error("Failed to rewind {0}")]
+    Rewind(PathBuf, #[source] std::io::Error),
+    #[error("Failed to read the size of {0}")]
+    Size(PathBuf, #[source] std::io::Error),
     #[error("Failed to read the kernel image header")]
     ReadHeader(#[source] std::io::Error),
     #[error("Failed to load the ELF kernel")]
@@ -48,13 +56,38 @@ pub struct LoadedInitrd {
     pub size: u64,
 }
 
-fn open(path: &Path) -> Result<File, LoaderError> {
-    File::open(path).map_err(|e| LoaderError::Open(path.into(), e))
+/// A kernel or initrd image, open for reading for as long as the VMM runs.
+#[derive(Debug)]
+pub struct BootImage {
+    path: PathBuf,
+    file: File,
+}
+
+impl BootImage {
+    pub fn open(path: &Path) -> Result<BootImage, LoaderError> {
+        let file = File::open(path).map_err(|e| LoaderError::Open(path.into(), e))?;
+        Ok(BootImage {
+            path: path.into(),
+            file,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The file positioned at its start (an earlier boot left it wherever its load ended).
+    fn rewound(&self) -> Result<&File, LoaderError> {
+        let mut file = &self.file;
+        file.seek(SeekFrom::Start(0))
+            .map_err(|e| LoaderError::Rewind(self.path.clone(), e))?;
+        Ok(file)
+    }
 }
 
 /// Loads an ELF or a bzImage (detected by the ELF magic) at `HIMEM_START`.
-pub fn load_kernel(mem: &GuestMemoryMmap<()>, path: &Path) -> Result<LoadedKernel, LoaderError> {
-    let mut file = open(path)?;
+pub fn load_kernel(mem: &GuestMemory, image: &BootImage) -> Result<LoadedKernel, LoaderError> {
+    let mut file = image.rewound()?;
     let mut magic = [0u8; 4];
     file.read_exact(&mut magic).map_err(LoaderError::ReadHeader)?;
     let himem = Some(GuestAddress(layout::HIMEM_START));
@@ -86,11 +119,11 @@ pub fn initrd_limit(mem_size: u64, header: Option<&setup_header>) -> u64 {
 }
 
 /// Loads the initrd page-aligned as high as possible below `limit`.
-pub fn load_initrd(mem: &GuestMemoryMmap<()>, path: &Path, limit: u64) -> Result<LoadedInitrd, LoaderError> {
-    let mut file = open(path)?;
+pub fn load_initrd(mem: &GuestMemory, image: &BootImage, limit: u64) -> Result<LoadedInitrd, LoaderError> {
+    let mut file = image.rewound()?;
     let size = file
         .metadata()
-        .map_err(|e| LoaderError::Open(path.into(), e))?
+        .map_err(|e| LoaderError::Size(image.path.clone(), e))?
         .len();
     let addr = limit
         .checked_sub(size)
@@ -124,7 +157,7 @@ pub fn build_cmdline(
 }
 
 /// Writes the command line at `CMDLINE_START`; returns its length without the NUL.
-pub fn write_cmdline(mem: &GuestMemoryMmap<()>, cmdline: &Cmdline) -> Result<usize, LoaderError> {
+pub fn write_cmdline(mem: &GuestMemory, cmdline: &Cmdline) -> Result<usize, LoaderError> {
     linux_loader::loader::load_cmdline(mem, GuestAddress(layout::CMDLINE_START), cmdline)
         .map_err(LoaderError::WriteCmdline)?;
     let len = cmdline
@@ -167,14 +200,30 @@ mod tests {
 
     #[test]
     fn initrd_is_loaded_page_aligned_at_the_top() {
-        let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 64 << 20)]).unwrap();
+        let mem = GuestMemory::from_ranges(&[(GuestAddress(0), 64 << 20)]).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("initrd");
         std::fs::write(&p, vec![7u8; 5000]).unwrap();
-        let r = load_initrd(&mem, &p, 64 << 20).unwrap();
+        let r = load_initrd(&mem, &BootImage::open(&p).unwrap(), 64 << 20).unwrap();
         assert_eq!(r.addr % 4096, 0);
         assert!(r.addr + r.size <= 64 << 20);
         let b: u8 = mem.read_obj(GuestAddress(r.addr + 4999)).unwrap();
         assert_eq!(b, 7);
+    }
+
+    #[test]
+    fn images_load_again_from_the_open_file_after_the_path_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("initrd");
+        std::fs::write(&p, b"first boot and every reboot").unwrap();
+        let image = BootImage::open(&p).unwrap();
+        std::fs::remove_file(&p).unwrap();
+        for boot in 0..2 {
+            let mem = GuestMemory::from_ranges(&[(GuestAddress(0), 64 << 20)]).unwrap();
+            let r = load_initrd(&mem, &image, 64 << 20).unwrap();
+            let mut got = vec![0u8; r.size as usize];
+            mem.read_slice(&mut got, GuestAddress(r.addr)).unwrap();
+            assert_eq!(got, b"first boot and every reboot", "boot {boot}");
+        }
     }
 }

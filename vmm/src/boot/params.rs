@@ -1,10 +1,11 @@
 //! The Linux `boot_params` zero page: e820 map, command line, initrd, ACPI RSDP and framebuffer.
 
 use linux_loader::loader::bootparam::{boot_e820_entry, boot_params, setup_header};
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use vm_memory::{Bytes, GuestAddress};
 
 use crate::boot::loader::{LoadedInitrd, LoadedKernel};
 use crate::layout;
+use crate::memory::{ram_ranges, GuestMemory};
 
 /// Errors while writing the zero page.
 #[derive(Debug, thiserror::Error)]
@@ -31,18 +32,6 @@ pub struct FbInfo {
     pub base: u64,
     pub width: u32,
     pub height: u32,
-}
-
-/// Guest RAM ranges `(start, size)` for `mem_size` bytes: split around the 32-bit MMIO hole.
-pub fn ram_ranges(mem_size: u64) -> Vec<(u64, u64)> {
-    if mem_size <= layout::MMIO_HOLE_START {
-        vec![(0, mem_size)]
-    } else {
-        vec![
-            (0, layout::MMIO_HOLE_START),
-            (layout::MMIO_HOLE_END, mem_size - layout::MMIO_HOLE_START),
-        ]
-    }
 }
 
 /// e820 RAM entries: low memory up to the EBDA, then RAM from 1 MiB, then RAM above 4 GiB.
@@ -136,7 +125,7 @@ pub fn build(info: &BootInfo<'_>) -> Result<boot_params, ParamsError> {
 }
 
 /// Writes the zero page at `ZERO_PAGE_START`.
-pub fn write(mem: &GuestMemoryMmap<()>, info: &BootInfo<'_>) -> Result<(), ParamsError> {
+pub fn write(mem: &GuestMemory, info: &BootInfo<'_>) -> Result<(), ParamsError> {
     let params = build(info)?;
     mem.write_obj(params, GuestAddress(layout::ZERO_PAGE_START))
         .map_err(ParamsError::WriteMemory)

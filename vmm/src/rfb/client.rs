@@ -23,6 +23,7 @@ use super::proto::{
 use super::server::Inner;
 use crate::lock;
 use crate::runner::error_chain;
+use crate::threads::{self, ThreadKind};
 
 /// A client must finish the handshake within this time.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -340,14 +341,12 @@ fn session(inner: &Arc<Inner>, mut stream: UnixStream, id: u64) -> Result<(), Pr
 
     let writer_stream = stream.try_clone()?;
     let (wi, wc) = (inner.clone(), client.clone());
-    let writer = std::thread::Builder::new()
-        .name("vnc-writer".into())
-        .spawn(move || {
-            if let Err(e) = write_loop(&wi, &wc, writer_stream) {
-                tracing::info!(client = wc.id, reason = %error_chain(&e), "VNC client write failed");
-            }
-            wc.close();
-        });
+    let writer = threads::spawn(ThreadKind::Vnc, "vnc-writer", move || {
+        if let Err(e) = write_loop(&wi, &wc, writer_stream) {
+            tracing::info!(client = wc.id, reason = %error_chain(&e), "VNC client write failed");
+        }
+        wc.close();
+    });
 
     let mut held = HeldInput::default();
     let result = match writer {
@@ -361,7 +360,10 @@ fn session(inner: &Arc<Inner>, mut stream: UnixStream, id: u64) -> Result<(), Pr
                 }
             }
         }
-        Err(e) => Err(ProtoError::Io(e)),
+        Err(e) => {
+            tracing::error!(error = %error_chain(&e), "VNC client not served");
+            Err(ProtoError::Io(std::io::Error::other(e)))
+        }
     };
     held.release_all(inner);
     client.close();

@@ -63,5 +63,5 @@ pub enum RfbError {
     #[error("Failed to set up a client socket")]
     Socket(#[source] std::io::Error),
     #[error("Failed to spawn a thread")]
-    Spawn(#[source] std::io::Error),
+    Spawn(#[source] crate::threads::ThreadError),
 }

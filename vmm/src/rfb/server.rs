@@ -14,6 +14,7 @@ use super::client::{self, Client};
 use super::damage::Shadow;
 use super::{FrameSource, InputSink, RfbError};
 use crate::lock;
+use crate::threads::{self, ThreadKind};
 
 /// How often the tracker asks for dirty rows while clients are connected (25 Hz).
 pub const DEFAULT_POLL: Duration = Duration::from_millis(40);
@@ -146,14 +147,12 @@ impl RfbServer {
     /// Runs [`RfbServer::serve`] on a thread named `vnc`.
     pub fn spawn(&self, listener: UnixListener) -> Result<std::thread::JoinHandle<()>, RfbError> {
         let server = self.clone();
-        std::thread::Builder::new()
-            .name("vnc".into())
-            .spawn(move || {
-                if let Err(e) = server.serve(listener) {
-                    tracing::error!(error = %e, "VNC server stopped");
-                }
-            })
-            .map_err(RfbError::Spawn)
+        threads::spawn(ThreadKind::Vnc, "vnc", move || {
+            if let Err(e) = server.serve(listener) {
+                tracing::error!(error = %e, "VNC server stopped");
+            }
+        })
+        .map_err(RfbError::Spawn)
     }
 
     /// Serves one already-connected stream (a socket pair in tests) on new threads.
@@ -164,11 +163,11 @@ impl RfbServer {
         self.ensure_tracker()?;
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let inner = self.inner.clone();
-        std::thread::Builder::new()
-            .name("vnc-client".into())
-            .spawn(move || client::run(inner, stream, id))
-            .map(|_| ())
-            .map_err(RfbError::Spawn)
+        threads::spawn(ThreadKind::Vnc, "vnc-client", move || {
+            client::run(inner, stream, id)
+        })
+        .map(|_| ())
+        .map_err(RfbError::Spawn)
     }
 
     /// Stops accepting, disconnects every client and ends the tracker.
@@ -204,9 +203,7 @@ impl RfbServer {
         let _ = self.inner.frame.take_dirty_rows();
         let shadow = Shadow::new(&*self.inner.frame);
         let inner = self.inner.clone();
-        std::thread::Builder::new()
-            .name("vnc-dirty".into())
-            .spawn(move || track(&inner, shadow))
+        threads::spawn(ThreadKind::Vnc, "vnc-dirty", move || track(&inner, shadow))
             .map_err(RfbError::Spawn)?;
         *started = true;
         Ok(())

@@ -10,6 +10,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use virtio_bindings::bindings::virtio_blk::{
     VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_F_RO, VIRTIO_BLK_F_SEG_MAX, VIRTIO_BLK_F_SIZE_MAX, VIRTIO_BLK_ID_BYTES,
@@ -18,6 +19,7 @@ use virtio_bindings::bindings::virtio_blk::{
 };
 use virtio_bindings::virtio_ids::VIRTIO_ID_BLOCK;
 use virtio_queue::{DescriptorChain, Queue, Reader, Writer};
+use vm_memory::bitmap::BitmapSlice;
 use vm_memory::{Address, Bytes, Permissions};
 
 use super::{
@@ -70,7 +72,8 @@ pub struct BlockConfig {
 
 /// A virtio-blk device backed by a raw image file.
 pub struct Block {
-    file: File,
+    /// Shared with the VMM, which opens the image once and keeps it across guest reboots.
+    file: Arc<File>,
     read_only: bool,
     serial: [u8; VIRTIO_BLK_ID_BYTES as usize],
     capacity_sectors: u64,
@@ -100,8 +103,27 @@ impl Outcome {
     }
 }
 
+/// Opens the image of `cfg` for reading, and for writing unless the disk is read-only.
+pub fn open_image(cfg: &BlockConfig) -> Result<File, BlockError> {
+    OpenOptions::new()
+        .read(true)
+        .write(!cfg.read_only)
+        .open(&cfg.path)
+        .map_err(|source| BlockError::OpenImage {
+            path: cfg.path.clone(),
+            source,
+        })
+}
+
 impl Block {
+    /// Opens the image and creates the device (see [`Block::with_file`]).
     pub fn new(cfg: &BlockConfig) -> Result<Block, BlockError> {
+        Self::with_file(cfg, Arc::new(open_image(cfg)?))
+    }
+
+    /// Creates the device on an image opened by [`open_image`]; its size is read now, so a disk
+    /// resized between guest reboots shows its new size at the next boot.
+    pub fn with_file(cfg: &BlockConfig, file: Arc<File>) -> Result<Block, BlockError> {
         let serial_bytes = cfg.serial.as_bytes();
         if serial_bytes.len() > VIRTIO_BLK_ID_BYTES as usize {
             return Err(BlockError::SerialTooLong(serial_bytes.len()));
@@ -109,14 +131,6 @@ impl Block {
         let mut serial = [0u8; VIRTIO_BLK_ID_BYTES as usize];
         serial[..serial_bytes.len()].copy_from_slice(serial_bytes);
 
-        let file = OpenOptions::new()
-            .read(true)
-            .write(!cfg.read_only)
-            .open(&cfg.path)
-            .map_err(|source| BlockError::OpenImage {
-                path: cfg.path.clone(),
-                source,
-            })?;
         let len = file
             .metadata()
             .map_err(|source| BlockError::ImageSize {
@@ -182,14 +196,14 @@ impl Block {
     }
 
     fn execute<M: GuestMemoryT>(&mut self, mem: &M, chain: DescriptorChain<&M>) -> Outcome {
-        let mut reader: Reader<'_> = match chain.clone().reader(mem) {
+        let mut reader: Reader<'_, _> = match chain.clone().reader(mem) {
             Ok(r) => r,
             Err(_) => {
                 warn_once!("virtio-blk: readable descriptor outside guest memory");
                 return Outcome::status(VIRTIO_BLK_S_IOERR);
             }
         };
-        let mut writer: Writer<'_> = match chain.writer(mem) {
+        let mut writer: Writer<'_, _> = match chain.writer(mem) {
             Ok(w) => w,
             Err(_) => {
                 warn_once!("virtio-blk: writable descriptor outside guest memory");
@@ -283,7 +297,12 @@ impl Block {
         sector.checked_mul(SECTOR_SIZE)
     }
 
-    fn read_sectors(&mut self, sector: u64, len: usize, writer: &mut Writer<'_>) -> Outcome {
+    fn read_sectors<B: BitmapSlice>(
+        &mut self,
+        sector: u64,
+        len: usize,
+        writer: &mut Writer<'_, B>,
+    ) -> Outcome {
         let Some(mut offset) = self.check_range(sector, len) else {
             return Outcome::status(VIRTIO_BLK_S_IOERR);
         };
@@ -313,7 +332,12 @@ impl Block {
         }
     }
 
-    fn write_sectors(&mut self, sector: u64, len: usize, reader: &mut Reader<'_>) -> Outcome {
+    fn write_sectors<B: BitmapSlice>(
+        &mut self,
+        sector: u64,
+        len: usize,
+        reader: &mut Reader<'_, B>,
+    ) -> Outcome {
         let Some(mut offset) = self.check_range(sector, len) else {
             return Outcome::status(VIRTIO_BLK_S_IOERR);
         };

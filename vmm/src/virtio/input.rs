@@ -175,7 +175,7 @@ impl Shared {
 }
 
 fn write_event<M: GuestMemoryT>(mem: &M, chain: DescriptorChain<&M>, ev: InputEvent) -> bool {
-    let mut writer: Writer<'_> = match chain.writer(mem) {
+    let mut writer: Writer<'_, _> = match chain.writer(mem) {
         Ok(w) => w,
         Err(_) => {
             warn_once!("virtio-input: event buffer outside guest memory");

@@ -23,13 +23,14 @@ pub mod rng;
 #[cfg(test)]
 mod testutil;
 
-/// Guest memory as the devices see it: plain mmap-backed regions without a dirty bitmap.
-pub type GuestMemory = vm_memory::GuestMemoryMmap<()>;
+/// Guest memory as the devices hold it: the VMM's dirty-tracked guest RAM, so everything a device
+/// writes (buffers, used rings) is recorded for migration and snapshots.
+pub use crate::memory::GuestMemory;
 
-/// What request processing needs from guest memory: any `vm_memory::GuestMemory` without a dirty
-/// bitmap (so unit tests and other memory backends work with the same code).
-pub trait GuestMemoryT: vm_memory::GuestMemory<Bitmap = ()> {}
-impl<M: vm_memory::GuestMemory<Bitmap = ()>> GuestMemoryT for M {}
+/// What request processing needs from guest memory: any `vm_memory::GuestMemory`, with or without a
+/// dirty bitmap (so other memory backends work with the same code).
+pub trait GuestMemoryT: vm_memory::GuestMemory {}
+impl<M: vm_memory::GuestMemory> GuestMemoryT for M {}
 
 /// `VIRTIO_F_VERSION_1`: the only mode this transport supports (no legacy interface).
 pub const VIRTIO_F_VERSION_1: u64 = 1 << virtio_bindings::bindings::virtio_config::VIRTIO_F_VERSION_1;

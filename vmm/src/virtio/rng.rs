@@ -3,6 +3,7 @@
 
 use std::fs::File;
 use std::io::{Read, Write};
+use std::sync::Arc;
 
 use virtio_bindings::virtio_ids::VIRTIO_ID_RNG;
 use virtio_queue::{DescriptorChain, Queue, Writer};
@@ -28,7 +29,8 @@ pub enum RngError {
 
 /// A virtio entropy device.
 pub struct Rng {
-    source: File,
+    /// Shared with the VMM, which opens the source once and keeps it across guest reboots.
+    source: Arc<File>,
     buf: Vec<u8>,
     active: Option<Active>,
 }
@@ -39,19 +41,29 @@ struct Active {
     queue: Queue,
 }
 
+/// Opens the host's entropy source.
+pub fn open_source() -> Result<File, RngError> {
+    File::open(ENTROPY_SOURCE).map_err(RngError::OpenSource)
+}
+
 impl Rng {
+    /// Opens the entropy source and creates the device.
     pub fn new() -> Result<Rng, RngError> {
-        let source = File::open(ENTROPY_SOURCE).map_err(RngError::OpenSource)?;
-        Ok(Rng {
+        Ok(Self::with_source(Arc::new(open_source()?)))
+    }
+
+    /// Creates the device reading from a source opened by [`open_source`].
+    pub fn with_source(source: Arc<File>) -> Rng {
+        Rng {
             source,
             buf: Vec::new(),
             active: None,
-        })
+        }
     }
 
     /// Fills the chain's writable buffers; returns the number of bytes written.
     fn fill<M: GuestMemoryT>(&mut self, mem: &M, chain: DescriptorChain<&M>) -> u32 {
-        let mut writer: Writer<'_> = match chain.writer(mem) {
+        let mut writer: Writer<'_, _> = match chain.writer(mem) {
             Ok(w) => w,
             Err(_) => {
                 warn_once!("virtio-rng: buffer outside guest memory; request dropped");
@@ -60,7 +72,7 @@ impl Rng {
         };
         let n = writer.available_bytes().min(MAX_BYTES_PER_REQUEST);
         self.buf.resize(n, 0);
-        if let Err(e) = self.source.read_exact(&mut self.buf) {
+        if let Err(e) = (&*self.source).read_exact(&mut self.buf) {
             tracing::error!(error = %e, "virtio-rng: reading the entropy source failed");
             return 0;
         }
@@ -199,5 +211,19 @@ mod tests {
         assert_eq!(dq.used_elem(0).1, 0);
         assert_eq!(dq.used_elem(1).1, 0);
         assert_eq!(dq.used_elem(2).1, 64);
+    }
+
+    #[test]
+    fn pages_the_device_writes_are_marked_dirty() {
+        let (mut rng, mut dq, _irq) = active_rng();
+        dq.add_chain(&[w(0x10000, 100)]);
+        // Forget the driver's own writes (descriptors, avail ring): only the device's count here.
+        let _ = crate::memory::take_dirty_pages(&dq.mem);
+        rng.process_queue(0).unwrap();
+        let dirty = crate::memory::take_dirty_pages(&dq.mem);
+        let pages: Vec<u64> = (0..64).filter(|bit| dirty[0].1[0] & (1 << bit) != 0).collect();
+        // The filled buffer (page 0x10) and the used ring (page 1, at 0x1128).
+        assert_eq!(pages, vec![dq.used / 4096, 0x10000 / 4096]);
+        assert!(dirty[0].1[1..].iter().all(|w| *w == 0));
     }
 }

@@ -3,3 +3,4 @@
 mod unemulated;
 pub mod vcpu;
 pub mod vm;
+mod xsave;

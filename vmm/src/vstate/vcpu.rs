@@ -91,7 +91,7 @@ impl Vcpu {
         Ok(Vcpu {
             id,
             fd,
-            unemulated: Unemulated::default(),
+            unemulated: Unemulated::new(supported),
         })
     }
 

@@ -1,12 +1,19 @@
-//! Creates the KVM VM: in-kernel irqchip and PIT, guest RAM memslots.
+//! The KVM VM: in-kernel irqchip and PIT, and the memory slots through which guest memory is registered.
+//!
+//! Allocating guest RAM is `crate::memory`'s job; this module only tells KVM where it is. The VM hands
+//! out memslot numbers itself ([`Vm::register_memory`], [`Vm::register_region`]), so callers never
+//! count slots, and keeps every mapping it registered from [`crate::memory`] alive as long as it lives.
 
 use std::sync::Arc;
 
-use kvm_bindings::{kvm_pit_config, kvm_userspace_memory_region, KVM_PIT_SPEAKER_DUMMY};
+use kvm_bindings::{
+    kvm_enable_cap, kvm_pit_config, kvm_userspace_memory_region, KVM_CAP_EXCEPTION_PAYLOAD,
+    KVM_PIT_SPEAKER_DUMMY,
+};
 use kvm_ioctls::{Kvm, VmFd};
-use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
+use vm_memory::{GuestMemoryBackend, GuestMemoryRegion};
 
-use crate::boot::params::ram_ranges;
+use crate::memory::GuestMemory;
 
 /// Errors while creating the VM.
 #[derive(Debug, thiserror::Error)]
@@ -19,8 +26,6 @@ pub enum VmError {
     CreateIrqChip(#[source] kvm_ioctls::Error),
     #[error("Failed to create the in-kernel PIT")]
     CreatePit(#[source] kvm_ioctls::Error),
-    #[error("Failed to allocate guest memory")]
-    AllocateMemory(#[source] vm_memory::mmap::FromRangesError),
     #[error("Failed to register a guest memory slot")]
     SetMemoryRegion(#[source] kvm_ioctls::Error),
 }
@@ -28,39 +33,36 @@ pub enum VmError {
 /// Three pages KVM needs for the real-mode TSS, inside the MMIO hole above the IOAPIC/APIC windows.
 const KVM_TSS_ADDRESS: usize = 0xfffb_d000;
 
-/// The VM and its RAM.
+/// The VM: its KVM file descriptor and the memory slots registered so far.
 pub struct Vm {
     pub fd: Arc<VmFd>,
-    pub mem: GuestMemoryMmap<()>,
     /// Next free memslot number.
-    pub next_slot: u32,
+    next_slot: u32,
+    /// Guest RAM registered through [`Vm::register_memory`], kept mapped for the slots that point at it.
+    memory: Vec<GuestMemory>,
 }
 
-/// Registers a host mapping as guest memory `slot`.
-///
-/// # Safety
-/// `host_addr..host_addr + size` must stay mapped for as long as the VM exists.
-pub unsafe fn set_region(
-    vm: &VmFd,
-    slot: u32,
-    guest_addr: u64,
-    size: u64,
-    host_addr: u64,
-    flags: u32,
-) -> Result<(), VmError> {
-    let region = kvm_userspace_memory_region {
-        slot,
-        flags,
-        guest_phys_addr: guest_addr,
-        memory_size: size,
-        userspace_addr: host_addr,
+/// Lets the VMM inject a #PF together with its address (CR2) when it completes an instruction KVM's
+/// emulator could not execute (`vstate::unemulated`): KVM then writes CR2 as it delivers the fault.
+/// Without it the VM still runs; only such a #PF cannot be delivered (the VMM reports an internal
+/// error instead).
+fn enable_exception_payload(fd: &VmFd) {
+    if fd.check_extension_raw(u64::from(KVM_CAP_EXCEPTION_PAYLOAD)) <= 0 {
+        return;
+    }
+    let mut cap = kvm_enable_cap {
+        cap: KVM_CAP_EXCEPTION_PAYLOAD,
+        ..Default::default()
     };
-    // SAFETY: the caller guarantees the mapping outlives the VM.
-    unsafe { vm.set_user_memory_region(region) }.map_err(VmError::SetMemoryRegion)
+    cap.args[0] = 1;
+    if let Err(e) = fd.enable_cap(&cap) {
+        tracing::warn!(error = %e, "could not enable KVM_CAP_EXCEPTION_PAYLOAD");
+    }
 }
 
 impl Vm {
-    pub fn create(kvm: &Kvm, mem_size: u64) -> Result<Vm, VmError> {
+    /// Creates the VM with its in-kernel irqchip and PIT; no memory yet.
+    pub fn create(kvm: &Kvm) -> Result<Vm, VmError> {
         let fd = kvm.create_vm().map_err(VmError::CreateVm)?;
         fd.set_tss_address(KVM_TSS_ADDRESS).map_err(VmError::SetTss)?;
         fd.create_irq_chip().map_err(VmError::CreateIrqChip)?;
@@ -70,23 +72,57 @@ impl Vm {
             ..Default::default()
         };
         fd.create_pit2(pit).map_err(VmError::CreatePit)?;
-
-        let ranges: Vec<(GuestAddress, usize)> = ram_ranges(mem_size)
-            .into_iter()
-            .map(|(a, s)| (GuestAddress(a), s as usize))
-            .collect();
-        let mem = GuestMemoryMmap::<()>::from_ranges(&ranges).map_err(VmError::AllocateMemory)?;
-        let mut slot = 0;
-        for region in mem.iter() {
-            let host = region.as_ptr() as u64;
-            // SAFETY: the region is owned by `mem`, which the `Vm` keeps alive together with `fd`.
-            unsafe { set_region(&fd, slot, region.start_addr().0, region.len(), host, 0) }?;
-            slot += 1;
-        }
+        enable_exception_payload(&fd);
         Ok(Vm {
             fd: Arc::new(fd),
-            mem,
-            next_slot: slot,
+            next_slot: 0,
+            memory: Vec::new(),
         })
+    }
+
+    /// Takes the next free memslot number.
+    pub fn next_slot(&mut self) -> u32 {
+        let slot = self.next_slot;
+        self.next_slot += 1;
+        slot
+    }
+
+    /// Registers every region of `mem` as guest RAM, one memslot each, and keeps `mem` mapped for as
+    /// long as the VM lives.
+    pub fn register_memory(&mut self, mem: &GuestMemory) -> Result<(), VmError> {
+        // Kept first, so a slot registered before a later region fails still points at live memory.
+        self.memory.push(mem.clone());
+        for region in mem.iter() {
+            let host = region.as_ptr() as u64;
+            // SAFETY: the region belongs to `mem`, a clone of which this VM keeps (above), so the
+            // mapping outlives the VM's use of the slot.
+            unsafe { self.register_region(region.start_addr().0, region.len(), host, 0) }?;
+        }
+        Ok(())
+    }
+
+    /// Registers the host mapping at `host_addr` as `size` bytes of guest memory at `guest_addr` in a new
+    /// memslot with KVM `flags` (e.g. `KVM_MEM_LOG_DIRTY_PAGES`); returns the slot.
+    ///
+    /// # Safety
+    /// `host_addr..host_addr + size` must stay mapped for as long as the VM exists.
+    pub unsafe fn register_region(
+        &mut self,
+        guest_addr: u64,
+        size: u64,
+        host_addr: u64,
+        flags: u32,
+    ) -> Result<u32, VmError> {
+        let slot = self.next_slot();
+        let region = kvm_userspace_memory_region {
+            slot,
+            flags,
+            guest_phys_addr: guest_addr,
+            memory_size: size,
+            userspace_addr: host_addr,
+        };
+        // SAFETY: the caller guarantees the mapping outlives the VM.
+        unsafe { self.fd.set_user_memory_region(region) }.map_err(VmError::SetMemoryRegion)?;
+        Ok(slot)
     }
 }
