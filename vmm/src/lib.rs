@@ -48,19 +48,3 @@ macro_rules! log_once {
         }
     }};
 }
-
-#[cfg(test)]
-mod tests {
-    /// `boot::cpuid` still carries its own copy of the `clearcpuid=` word table until it switches to
-    /// `vmm_api::cpuid` (one line there); until then the config must accept exactly what the VMM applies.
-    #[test]
-    fn config_validation_and_boot_agree_on_clearcpuid_numbers() {
-        for n in 0..32 * 32 {
-            let applied = crate::boot::cpuid::linux_feature_bit(n)
-                .map(|b| (b.leaf, b.subleaf, format!("{:?}", b.reg), b.bit));
-            let validated = vmm_api::cpuid::linux_feature_bit(n)
-                .map(|b| (b.leaf, b.subleaf, format!("{:?}", b.reg), b.bit));
-            assert_eq!(applied, validated, "clearcpuid={n}");
-        }
-    }
-}

@@ -117,10 +117,7 @@ async fn the_ledger_survives_a_portal_crash_without_losing_or_doubling_time() {
     if !kvm_or_skip("the_ledger_survives_a_portal_crash_without_losing_or_doubling_time") {
         return;
     }
-    let data = tempfile::tempdir().unwrap();
-    let data_dir = std::fs::canonicalize(data.path()).unwrap();
-    let _reaper = VmmReaper(data_dir.clone());
-    let guest = probe_guest_dir();
+    let (_data, data_dir, _reaper, guest) = portal_data();
 
     let mut portal = PortalProcess::start(&data_dir, guest.path());
     let site: Site = TestApp::attach(&portal.base);

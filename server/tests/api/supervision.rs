@@ -273,10 +273,7 @@ async fn a_portal_killed_at_every_step_leaves_vms_vmms_quota_and_ledger_consiste
     if !kvm_or_skip("a_portal_killed_at_every_step_leaves_vms_vmms_quota_and_ledger_consistent") {
         return;
     }
-    let data = tempfile::tempdir().unwrap();
-    let data_dir = std::fs::canonicalize(data.path()).unwrap();
-    let _reaper = VmmReaper(data_dir.clone());
-    let guest = probe_guest_dir();
+    let (_data, data_dir, _reaper, guest) = portal_data();
     let portal = PortalProcess::start(&data_dir, guest.path());
     let site: Site = TestApp::attach(&portal.base);
     let api = member_api(&site, "crashes").await;
@@ -454,10 +451,7 @@ async fn a_vmm_that_cannot_record_its_exit_still_ends_consistently() {
     if !kvm_or_skip("a_vmm_that_cannot_record_its_exit_still_ends_consistently") {
         return;
     }
-    let data = tempfile::tempdir().unwrap();
-    let data_dir = std::fs::canonicalize(data.path()).unwrap();
-    let _reaper = VmmReaper(data_dir.clone());
-    let guest = probe_guest_dir();
+    let (_data, data_dir, _reaper, guest) = portal_data();
     let mut portal = PortalProcess::start(&data_dir, guest.path());
     let api = member_api(&TestApp::attach(&portal.base), "full-disk").await;
     let token = api.token.clone();
@@ -500,10 +494,7 @@ async fn a_vmm_that_cannot_record_its_exit_still_ends_consistently() {
 
 #[tokio::test]
 async fn one_portal_per_data_directory() {
-    let data = tempfile::tempdir().unwrap();
-    let data_dir = std::fs::canonicalize(data.path()).unwrap();
-    let _reaper = VmmReaper(data_dir.clone());
-    let guest = probe_guest_dir();
+    let (_data, data_dir, _reaper, guest) = portal_data();
     let first = PortalProcess::start(&data_dir, guest.path());
     let second = std::process::Command::new(env!("CARGO_BIN_EXE_portal"))
         .env("PORTAL_LISTEN", "127.0.0.1:0")

@@ -73,6 +73,16 @@ pub fn kill_vmms_under(data_dir: &Path) {
         .status();
 }
 
+/// For portals run as processes: a data directory (and its canonical path), a reaper for the VMMs started
+/// under it, and a guest directory with the probe guest. Keep all four alive for the test; the reaper is
+/// dropped before the directory.
+pub fn portal_data() -> (tempfile::TempDir, PathBuf, VmmReaper, tempfile::TempDir) {
+    let data = tempfile::tempdir().unwrap();
+    let data_dir = std::fs::canonicalize(data.path()).unwrap();
+    let reaper = VmmReaper(data_dir.clone());
+    (data, data_dir, reaper, probe_guest_dir())
+}
+
 /// Kills the test's VMMs when dropped, even if the test fails.
 pub struct VmmReaper(pub PathBuf);
 

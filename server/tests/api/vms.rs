@@ -155,10 +155,7 @@ async fn a_portal_restart_keeps_vms_running_and_controllable() {
     if !kvm_or_skip("a_portal_restart_keeps_vms_running_and_controllable") {
         return;
     }
-    let data = tempfile::tempdir().unwrap();
-    let data_dir = std::fs::canonicalize(data.path()).unwrap();
-    let _reaper = VmmReaper(data_dir.clone());
-    let guest = probe_guest_dir();
+    let (_data, data_dir, _reaper, guest) = portal_data();
 
     let portal = PortalProcess::start(&data_dir, guest.path());
     let app = super::helpers::TestApp::attach(&portal.base);
