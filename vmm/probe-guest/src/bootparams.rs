@@ -29,8 +29,8 @@ const VIDEO_TYPE_VLFB: u8 = 0x23;
 const VIDEO_TYPE_EFI: u8 = 0x70;
 const VIDEO_CAPABILITY_64BIT_BASE: u32 = 1 << 1;
 
-/// Longest command line the probe reads (layout.rs CMDLINE_MAX_SIZE).
-const CMDLINE_MAX: usize = 4096;
+/// Longest command line the probe reads.
+const CMDLINE_MAX: usize = vmm_api::layout::CMDLINE_MAX_SIZE;
 
 /// A linear framebuffer described by screen_info.
 #[derive(Clone, Copy)]

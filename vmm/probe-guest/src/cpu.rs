@@ -14,7 +14,7 @@ global_asm!(
     .section .text._start, "ax"
     .global _start
 _start:
-    movw $0x601, %dx
+    movw ${marker_port}, %dx
     movb $1, %al
     outb %al, %dx
     cld
@@ -84,6 +84,7 @@ probe_isr_common:
     addq $16, %rsp
     iretq
     "#,
+    marker_port = const vmm_api::layout::BOOT_MARKER_PORT,
     options(att_syntax)
 );
 

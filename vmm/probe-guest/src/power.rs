@@ -1,14 +1,14 @@
-//! Boot-progress markers, power-off, reset and the PIO exit benchmark (ports from vmm/src/layout.rs).
+//! Boot-progress markers, power-off, reset and the PIO exit benchmark (ports from `vmm_api::layout`).
+
+use vmm_api::layout::{
+    BOOT_MARKER_PORT, I8042_COMMAND_PORT, POST_CODE_PORT, POWER_PORT, POWER_SLP_EN, POWER_SLP_TYP_S5,
+};
 
 use crate::io::outb;
 
-const BOOT_MARKER_PORT: u16 = 0x601;
 /// ACPI hardware-reduced sleep control register: `(SLP_TYP << 2) | SLP_EN`, SLP_TYP 5 = S5 (soft off).
-const POWER_PORT: u16 = 0x600;
-const POWER_OFF_VALUE: u8 = (5 << 2) | (1 << 5);
-const I8042_COMMAND_PORT: u16 = 0x64;
+const POWER_OFF_VALUE: u8 = (POWER_SLP_TYP_S5 << 2) | POWER_SLP_EN;
 const I8042_RESET: u8 = 0xfe;
-const POST_CODE_PORT: u16 = 0x80;
 
 /// Marker 1 (first instruction) is written by `_start` in cpu.rs.
 pub const MARKER_BANNER: u8 = 2;

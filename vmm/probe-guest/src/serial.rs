@@ -6,7 +6,7 @@
 use crate::io::{inb, outb};
 use core::sync::atomic::{AtomicBool, Ordering};
 
-const BASE: u16 = 0x3f8;
+const BASE: u16 = vmm_api::layout::SERIAL_PORT_BASE;
 const RBR_THR: u16 = BASE; // receive buffer / transmit holding (DLAB = 0)
 const IER: u16 = BASE + 1;
 const IIR_FCR: u16 = BASE + 2;

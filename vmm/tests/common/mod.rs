@@ -205,6 +205,12 @@ impl SerialClient {
 
     /// Sends `line` and returns the guest's one-line result that starts with `result_prefix`.
     pub fn command(&mut self, line: &str, result_prefix: &str) -> String {
+        self.command_one_of(line, &[result_prefix])
+    }
+
+    /// Sends `line` and returns the guest's first result line that starts with one of `prefixes`. Lines the
+    /// guest prints meanwhile for other reasons (e.g. its diagnostics after the banner) are passed over.
+    pub fn command_one_of(&mut self, line: &str, prefixes: &[&str]) -> String {
         let before = self.text().len();
         self.send_line(line);
         let deadline = Instant::now() + TIMEOUT;
@@ -216,13 +222,13 @@ impl SerialClient {
             if let Some(l) = complete
                 .split("\r\n")
                 .skip(1)
-                .find(|l| l.starts_with(result_prefix))
+                .find(|l| prefixes.iter().any(|p| l.starts_with(p)))
             {
                 return l.to_string();
             }
             assert!(
                 Instant::now() < deadline,
-                "no {result_prefix:?} reply to {line:?}; got:\n{new}"
+                "no {prefixes:?} reply to {line:?}; got:\n{new}"
             );
             std::thread::sleep(Duration::from_millis(20));
         }
