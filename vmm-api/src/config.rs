@@ -18,6 +18,14 @@ pub const MAX_MEMORY_MIB: u64 = 8192;
 /// Framebuffer limits (pixels); the memslot must fit between FRAMEBUFFER_START and the IOAPIC.
 pub const MAX_FB_WIDTH: u32 = 2560;
 pub const MAX_FB_HEIGHT: u32 = 1600;
+/// Network cards per VM.
+pub const MAX_NICS: usize = 4;
+/// MTU range a NIC may advertise (`VIRTIO_NET_F_MTU`): IPv4's minimum up to what a 64 KiB frame holds.
+pub const MIN_MTU: u16 = 68;
+pub const MAX_MTU: u16 = 65_535;
+/// The lowest file descriptor a NIC's TAP may be passed at: 0–2 are stdio and 3 is the run lock
+/// (`vmm --lock-fd 3`), so TAPs start at 4.
+pub const MIN_TAP_FD: i32 = 4;
 
 /// Errors found while reading or checking a config.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +58,85 @@ pub struct FramebufferConfig {
     pub height: u32,
 }
 
+/// An Ethernet MAC address, written `52:54:00:12:34:56` in the JSON config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct MacAddr(pub [u8; 6]);
+
+impl MacAddr {
+    /// A unicast address (the multicast bit of the first octet clear) other than all zeros: the only
+    /// kind a NIC may own.
+    pub fn is_unicast(&self) -> bool {
+        self.0[0] & 1 == 0 && self.0 != [0; 6]
+    }
+}
+
+impl std::fmt::Display for MacAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let m = self.0;
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            m[0], m[1], m[2], m[3], m[4], m[5]
+        )
+    }
+}
+
+impl std::str::FromStr for MacAddr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut out = [0u8; 6];
+        let mut parts = s.split(':');
+        for byte in &mut out {
+            let part = parts
+                .next()
+                .ok_or_else(|| format!("MAC {s:?} has fewer than 6 octets"))?;
+            if part.len() != 2 {
+                return Err(format!("MAC {s:?}: octet {part:?} is not two hex digits"));
+            }
+            *byte = u8::from_str_radix(part, 16)
+                .map_err(|_| format!("MAC {s:?}: octet {part:?} is not two hex digits"))?;
+        }
+        if parts.next().is_some() {
+            return Err(format!("MAC {s:?} has more than 6 octets"));
+        }
+        Ok(MacAddr(out))
+    }
+}
+
+impl Serialize for MacAddr {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for MacAddr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// One virtio-net card backed by a TAP the VMM inherits already open.
+///
+/// Whoever spawns the VMM opens the TAP (`IFF_TAP | IFF_NO_PI | IFF_VNET_HDR`) and passes the descriptor
+/// at `tap_fd`, so the VMM needs no network-admin rights; the VMM checks the flags at start.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct NicConfig {
+    /// The guest's address; frames the guest sends from any other source address are dropped.
+    pub mac: MacAddr,
+    /// Advertised to the guest (`VIRTIO_NET_F_MTU`); 1450 under VXLAN.
+    #[serde(default = "default_mtu")]
+    pub mtu: u16,
+    /// The inherited TAP descriptor.
+    pub tap_fd: i32,
+}
+
+fn default_mtu() -> u16 {
+    1500
+}
+
 /// Everything needed to run one VM.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -72,6 +159,9 @@ pub struct VmConfig {
     pub disks: Vec<DiskConfig>,
     #[serde(default)]
     pub framebuffer: Option<FramebufferConfig>,
+    /// Network cards, in the order the guest sees them (`eth0` first).
+    #[serde(default)]
+    pub nics: Vec<NicConfig>,
     /// The VM's run directory (`run_dir::RunDir`: the sockets, created if missing).
     pub run_dir: PathBuf,
     /// Optional file mirroring all serial output.
@@ -152,8 +242,8 @@ impl VmConfig {
         if self.run_dir.as_os_str().is_empty() {
             return bad("run_dir is empty".into());
         }
-        // Every disk, rng and up to two input devices need a virtio-mmio slot.
-        let devices = self.disks.len() + usize::from(self.rng) + 2;
+        // Every disk, NIC, rng and up to two input devices need a virtio-mmio slot.
+        let devices = self.disks.len() + self.nics.len() + usize::from(self.rng) + 2;
         if devices > layout::VIRTIO_MAX_DEVICES as usize {
             return bad(format!("too many devices ({devices})"));
         }
@@ -165,6 +255,7 @@ impl VmConfig {
                 return bad("disk path is empty".into());
             }
         }
+        self.validate_nics()?;
         if let Some(fb) = self.framebuffer {
             if !(64..=MAX_FB_WIDTH).contains(&fb.width) || !(64..=MAX_FB_HEIGHT).contains(&fb.height) {
                 return bad(format!(
@@ -181,6 +272,35 @@ impl VmConfig {
             .find(|b| cpuid::linux_feature_bit(**b).is_none())
         {
             return bad(format!("cpuid_mask bit {bit} is not in a supported CPUID word"));
+        }
+        Ok(())
+    }
+
+    fn validate_nics(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        if self.nics.len() > MAX_NICS {
+            return bad(format!("at most {MAX_NICS} nics"));
+        }
+        for (i, nic) in self.nics.iter().enumerate() {
+            if !nic.mac.is_unicast() {
+                return bad(format!(
+                    "nic {i}: MAC {} is not a unicast address (first octet must be even, not all zeros)",
+                    nic.mac
+                ));
+            }
+            if !(MIN_MTU..=MAX_MTU).contains(&nic.mtu) {
+                return bad(format!("nic {i}: mtu must be {MIN_MTU}..={MAX_MTU}"));
+            }
+            if nic.tap_fd < MIN_TAP_FD {
+                return bad(format!("nic {i}: tap_fd must be at least {MIN_TAP_FD}"));
+            }
+            let earlier = &self.nics[..i];
+            if earlier.iter().any(|n| n.mac == nic.mac) {
+                return bad(format!("nic {i}: MAC {} used twice", nic.mac));
+            }
+            if earlier.iter().any(|n| n.tap_fd == nic.tap_fd) {
+                return bad(format!("nic {i}: tap_fd {} used twice", nic.tap_fd));
+            }
         }
         Ok(())
     }
@@ -246,5 +366,48 @@ mod tests {
         let mut j = base();
         j["surprise"] = serde_json::json!(1);
         assert!(VmConfig::parse(&j.to_string()).is_err());
+    }
+
+    #[test]
+    fn nics_parse_and_print_their_mac() {
+        let mut j = base();
+        j["nics"] = serde_json::json!([{"mac": "52:54:00:AB:cd:01", "tap_fd": 4}]);
+        let cfg = VmConfig::parse(&j.to_string()).unwrap();
+        assert_eq!(cfg.nics[0].mac, MacAddr([0x52, 0x54, 0, 0xab, 0xcd, 1]));
+        assert_eq!(cfg.nics[0].mtu, 1500);
+        let back = serde_json::to_value(&cfg).unwrap();
+        assert_eq!(back["nics"][0]["mac"], "52:54:00:ab:cd:01");
+    }
+
+    #[test]
+    fn rejects_bad_nics() {
+        let nic = |mac: &str, fd: i32| serde_json::json!({"mac": mac, "tap_fd": fd});
+        let cases = [
+            ("multicast", serde_json::json!([nic("01:00:5e:00:00:01", 4)])),
+            ("zero", serde_json::json!([nic("00:00:00:00:00:00", 4)])),
+            ("short", serde_json::json!([nic("52:54:00:00:01", 4)])),
+            ("long", serde_json::json!([nic("52:54:00:00:00:01:02", 4)])),
+            ("not hex", serde_json::json!([nic("52:54:00:00:00:zz", 4)])),
+            ("one digit", serde_json::json!([nic("52:54:0:00:00:01", 4)])),
+            ("stdio fd", serde_json::json!([nic("52:54:00:00:00:01", 1)])),
+            ("lock fd", serde_json::json!([nic("52:54:00:00:00:01", 3)])),
+            (
+                "duplicate mac",
+                serde_json::json!([nic("52:54:00:00:00:01", 4), nic("52:54:00:00:00:01", 5)]),
+            ),
+            (
+                "duplicate fd",
+                serde_json::json!([nic("52:54:00:00:00:01", 4), nic("52:54:00:00:00:02", 4)]),
+            ),
+            (
+                "mtu",
+                serde_json::json!([{"mac": "52:54:00:00:00:01", "tap_fd": 4, "mtu": 67}]),
+            ),
+        ];
+        for (what, nics) in cases {
+            let mut j = base();
+            j["nics"] = nics;
+            assert!(VmConfig::parse(&j.to_string()).is_err(), "{what} accepted");
+        }
     }
 }

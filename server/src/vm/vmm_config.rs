@@ -73,6 +73,7 @@ pub fn build(
             },
         ],
         framebuffer: Some(SCREEN),
+        nics: Vec::new(),
         run_dir: dir.path().to_path_buf(),
         console_log: None,
         cpuid_mask,
