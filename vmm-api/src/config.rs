@@ -59,7 +59,7 @@ pub struct FramebufferConfig {
 }
 
 /// An Ethernet MAC address, written `52:54:00:12:34:56` in the JSON config.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct MacAddr(pub [u8; 6]);
 
 impl MacAddr {

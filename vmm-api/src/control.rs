@@ -230,6 +230,39 @@ pub struct Status {
     /// CPU time of the vCPU threads, this boot and earlier ones.
     pub vcpu_time_ms: u64,
     pub process_cpu_ms: u64,
+    /// One entry per network card, in config order.
+    #[serde(default)]
+    pub nics: Vec<NicStatus>,
+}
+
+/// A network card's traffic since the VMM started (counted across guest reboots). `rx` is host → guest
+/// (frames read from the TAP and delivered), `tx` is guest → host (frames written to the TAP).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NicStatus {
+    pub mac: crate::config::MacAddr,
+    /// The TAP's interface name.
+    pub tap: String,
+    pub rx_frames: u64,
+    pub rx_bytes: u64,
+    pub tx_frames: u64,
+    pub tx_bytes: u64,
+    pub drops: NicDrops,
+}
+
+/// Frames a card dropped, by reason. Bytes count Ethernet frames without the vnet header.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NicDrops {
+    /// Guest frames whose source MAC is not the card's.
+    pub tx_spoofed_source: u64,
+    /// Guest chains that are not a frame: too short or long, device-writable parts, addresses outside
+    /// memory, an offload the driver did not negotiate.
+    pub tx_malformed: u64,
+    /// Frames the TAP refused (interface down, a header the kernel rejected).
+    pub tx_tap_error: u64,
+    /// Host frames larger than the guest's buffer.
+    pub rx_too_big: u64,
+    /// Guest receive chains that cannot take a frame (read-only parts, outside memory), returned empty.
+    pub rx_bad_chain: u64,
 }
 
 /// The current boot: when it started, the guest's boot-progress markers (`layout::BOOT_MARKER_PORT`:
@@ -278,6 +311,12 @@ mod tests {
             guest_resident_bytes: 4096,
             vcpu_time_ms: 7,
             process_cpu_ms: 9,
+            nics: vec![NicStatus {
+                mac: crate::config::MacAddr([0x52, 0x54, 0, 0, 0, 1]),
+                tap: "tap0".into(),
+                rx_frames: 3,
+                ..NicStatus::default()
+            }],
         }
     }
 
@@ -387,6 +426,12 @@ mod tests {
                 "first_boot": {"first_exit_ms": 3.0, "banner_ms": 9.5},
                 "memory_mib": 128, "rss_bytes": 1048576, "guest_resident_bytes": 4096,
                 "vcpu_time_ms": 7, "process_cpu_ms": 9,
+                "nics": [{
+                    "mac": "52:54:00:00:00:01", "tap": "tap0",
+                    "rx_frames": 3, "rx_bytes": 0, "tx_frames": 0, "tx_bytes": 0,
+                    "drops": {"tx_spoofed_source": 0, "tx_malformed": 0, "tx_tap_error": 0,
+                              "rx_too_big": 0, "rx_bad_chain": 0},
+                }],
             })
         );
         // `ok` decides between an answer and a refusal, whatever else the line holds.

@@ -284,6 +284,7 @@ fn status(ctx: &ControlCtx) -> Status {
     let s = &ctx.shared;
     let (boot_us, m1, m2) = s.boot_times_us();
     let (f1, f2) = s.first_boot_markers_us();
+    let runtime = lock(&ctx.runtime).clone();
     Status {
         vm_id: s.vm_id.clone(),
         state: s.state(),
@@ -303,8 +304,9 @@ fn status(ctx: &ControlCtx) -> Status {
         },
         memory_mib: ctx.memory_mib,
         rss_bytes: crate::stats::rss_bytes(),
-        guest_resident_bytes: guest_resident_bytes(&lock(&ctx.runtime)),
+        guest_resident_bytes: guest_resident_bytes(&runtime),
         vcpu_time_ms: s.vcpu_cpu_ms(),
         process_cpu_ms: crate::stats::process_cpu_ms(),
+        nics: runtime.nics.iter().map(|c| c.snapshot()).collect(),
     }
 }

@@ -21,6 +21,8 @@ pub mod rfb;
 pub mod runner;
 pub mod state;
 pub mod stats;
+#[cfg(any(test, feature = "test-support"))]
+pub mod testing;
 pub mod threads;
 pub mod virtio;
 pub mod vstate;

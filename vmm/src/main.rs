@@ -114,6 +114,14 @@ fn main() {
     };
     let span = tracing::info_span!("vm", vm_id = %cfg.vm_id);
     let _entered = span.enter();
+    // Before anything else is opened: see `claim_inherited_taps`.
+    let taps = match vmm::builder::claim_inherited_taps(&cfg) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(error = %vmm::runner::error_chain(&e), "invalid configuration");
+            std::process::exit(exit_codes::EXIT_VMM_ERROR);
+        }
+    };
     let run_id = args.run_id.as_deref();
     let _claim = match claim(&cfg, run_id, args.lock_fd) {
         Ok(c) => c,
@@ -138,7 +146,7 @@ fn main() {
         }
         None => tracing::warn!("cannot read this process's start time"),
     }
-    let code = vmm::runner::run(cfg, started);
+    let code = vmm::runner::run(cfg, taps, started);
     tracing::info!(code, name = exit_codes::name(code), "vmm exiting");
     // Written while the run lock is still held: whoever takes the lock next reads the final status.
     if let Err(e) = exit_codes::write_status(&status_file, code, run_id) {

@@ -1,6 +1,7 @@
 //! The VMM's main loop: build the machine, run the vCPU threads, wait for the event that ends the
 //! boot (poweroff, reboot, crash, stop) and act on it.
 
+use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -72,9 +73,10 @@ fn handle_termination_signals(shared: &Arc<Shared>) -> Result<(), RunError> {
     .map_err(RunError::SpawnSignals)
 }
 
-/// Runs the VM described by `cfg` until it ends; returns the process exit code.
-pub fn run(cfg: VmConfig, started: Instant) -> i32 {
-    match run_inner(cfg, started) {
+/// Runs the VM described by `cfg` until it ends; returns the process exit code. `taps` are the cards'
+/// descriptors, claimed at the start of `main` (`builder::claim_inherited_taps`).
+pub fn run(cfg: VmConfig, taps: Vec<OwnedFd>, started: Instant) -> i32 {
+    match run_inner(cfg, taps, started) {
         Ok(code) => code,
         Err(e) => {
             tracing::error!(error = %error_chain(&e), "VMM failed");
@@ -86,7 +88,7 @@ pub fn run(cfg: VmConfig, started: Instant) -> i32 {
 /// "outer: inner: innermost" for logs (shared with the portal, which words crash reasons alike).
 pub use vmm_api::error_chain;
 
-fn run_inner(cfg: VmConfig, started: Instant) -> Result<i32, RunError> {
+fn run_inner(cfg: VmConfig, taps: Vec<OwnedFd>, started: Instant) -> Result<i32, RunError> {
     vcpu::install_kick_handler().map_err(RunError::Signal)?;
     std::fs::create_dir_all(&cfg.run_dir).map_err(|e| RunError::RunDir(cfg.run_dir.clone(), e))?;
     let log_file = match &cfg.console_log {
@@ -125,7 +127,7 @@ fn run_inner(cfg: VmConfig, started: Instant) -> Result<i32, RunError> {
     let kvm = Kvm::new().map_err(RunError::OpenKvm)?;
 
     // Opened once: every boot, including in-process reboots, reads the same descriptors.
-    let code = match HostFiles::open(&cfg) {
+    let code = match HostFiles::open(&cfg, taps) {
         Ok(files) => boot_loop(&kvm, &cfg, &files, &shared, &hub, &runtime)?,
         Err(e) => {
             shared.begin_boot(false);

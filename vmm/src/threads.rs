@@ -24,6 +24,8 @@ pub enum ThreadKind {
     Serial,
     /// `vnc.sock`: the listener, the dirty tracker and the reader and writer of each client.
     Vnc,
+    /// A network card's event loop: TAP reads and writes, queue kicks, guest memory.
+    Net,
 }
 
 /// Errors starting a thread.

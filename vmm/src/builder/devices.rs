@@ -4,6 +4,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use kvm_ioctls::IoEventAddress;
 use vmm_sys_util::eventfd::EventFd;
 
 use super::{BuildError, HostFiles, Platform, RuntimeHandles};
@@ -18,7 +19,8 @@ use crate::memory::GuestMemory;
 use crate::state::Shared;
 use crate::virtio::block::Block;
 use crate::virtio::input::{Input, InputKind};
-use crate::virtio::mmio::MmioTransport;
+use crate::virtio::mmio::{MmioTransport, REG_QUEUE_NOTIFY};
+use crate::virtio::net::Net;
 use crate::virtio::rng::Rng;
 use crate::virtio::{IrqTrigger, VirtioDevice};
 use crate::vstate::vm::Vm;
@@ -94,8 +96,8 @@ fn legacy_devices(vm: &Vm, shared: &Arc<Shared>, hub: &Arc<SerialHub>) -> Result
 /// The MMIO bus, the `(address, irq)` pairs for the command line and the input handles.
 type VirtioSetup = (Bus, Vec<(u64, u32)>, RuntimeHandles);
 
-/// Creates the virtio devices in their fixed order (disks, rng, keyboard, tablet) on the host files
-/// opened at start-up.
+/// Creates the virtio devices in their fixed order (disks, network cards, rng, keyboard, tablet) on the
+/// host files opened at start-up.
 fn virtio_devices(
     vm: &Vm,
     mem: &GuestMemory,
@@ -108,10 +110,21 @@ fn virtio_devices(
             Block::with_file(bc, file.clone()).map_err(|e| BuildError::Block(bc.path.clone(), e))?,
         ));
     }
+    let mut handles = RuntimeHandles::default();
+    for nic in files.nics() {
+        let net = Net::new(
+            nic.config.mac,
+            nic.config.mtu,
+            nic.tap.clone(),
+            nic.counters.clone(),
+        )
+        .map_err(BuildError::Net)?;
+        devices.push(Box::new(net));
+        handles.nics.push(nic.counters.clone());
+    }
     if let Some(source) = files.entropy() {
         devices.push(Box::new(Rng::with_source(source.clone())));
     }
-    let mut handles = RuntimeHandles::default();
     let (kbd, kbd_handle) = Input::new(InputKind::Keyboard, "cloud-portal keyboard");
     devices.push(Box::new(kbd));
     handles.keyboard = Some(kbd_handle);
@@ -131,6 +144,12 @@ fn virtio_devices(
         let addr = layout::VIRTIO_MMIO_BASE + i as u64 * layout::VIRTIO_MMIO_SIZE;
         let irq = layout::VIRTIO_IRQ_BASE + i as u32;
         let trigger: Arc<dyn IrqTrigger> = Arc::new(IrqFdTrigger(irqfd(vm, irq)?));
+        for (queue, evt) in dev.queue_eventfds() {
+            let notify = addr + REG_QUEUE_NOTIFY;
+            vm.fd
+                .register_ioevent(&evt, &IoEventAddress::Mmio(notify), queue)
+                .map_err(|e| BuildError::RegisterIoevent(notify, e))?;
+        }
         let transport = Arc::new(Mutex::new(MmioTransport::new(mem.clone(), trigger, dev)));
         bus.insert(addr, layout::VIRTIO_MMIO_SIZE, transport)
             .map_err(BuildError::Bus)?;

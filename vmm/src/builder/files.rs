@@ -1,16 +1,27 @@
-//! The host files a VM reads: kernel, initrd, disk images and the entropy source. They are opened once,
+//! The host files a VM reads: kernel, initrd, disk images, the entropy source and the network cards' TAPs. They are opened once,
 //! before the first boot, and every boot reads them through the same descriptors (seek or
 //! `pread`/`pwrite`), so an in-process guest reboot never goes back to the paths — which a jail may
 //! hide (ARCHITECTURE.md, "The jail": everything is opened before privileges are dropped).
 
 use std::fs::File;
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::sync::Arc;
 
 use super::BuildError;
 use crate::boot::loader::BootImage;
 use crate::config::VmConfig;
 use crate::virtio::block::{self, BlockConfig};
+use crate::virtio::net::{NetCounters, Tap};
 use crate::virtio::rng;
+use vmm_api::config::NicConfig;
+
+/// A network card's TAP and counters, kept across boots.
+#[derive(Debug, Clone)]
+pub struct HostNic {
+    pub config: NicConfig,
+    pub tap: Arc<Tap>,
+    pub counters: Arc<NetCounters>,
+}
 
 /// Open host files, kept for the VMM's lifetime.
 #[derive(Debug)]
@@ -21,11 +32,14 @@ pub struct HostFiles {
     disks: Vec<(BlockConfig, Arc<File>)>,
     /// Present when the config asks for a virtio-rng device.
     entropy: Option<Arc<File>>,
+    /// One per configured network card, in config order.
+    nics: Vec<HostNic>,
 }
 
 impl HostFiles {
-    /// Opens every file `cfg` names, in the order the devices are built.
-    pub fn open(cfg: &VmConfig) -> Result<HostFiles, BuildError> {
+    /// Opens every file `cfg` names, in the order the devices are built, and takes over the TAPs
+    /// [`claim_inherited_taps`] claimed (one per configured card, in order).
+    pub fn open(cfg: &VmConfig, taps: Vec<OwnedFd>) -> Result<HostFiles, BuildError> {
         let kernel = BootImage::open(&cfg.kernel).map_err(BuildError::Load)?;
         let initrd = match &cfg.initrd {
             Some(path) => Some(BootImage::open(path).map_err(BuildError::Load)?),
@@ -46,11 +60,27 @@ impl HostFiles {
         } else {
             None
         };
+        if taps.len() != cfg.nics.len() {
+            return Err(BuildError::TapCount {
+                nics: cfg.nics.len(),
+                taps: taps.len(),
+            });
+        }
+        let mut nics = Vec::with_capacity(cfg.nics.len());
+        for (nic, fd) in cfg.nics.iter().zip(taps) {
+            let tap = Tap::from_inherited(fd).map_err(|e| BuildError::Tap(nic.tap_fd, e))?;
+            nics.push(HostNic {
+                config: *nic,
+                counters: Arc::new(NetCounters::new(nic.mac, tap.name())),
+                tap: Arc::new(tap),
+            });
+        }
         Ok(HostFiles {
             kernel,
             initrd,
             disks,
             entropy,
+            nics,
         })
     }
 
@@ -70,6 +100,29 @@ impl HostFiles {
     pub fn entropy(&self) -> Option<&Arc<File>> {
         self.entropy.as_ref()
     }
+
+    pub fn nics(&self) -> &[HostNic] {
+        &self.nics
+    }
+}
+
+/// Takes ownership of the TAP descriptors the config names (`nics[].tap_fd`), checking each is open.
+///
+/// Call it first thing in `main`, before the process opens anything: a number the spawner did not pass
+/// could otherwise already be a file the VMM opened itself.
+pub fn claim_inherited_taps(cfg: &VmConfig) -> Result<Vec<OwnedFd>, BuildError> {
+    cfg.nics
+        .iter()
+        .map(|nic| {
+            // SAFETY: F_GETFD only reads the descriptor's flags; any number is fine to ask about.
+            if unsafe { libc::fcntl(nic.tap_fd, libc::F_GETFD) } < 0 {
+                return Err(BuildError::TapNotInherited(nic.tap_fd));
+            }
+            // SAFETY: the descriptor is open and, as nothing has been opened by this process yet, it
+            // is one the spawner passed; validation made the numbers unique, so each is owned once.
+            Ok(unsafe { OwnedFd::from_raw_fd(nic.tap_fd) })
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -96,7 +149,7 @@ mod tests {
         std::fs::write(dir.path().join("kernel"), b"\x7fELF").unwrap();
         let disk = dir.path().join("disk");
         std::fs::write(&disk, vec![0u8; 1024]).unwrap();
-        let files = HostFiles::open(&config(dir.path(), &disk)).unwrap();
+        let files = HostFiles::open(&config(dir.path(), &disk), Vec::new()).unwrap();
         std::fs::remove_file(dir.path().join("kernel")).unwrap();
         std::fs::remove_file(&disk).unwrap();
         for _boot in 0..2 {
@@ -113,7 +166,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("kernel"), b"\x7fELF").unwrap();
         let disk = dir.path().join("absent");
-        let err = HostFiles::open(&config(dir.path(), &disk)).unwrap_err();
+        let err = HostFiles::open(&config(dir.path(), &disk), Vec::new()).unwrap_err();
         assert!(
             matches!(&err, BuildError::Block(p, BlockError::OpenImage { .. }) if *p == disk),
             "{err:?}"

@@ -30,11 +30,12 @@ use crate::memory::{self, GuestMemory, MemoryError};
 use crate::state::Shared;
 use crate::virtio::block::BlockError;
 use crate::virtio::input::InputHandle;
+use crate::virtio::net::{NetCounters, NetError, TapError};
 use crate::virtio::rng::RngError;
 use crate::vstate::vcpu::{Vcpu, VcpuError};
 use crate::vstate::vm::{Vm, VmError};
 
-pub use files::HostFiles;
+pub use files::{claim_inherited_taps, HostFiles, HostNic};
 
 /// Errors while building the machine.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +56,16 @@ pub enum BuildError {
     Block(std::path::PathBuf, #[source] BlockError),
     #[error("Failed to create the rng device")]
     Rng(#[source] RngError),
+    #[error("The config names TAP descriptor {0}, which the VMM did not inherit")]
+    TapNotInherited(i32),
+    #[error("{nics} network cards configured but {taps} TAP descriptors claimed")]
+    TapCount { nics: usize, taps: usize },
+    #[error("The network card's descriptor {0} is not a usable TAP")]
+    Tap(i32, #[source] TapError),
+    #[error("Failed to create a network card")]
+    Net(#[source] NetError),
+    #[error("Failed to register an ioeventfd at {0:#x}")]
+    RegisterIoevent(u64, #[source] kvm_ioctls::Error),
     #[error("Failed to load the kernel or initrd")]
     Load(#[source] loader::LoaderError),
     #[error("Failed to write boot tables")]
@@ -76,6 +87,8 @@ pub struct RuntimeHandles {
     pub tablet: Option<InputHandle>,
     pub framebuffer: Option<Arc<Framebuffer>>,
     pub guest_mem: Option<GuestMemory>,
+    /// Each network card's counters (the same ones every boot).
+    pub nics: Vec<Arc<NetCounters>>,
 }
 
 /// A VM with its RAM and devices but no guest state yet: what booting and restoring both start from.

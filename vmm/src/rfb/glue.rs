@@ -179,6 +179,7 @@ mod tests {
             tablet: None,
             framebuffer: None,
             guest_mem: None,
+            nics: Vec::new(),
         }));
         let input = RuntimeInput::new(runtime.clone());
         // No devices yet (VM booting): input is dropped without harm.

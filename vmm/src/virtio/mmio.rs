@@ -37,7 +37,8 @@ const REG_QUEUE_SEL: u64 = 0x030;
 const REG_QUEUE_NUM_MAX: u64 = 0x034;
 const REG_QUEUE_NUM: u64 = 0x038;
 const REG_QUEUE_READY: u64 = 0x044;
-const REG_QUEUE_NOTIFY: u64 = 0x050;
+/// QueueNotify: where KVM ioeventfds for a device's queues are registered.
+pub const REG_QUEUE_NOTIFY: u64 = 0x050;
 const REG_INTERRUPT_STATUS: u64 = 0x060;
 const REG_INTERRUPT_ACK: u64 = 0x064;
 const REG_STATUS: u64 = 0x070;

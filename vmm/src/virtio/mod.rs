@@ -1,4 +1,4 @@
-//! virtio-mmio transport and virtio devices (block, rng, input).
+//! virtio-mmio transport and virtio devices (block, net, rng, input).
 //!
 //! The transport ([`mmio::MmioTransport`]) owns the register state the driver programs and hands the
 //! configured queues to a [`VirtioDevice`] when the driver sets DRIVER_OK. Devices process their queues
@@ -19,6 +19,7 @@ use virtio_queue::{DescriptorChain, Queue, QueueOwnedT};
 pub mod block;
 pub mod input;
 pub mod mmio;
+pub mod net;
 pub mod rng;
 #[cfg(test)]
 mod testutil;
@@ -69,6 +70,12 @@ pub enum VirtioError {
         index: usize,
         #[source]
         source: virtio_queue::Error,
+    },
+    #[error("Activating the device failed: {what}")]
+    DeviceActivate {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
     },
     #[error("Writing the used ring of queue {index} failed")]
     AddUsed {
@@ -160,7 +167,7 @@ pub struct ActivateContext {
 
 /// A virtio device behind a transport.
 pub trait VirtioDevice: Send {
-    /// The virtio device ID (2 block, 4 rng, 18 input).
+    /// The virtio device ID (1 net, 2 block, 4 rng, 18 input).
     fn device_type(&self) -> u32;
     /// Maximum size of each queue, one entry per queue (powers of two).
     fn queue_max_sizes(&self) -> &[u16];
@@ -180,6 +187,12 @@ pub trait VirtioDevice: Send {
     fn process_queue(&mut self, index: usize) -> Result<(), VirtioError>;
     /// Returns the device to its pre-activation state, dropping the queues and memory it holds.
     fn reset(&mut self);
+    /// Eventfds the VMM registers with KVM as ioeventfds for the QueueNotify register, one per queue
+    /// index: a guest kick then signals the eventfd in the kernel, without an exit to the vCPU thread.
+    /// Devices that process queues on the vCPU thread have none.
+    fn queue_eventfds(&self) -> Vec<(u32, Arc<vmm_sys_util::eventfd::EventFd>)> {
+        Vec::new()
+    }
 }
 
 /// Pops the next available descriptor chain of `queue`.

@@ -10,6 +10,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+pub mod netns;
+
 use serde_json::{json, Value};
 use vmm_api::control::client::Client;
 use vmm_api::control::Request;
@@ -256,6 +258,8 @@ pub struct VmOpts {
     pub disk_image: Option<PathBuf>,
     /// Further config fields merged over the defaults (cpuid_mask, virtio_discovery, framebuffer, ...).
     pub extra: Value,
+    /// Network cards: (MAC, MTU, TAP descriptor), passed to the VMM at descriptors 4, 5, ...
+    pub nics: Vec<(String, u16, std::os::fd::OwnedFd)>,
 }
 
 impl VmOpts {
@@ -279,6 +283,7 @@ impl VmOpts {
             initrd: None,
             disk_image: None,
             extra: json!({}),
+            nics: Vec::new(),
         }
     }
 }
@@ -310,7 +315,22 @@ impl TestVm {
                 cfg[k] = v.clone();
             }
         }
-        let mut child = Command::new(env!("CARGO_BIN_EXE_vmm"))
+        let mut fds = Vec::new();
+        let mut nics = Vec::new();
+        for (i, (mac, mtu, fd)) in opts.nics.into_iter().enumerate() {
+            let child_fd = vmm_api::config::MIN_TAP_FD + i as i32;
+            nics.push(json!({"mac": mac, "mtu": mtu, "tap_fd": child_fd}));
+            fds.push(command_fds::FdMapping {
+                parent_fd: fd,
+                child_fd,
+            });
+        }
+        if !nics.is_empty() {
+            cfg["nics"] = json!(nics);
+        }
+        let mut command = Command::new(env!("CARGO_BIN_EXE_vmm"));
+        command_fds::CommandFdExt::fd_mappings(&mut command, fds).unwrap();
+        let mut child = command
             .arg("--config-json")
             .arg(cfg.to_string())
             .stdout(Stdio::null())
