@@ -1,6 +1,9 @@
 //! The host end of a virtio-net card: a TAP file descriptor (`IFF_TAP | IFF_NO_PI | IFF_VNET_HDR`), each
 //! read or write one Ethernet frame behind a 12-byte `virtio_net_hdr_v1`.
 //!
+//! One copy for both ends of the process boundary: the VMM uses the descriptor, the portal's network
+//! plane (`netplane`) and the tests create it.
+//!
 //! The VMM never creates TAPs (that needs network-admin rights): whoever spawns it opens the TAP and
 //! passes the descriptor ([`Tap::from_inherited`] checks its flags). [`Tap::open`] is for those spawners
 //! (tests, benchmarks, later the portal's network plumbing). Setting the vnet header size and the offloads
