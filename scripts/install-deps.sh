@@ -10,6 +10,7 @@ APT_PACKAGES=(
   linux-source-6.1 flex bison bc libelf-dev libssl-dev cpio   # minimal guest kernel
   busybox-static                   # guest initramfs
   linux-image-amd64                # Debian distro kernel image for hardware-KVM hosts
+  iproute2 nftables dnsmasq-base   # tenant networks: namespaces, the firewall, DHCP
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -9,6 +9,11 @@
 //! host's own network is never touched (ARCHITECTURE.md, "Networks"; NETWORKING.md for the measured
 //! kernel facts and the ruleset shape that passed).
 
+pub mod dhcp;
+pub mod links;
+pub mod namespace;
+pub mod plane;
 pub mod state;
 
+pub use plane::{Plane, PlaneError};
 pub use state::NetState;

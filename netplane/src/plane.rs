@@ -1,0 +1,151 @@
+//! The network plane of one host: makes the portal's namespace hold exactly what a [`NetState`] asks
+//! for — bridges with their gateways, DHCP servers, the uplink's floating addresses and the firewall —
+//! and opens the TAP of a VM's card when its VMM is spawned.
+//!
+//! [`Plane::apply`] is idempotent and converges from any starting point (a fresh namespace, one left by a
+//! crashed portal, one with leftovers of deleted networks): it creates what is missing, corrects what
+//! differs and removes what the plane owns but the state no longer has (bridges and DHCP servers named
+//! with the plane's prefix). TAPs need no removal: each exists only while the VMM that holds its
+//! descriptor runs.
+
+use std::net::Ipv4Addr;
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+
+use crate::dhcp::{Dhcp, DhcpError};
+use crate::links::{self, LinkError};
+use crate::namespace::{Namespace, NamespaceError};
+use crate::state::{NetState, Network, Port};
+
+/// Prefix of every bridge the plane creates (and may delete).
+pub const BRIDGE_PREFIX: &str = "cpbr";
+/// Prefix of every TAP the plane creates.
+pub const TAP_PREFIX: &str = "cpt";
+
+/// Errors realising the state.
+#[derive(Debug, thiserror::Error)]
+pub enum PlaneError {
+    #[error(transparent)]
+    Namespace(#[from] NamespaceError),
+    #[error(transparent)]
+    Link(#[from] LinkError),
+    #[error(transparent)]
+    Dhcp(#[from] DhcpError),
+    #[error("Failed to open the TAP {0}")]
+    Tap(String, #[source] vnet_tap::TapError),
+    #[error("Port {0} is not in the network state")]
+    UnknownPort(String),
+}
+
+/// The host's tenant networking.
+#[derive(Debug, Clone)]
+pub struct Plane {
+    ns: Namespace,
+    dhcp: Dhcp,
+}
+
+impl Plane {
+    /// The plane in namespace `netns` (created if missing), keeping DHCP files under `state_dir`.
+    pub fn open(netns: &str, state_dir: impl Into<PathBuf>) -> Result<Plane, PlaneError> {
+        let state_dir = state_dir.into();
+        Ok(Plane {
+            ns: Namespace::ensure(netns)?,
+            dhcp: Dhcp::new(state_dir.join("dhcp")),
+        })
+    }
+
+    pub fn namespace(&self) -> &Namespace {
+        &self.ns
+    }
+
+    /// Makes the namespace match `state`.
+    pub fn apply(&self, state: &NetState) -> Result<(), PlaneError> {
+        let uplink = state.uplink.clone();
+        let floating: Vec<Ipv4Addr> = state.floating_ips.iter().map(|f| f.address).collect();
+        self.ns.netlink(|h| async move {
+            for net in &state.networks {
+                links::ensure_bridge(&h, &net.bridge, net.mtu, net.gateway, net.cidr.prefix_len()).await?;
+            }
+            let all = links::list(&h).await?;
+            for stale in all.iter().filter(|l| {
+                l.name.starts_with(BRIDGE_PREFIX) && !state.networks.iter().any(|n| n.bridge == l.name)
+            }) {
+                links::delete(&h, &stale.name).await?;
+                tracing::info!(bridge = %stale.name, "removed a bridge no network uses");
+            }
+            // TAPs of running VMMs rejoin their bridge (e.g. after the bridge was recreated).
+            for net in &state.networks {
+                for port in &net.ports {
+                    if all.iter().any(|l| l.name == port.tap) {
+                        links::attach(&h, &port.tap, &net.bridge, net.mtu).await?;
+                    }
+                }
+            }
+            if let Some(up) = &uplink {
+                sync_floating(&h, &up.ifname, up.address, &floating).await?;
+            }
+            Ok::<(), PlaneError>(())
+        })??;
+        for net in &state.networks {
+            self.dhcp.ensure(&self.ns, net)?;
+        }
+        for bridge in self.dhcp.known() {
+            if !state.networks.iter().any(|n| n.bridge == bridge) {
+                self.dhcp.stop(&bridge)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates the TAP of `port_id` in the namespace, joined to its network's bridge, and returns its
+    /// descriptor for the VMM. Fails if the TAP exists (another VMM holds it).
+    pub fn open_tap(&self, state: &NetState, port_id: &str) -> Result<OwnedFd, PlaneError> {
+        let (net, port) = find_port(state, port_id).ok_or_else(|| PlaneError::UnknownPort(port_id.into()))?;
+        let name = port.tap.clone();
+        let tap = self
+            .ns
+            .enter(|| vnet_tap::Tap::open(&name))?
+            .map_err(|e| PlaneError::Tap(name.clone(), e))?;
+        let (bridge, mtu) = (net.bridge.clone(), net.mtu);
+        self.ns
+            .netlink(|h| async move { links::attach(&h, &name, &bridge, mtu).await })??;
+        Ok(tap.into_fd())
+    }
+
+    /// Stops every DHCP server and deletes the namespace with all it holds (tests, uninstall).
+    pub fn destroy(self) -> Result<(), PlaneError> {
+        for bridge in self.dhcp.known() {
+            self.dhcp.stop(&bridge)?;
+        }
+        self.ns.delete()?;
+        Ok(())
+    }
+}
+
+fn find_port<'a>(state: &'a NetState, port_id: &str) -> Option<(&'a Network, &'a Port)> {
+    state
+        .networks
+        .iter()
+        .find_map(|n| n.ports.iter().find(|p| p.id == port_id).map(|p| (n, p)))
+}
+
+/// The uplink carries its own address plus one /32 per floating IP (so the outside's ARP finds them);
+/// other /32s are floating IPs released since.
+async fn sync_floating(
+    h: &rtnetlink::Handle,
+    ifname: &str,
+    own: Ipv4Addr,
+    floating: &[Ipv4Addr],
+) -> Result<(), LinkError> {
+    let link = links::find(h, ifname)
+        .await?
+        .ok_or_else(|| LinkError::Missing(ifname.into()))?;
+    let want: Vec<(Ipv4Addr, u8)> = floating.iter().map(|a| (*a, 32)).collect();
+    links::ensure_addresses(h, link.index, ifname, &want, false).await?;
+    for (ip, prefix) in links::addresses(h, link.index).await? {
+        if prefix == 32 && ip != own && !floating.contains(&ip) {
+            links::remove_address(h, link.index, ifname, ip, prefix).await?;
+        }
+    }
+    Ok(())
+}
