@@ -66,6 +66,11 @@ pub fn virtio_devices(cmdline: &[u8], out: &mut [MmioDevice; MAX_DEVICES]) -> us
     n
 }
 
+/// `probe.net=offload`: the net driver negotiates the checksum and TSO offloads.
+pub fn net_offload(cmdline: &[u8]) -> bool {
+    param(cmdline, b"probe.net") == Some(b"offload".as_slice())
+}
+
 /// `probe.bench=pio:<N>` → N.
 pub fn bench_pio(cmdline: &[u8]) -> Option<u64> {
     parse_u64(param(cmdline, b"probe.bench")?.strip_prefix(b"pio:")?)
@@ -107,6 +112,15 @@ mod tests {
         assert_eq!(parse_device(b"4K@0xd0000000"), None);
         assert_eq!(parse_device(b"4K@0xd0000000:5x"), None);
         assert_eq!(parse_device(b"0@0xd0000000:5"), None);
+    }
+
+    #[test]
+    fn net_offload_is_opt_in() {
+        assert!(!net_offload(LINE));
+        assert!(net_offload(
+            b"virtio_mmio.device=4K@0xd0000000:5 probe.net=offload"
+        ));
+        assert!(!net_offload(b"probe.net=plain"));
     }
 
     #[test]

@@ -6,6 +6,8 @@
 use crate::block::{Block, ID_BYTES};
 use crate::fb::Framebuffer;
 use crate::input::InputDevice;
+use crate::net::{EchoError, Net};
+use crate::netframe;
 use crate::parse::HEX;
 use crate::request::{self, Command, MAX_RNG};
 use crate::rng::Rng;
@@ -19,6 +21,7 @@ const LINE_MAX: usize = 600;
 pub struct Devices {
     pub block: Option<Block>,
     pub rng: Option<Rng>,
+    pub net: Option<Net>,
     pub inputs: [Option<InputDevice>; MAX_INPUTS],
 }
 
@@ -161,12 +164,58 @@ fn run(line: &[u8], devs: &mut Devices, fb: &mut Option<Framebuffer>) {
                 serial::puts("\r\n");
             }
         }
+        cmd @ (Command::NetMac | Command::NetEcho(_) | Command::NetStats) => {
+            let Some(n) = devs.net.as_mut() else {
+                return err("no net device");
+            };
+            run_net(cmd, n);
+        }
         blk => {
             let Some(b) = devs.block.as_mut() else {
                 return err("no block device");
             };
             run_block(blk, b);
         }
+    }
+}
+
+fn run_net(cmd: Command, n: &mut Net) {
+    match cmd {
+        Command::NetMac => {
+            serial::puts("MAC ");
+            serial::write_bytes(&netframe::fmt_mac(&n.mac()));
+            serial::puts("\r\n");
+        }
+        Command::NetEcho(count) => match n.echo(count) {
+            Ok(done) => {
+                serial::puts("OK net echoed ");
+                serial::put_dec(done);
+                serial::puts("\r\n");
+            }
+            Err((e, done)) => {
+                serial::puts(match e {
+                    EchoError::Interrupted => "ERR net echo interrupted after ",
+                    EchoError::Device => "ERR device failed after ",
+                });
+                serial::put_dec(done);
+                serial::puts("\r\n");
+            }
+        },
+        Command::NetStats => {
+            let s = n.stats();
+            serial::puts("NET-STATS rx ");
+            serial::put_dec(s.rx_frames);
+            serial::puts(" ");
+            serial::put_dec(s.rx_bytes);
+            serial::puts(" tx ");
+            serial::put_dec(s.tx_frames);
+            serial::puts(" ");
+            serial::put_dec(s.tx_bytes);
+            serial::puts(" bad ");
+            serial::put_dec(s.bad);
+            serial::puts("\r\n");
+        }
+        _ => err("unknown command"),
     }
 }
 

@@ -40,6 +40,11 @@ impl Mmio {
         unsafe { core::ptr::write_volatile((self.base + offset) as *mut u32, value) }
     }
 
+    pub fn read16(&self, offset: usize) -> u16 {
+        // SAFETY: as in `read32`.
+        unsafe { core::ptr::read_volatile((self.base + offset) as *const u16) }
+    }
+
     pub fn read8(&self, offset: usize) -> u8 {
         // SAFETY: as in `read32`.
         unsafe { core::ptr::read_volatile((self.base + offset) as *const u8) }

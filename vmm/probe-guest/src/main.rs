@@ -18,6 +18,7 @@
 mod cmdline;
 mod font;
 mod keymap;
+mod netframe;
 mod parse;
 mod request;
 
@@ -40,6 +41,8 @@ mod input;
 #[cfg(not(test))]
 mod io;
 #[cfg(not(test))]
+mod net;
+#[cfg(not(test))]
 mod power;
 #[cfg(not(test))]
 mod rng;
@@ -59,12 +62,14 @@ mod guest {
     use crate::commands::{Devices, LineEditor};
     use crate::fb::Framebuffer;
     use crate::input::{InputDevice, InputState};
+    use crate::net::Net;
     use crate::rng::Rng;
     use crate::serial;
     use crate::virtio::{self, Transport};
     use crate::{apic, cmdline, cpu, power};
 
     /// Virtio device IDs (virtio 1.x section 5).
+    const DEVICE_NET: u32 = 1;
     const DEVICE_BLOCK: u32 = 2;
     const DEVICE_RNG: u32 = 4;
     const DEVICE_INPUT: u32 = 18;
@@ -173,6 +178,10 @@ mod guest {
                 DEVICE_BLOCK if devs.block.is_none() => Block::init(t).map(|b| {
                     b.report();
                     devs.block = Some(b);
+                }),
+                DEVICE_NET if devs.net.is_none() => Net::init(t, cmdline::net_offload(cmd)).map(|n| {
+                    n.report();
+                    devs.net = Some(n);
                 }),
                 DEVICE_RNG if devs.rng.is_none() => Rng::init(t).map(|r| devs.rng = Some(r)),
                 DEVICE_INPUT => match devs.inputs.iter_mut().find(|s| s.is_none()) {

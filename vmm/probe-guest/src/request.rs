@@ -42,6 +42,13 @@ pub enum Command<'a> {
     /// `outs <text>`: the text sent to COM1 with one `rep outsb` (string port I/O: one exit for all
     /// bytes), then a normal result line.
     Outs(&'a [u8]),
+    /// `net mac`: the NIC's MAC address.
+    NetMac,
+    /// `net echo <count>`: receive `count` frames and send each back with the Ethernet addresses
+    /// swapped (source := own MAC), in order.
+    NetEcho(u64),
+    /// `net stats`: the driver's frame and byte counters.
+    NetStats,
     /// `xsave`: XSETBV/XGETBV and XRSTOR/XSAVE/XSAVEOPT/XSAVEC round trips of AVX and AVX-512 state,
     /// and the faults they raise (software emulators behind /dev/kvm may not execute them; the VMM
     /// completes them then). See xstate.rs.
@@ -89,7 +96,25 @@ pub fn parse(line: &[u8]) -> Result<Command<'_>, &'static str> {
         b"int3" => no_args(Command::Int3),
         b"outs" => Ok(Command::Outs(rest)),
         b"xsave" => no_args(Command::Xsave),
+        b"net" => parse_net(args),
         _ => Err("unknown command"),
+    }
+}
+
+/// Most frames one `net echo` handles (the count is printed back, and a test never needs more).
+pub const MAX_ECHO: u64 = u32::MAX as u64;
+
+fn parse_net(args: &[u8]) -> Result<Command<'static>, &'static str> {
+    const USAGE: &str = "usage: net mac | net echo <count> | net stats";
+    let (sub, rest) = next_word(args);
+    match (sub, rest) {
+        (b"mac", []) => Ok(Command::NetMac),
+        (b"stats", []) => Ok(Command::NetStats),
+        (b"echo", n) => match one_number(n) {
+            Some(n) if n <= MAX_ECHO => Ok(Command::NetEcho(n)),
+            _ => Err(USAGE),
+        },
+        _ => Err(USAGE),
     }
 }
 
@@ -154,6 +179,22 @@ mod tests {
         assert_eq!(parse(b"outs a b"), Ok(Command::Outs(b"a b")));
         assert_eq!(parse(b"xsave"), Ok(Command::Xsave));
         assert_eq!(parse(b"xsave now"), Err("unexpected argument"));
+        assert_eq!(parse(b"net mac"), Ok(Command::NetMac));
+        assert_eq!(parse(b"net echo 10000"), Ok(Command::NetEcho(10000)));
+        assert_eq!(parse(b"net echo 0"), Ok(Command::NetEcho(0)));
+        assert_eq!(parse(b"net stats "), Ok(Command::NetStats));
+    }
+
+    #[test]
+    fn net_commands_want_their_arguments() {
+        let usage = Err("usage: net mac | net echo <count> | net stats");
+        assert_eq!(parse(b"net"), usage);
+        assert_eq!(parse(b"net echo"), usage);
+        assert_eq!(parse(b"net echo x"), usage);
+        assert_eq!(parse(b"net echo 1 2"), usage);
+        assert_eq!(parse(b"net echo 4294967296"), usage);
+        assert_eq!(parse(b"net mac now"), usage);
+        assert_eq!(parse(b"net frob"), usage);
     }
 
     #[test]

@@ -40,18 +40,40 @@ pub const F_VERSION_1: u64 = 1 << 32;
 pub const DESC_F_NEXT: u16 = 1;
 pub const DESC_F_WRITE: u16 = 2;
 const AVAIL_F_NO_INTERRUPT: u16 = 1;
+const USED_F_NO_NOTIFY: u16 = 1;
 
-/// Largest queue the probe uses; smaller if the device offers less.
+/// Largest queue the request/response drivers (block, rng, input) use; smaller if the device offers
+/// less. The net driver asks for bigger rings ([`Transport::setup_queue_sized`]).
 pub const MAX_QUEUE_SIZE: u16 = 8;
+/// The largest split queue the spec allows.
+pub const MAX_SPLIT_QUEUE_SIZE: u16 = 32768;
 /// Polls of the used ring before a request counts as lost. The VMM answers on the notify exit, so this is
 /// only reached when a device is broken; it is a few seconds on an emulated CPU.
 pub const POLL_LIMIT: u32 = 2_000_000;
 
-// Layout of one queue's memory (sized for MAX_QUEUE_SIZE): descriptor table, driver area, device area.
-const DESC_OFFSET: usize = 0;
-const AVAIL_OFFSET: usize = 128;
-const USED_OFFSET: usize = 256;
-const QUEUE_BYTES: usize = 512;
+/// Where the parts of one split queue of `size` entries lie in its memory block (virtio 1.2 section
+/// 2.7: descriptor table 16-byte aligned, driver area 2-byte, device area 4-byte aligned): the
+/// descriptor table, then the driver area (flags, idx, ring, used_event), then the device area (flags,
+/// idx, ring of 8-byte elements, avail_event).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueueLayout {
+    pub avail: usize,
+    pub used: usize,
+    pub bytes: usize,
+}
+
+impl QueueLayout {
+    pub const fn for_size(size: u16) -> Self {
+        let n = size as usize;
+        let avail = 16 * n;
+        let used = (avail + 6 + 2 * n + 3) & !3;
+        Self {
+            avail,
+            used,
+            bytes: used + 6 + 8 * n,
+        }
+    }
+}
 
 /// Everything that can go wrong talking to a device; `as_str` is what the probe prints after `ERR `.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -155,6 +177,12 @@ impl Transport {
     /// Steps 1-6 of device initialisation (virtio 1.2 section 3.1.1): reset, acknowledge, negotiate
     /// `wanted` (plus VERSION_1, which is required) and confirm FEATURES_OK. Returns the accepted features.
     pub fn negotiate(&self, wanted: u64) -> Result<u64, Error> {
+        self.negotiate_with(|_| wanted)
+    }
+
+    /// [`Transport::negotiate`] with the wanted features chosen from what the device offers (for
+    /// features that only make sense together, such as a receive offload and its transmit twin).
+    pub fn negotiate_with(&self, choose: impl FnOnce(u64) -> u64) -> Result<u64, Error> {
         self.reset();
         self.mmio.write32(STATUS, STATUS_ACKNOWLEDGE);
         self.mmio.write32(STATUS, STATUS_ACKNOWLEDGE | STATUS_DRIVER);
@@ -167,7 +195,7 @@ impl Transport {
             self.fail();
             return Err(Error::NoVersion1);
         }
-        let accepted = offered & (wanted | F_VERSION_1);
+        let accepted = offered & (choose(offered) | F_VERSION_1);
         self.mmio.write32(DRIVER_FEATURES_SEL, 0);
         self.mmio.write32(DRIVER_FEATURES, accepted as u32);
         self.mmio.write32(DRIVER_FEATURES_SEL, 1);
@@ -181,8 +209,13 @@ impl Transport {
         Ok(accepted)
     }
 
-    /// Sets up queue `index` with memory from the arena (step 7).
+    /// Sets up queue `index` with at most [`MAX_QUEUE_SIZE`] entries and memory from the arena (step 7).
     pub fn setup_queue(&self, index: u16) -> Result<Queue, Error> {
+        self.setup_queue_sized(index, MAX_QUEUE_SIZE)
+    }
+
+    /// Sets up queue `index` with the largest power of two ≤ `max_size` and the device's limit.
+    pub fn setup_queue_sized(&self, index: u16, max_size: u16) -> Result<Queue, Error> {
         self.mmio.write32(QUEUE_SEL, index as u32);
         if self.mmio.read32(QUEUE_READY) != 0 {
             return Err(Error::QueueUnavailable);
@@ -192,14 +225,11 @@ impl Transport {
             return Err(Error::QueueUnavailable);
         }
         // Split queues have power-of-two sizes: the largest one ≤ both limits.
-        let limit = max.min(MAX_QUEUE_SIZE as u32);
+        let limit = max.min(max_size.clamp(1, MAX_SPLIT_QUEUE_SIZE) as u32);
         let size = 1u32 << (31 - limit.leading_zeros());
-        let mem = arena::alloc(QUEUE_BYTES, 64).ok_or(Error::OutOfMemory)? as u64;
-        let (desc, avail, used) = (
-            mem + DESC_OFFSET as u64,
-            mem + AVAIL_OFFSET as u64,
-            mem + USED_OFFSET as u64,
-        );
+        let layout = QueueLayout::for_size(size as u16);
+        let mem = arena::alloc(layout.bytes, 64).ok_or(Error::OutOfMemory)? as u64;
+        let (desc, avail, used) = (mem, mem + layout.avail as u64, mem + layout.used as u64);
         self.mmio.write32(QUEUE_NUM, size);
         self.mmio.write32(QUEUE_DESC_LOW, desc as u32);
         self.mmio.write32(QUEUE_DESC_HIGH, (desc >> 32) as u32);
@@ -237,6 +267,16 @@ impl Transport {
         self.mmio.write8(CONFIG + offset, value)
     }
 
+    /// A 16-bit field (the spec wants 16-bit accesses for them, virtio 1.2 section 4.2.2.2).
+    pub fn config16(&self, offset: usize) -> u16 {
+        self.mmio.read16(CONFIG + offset)
+    }
+
+    /// The configuration generation: reads of a multi-part field are consistent if it did not change.
+    pub fn config_generation(&self) -> u32 {
+        self.mmio.read32(CONFIG_GENERATION)
+    }
+
     pub fn config32(&self, offset: usize) -> u32 {
         self.mmio.read32(CONFIG + offset)
     }
@@ -272,15 +312,16 @@ impl Queue {
         self.size
     }
 
-    /// Writes avail-ring word `i` (0 = flags, 1 = idx, 2.. = ring).
+    /// Writes avail-ring word `i` (0 = flags, 1 = idx, 2.. = ring); `i < 2 + size`.
     fn write_avail(&self, i: usize, value: u16) {
-        // SAFETY: the avail area holds 3 + size ≤ 11 u16 words inside this queue's arena block.
+        // SAFETY: the driver area holds 3 + size u16 words inside this queue's arena block
+        // (QueueLayout), and callers pass i < 2 + size.
         unsafe { self.avail.add(i).write_volatile(value) }
     }
 
     pub fn set_desc(&mut self, i: u16, addr: u64, len: u32, flags: u16, next: u16) {
         let i = (i % self.size) as usize;
-        // SAFETY: descriptor `i` (16 bytes) lies inside the table (size ≤ MAX_QUEUE_SIZE entries).
+        // SAFETY: descriptor `i` (16 bytes) lies inside the table of `size` entries (QueueLayout).
         unsafe {
             let d = self.desc.add(i * 16);
             (d as *mut u64).write_volatile(addr);
@@ -302,6 +343,20 @@ impl Queue {
     pub fn notify(&self) {
         fence(Ordering::SeqCst);
         self.mmio.write32(QUEUE_NOTIFY, self.index as u32);
+    }
+
+    /// Notifies unless the device asked not to be (VIRTQ_USED_F_NO_NOTIFY, virtio 1.2 section 2.7.10:
+    /// without VIRTIO_F_EVENT_IDX the flag is the device's hint). Saves a VM exit per batch while the
+    /// device is already working on the queue.
+    pub fn notify_if_needed(&self) {
+        // The index published before must be visible before the flag is read (pairs with the
+        // device's fence between clearing the flag and re-reading avail.idx).
+        fence(Ordering::SeqCst);
+        // SAFETY: used.flags is the u16 at offset 0 of the device area.
+        let flags = unsafe { (self.used as *const u16).read_volatile() };
+        if flags & USED_F_NO_NOTIFY == 0 {
+            self.mmio.write32(QUEUE_NOTIFY, self.index as u32);
+        }
     }
 
     /// The next used element (descriptor head, bytes written), if the device returned one.
