@@ -10,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+pub mod frames;
 pub mod netns;
 
 use serde_json::{json, Value};
@@ -213,12 +214,24 @@ impl SerialClient {
     /// Sends `line` and returns the guest's first result line that starts with one of `prefixes`. Lines the
     /// guest prints meanwhile for other reasons (e.g. its diagnostics after the banner) are passed over.
     pub fn command_one_of(&mut self, line: &str, prefixes: &[&str]) -> String {
-        let before = self.text().len();
+        let before = self.mark();
         self.send_line(line);
-        let deadline = Instant::now() + TIMEOUT;
+        self.result_since(before, prefixes, TIMEOUT)
+    }
+
+    /// Where the output received so far ends: pass it to [`SerialClient::result_since`].
+    pub fn mark(&self) -> usize {
+        self.text().len()
+    }
+
+    /// The first line starting with one of `prefixes` after the first line received since `mark` (the
+    /// echo of the command typed there): for commands that run long, whose answer is awaited without
+    /// typing anything more.
+    pub fn result_since(&self, mark: usize, prefixes: &[&str], timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
         loop {
             let t = self.text();
-            let new = &t[before.min(t.len())..];
+            let new = &t[mark.min(t.len())..];
             // Only complete lines: the guest may be in the middle of printing the last one.
             let complete = &new[..new.rfind("\r\n").unwrap_or(0)];
             if let Some(l) = complete
@@ -228,10 +241,7 @@ impl SerialClient {
             {
                 return l.to_string();
             }
-            assert!(
-                Instant::now() < deadline,
-                "no {prefixes:?} reply to {line:?}; got:\n{new}"
-            );
+            assert!(Instant::now() < deadline, "no {prefixes:?} line; got:\n{new}");
             std::thread::sleep(Duration::from_millis(20));
         }
     }
