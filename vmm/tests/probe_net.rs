@@ -1,7 +1,8 @@
 //! Frames through a guest: the probe guest's `net echo` sends every frame it receives back with the
 //! Ethernet addresses swapped. 10,000 frames of mixed sizes go in through the TAP (from an `AF_PACKET`
 //! socket in a namespace the test owns) and must all come back in order and unchanged, and the card's
-//! counters in `status` must add up to exactly what was sent.
+//! counters in `status` must add up to exactly what was sent. With offloads negotiated, 64 KiB TCP
+//! frames asking for segmentation (GSO) travel host → guest → host as one frame each, header intact.
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 mod common;
@@ -10,6 +11,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use common::frames::{check_echo, frame, mixed_len, seq_of};
+use common::gso::{self, same_offload, tcp4_frame, tcp_seq, VnetSocket, GSO_TCPV4};
 use common::netns::TestTap;
 use common::{kvm_or_skip, TestVm, VmOpts, TIMEOUT};
 use serde_json::json;
@@ -124,6 +126,93 @@ fn ten_thousand_frames_of_mixed_sizes_come_back_in_order_and_are_counted() {
         .command("net stats", "NET-STATS")
         .starts_with(&format!("NET-STATS rx {FRAMES} ")));
 
+    vm.control(json!({"cmd": "stop"}));
+    assert_eq!(vm.wait_exit(TIMEOUT), 0, "stderr:\n{}", vm.stderr());
+}
+
+/// `probe.net=offload`: the guest negotiates CSUM/GUEST_CSUM and TSO4/6 both ways, so the card sets the
+/// TAP's offloads and the kernel hands it TCP frames of up to 64 KiB unsegmented, with a virtio-net
+/// header asking for segmentation and checksum completion; the echo sends each back with that header
+/// and the TAP gets it back as one frame. (Without the TAP offloads the kernel would segment them and
+/// about 45 frames would come back for each.)
+#[test]
+fn with_offloads_64_kib_tcp_frames_come_back_whole_with_their_gso_header() {
+    if !kvm_or_skip("with_offloads_64_kib_tcp_frames_come_back_whole_with_their_gso_header") {
+        return;
+    }
+    const N: u32 = 300;
+    const OFFLOAD_WINDOW: usize = 16;
+    let mut net = TestTap::new("taptso0", "10.0.6.1/24", 1500).unwrap();
+    let mut vm = TestVm::start(VmOpts {
+        disk_mib: None,
+        framebuffer: false,
+        cmdline: "probe.net=offload".into(),
+        nics: vec![(mac_str(GUEST_MAC), 1500, net.take_fd().unwrap())],
+        ..VmOpts::probe("probe-tso")
+    });
+    let mut serial = vm.serial();
+    let boot = serial.wait_for(BANNER, TIMEOUT);
+    assert!(boot.contains("rx buffers of 65600 bytes, tso"), "{boot}");
+    let sock = VnetSocket::bind(&net.ns, "taptso0").unwrap();
+
+    // Two thirds GSO frames of up to 64 KiB, a third single segments (checksum offload only).
+    let len_of = |n: u32| match n % 3 {
+        0 | 1 => gso::GSO_MAX_FRAME - (n as usize % 5) * 3000,
+        _ => gso::HEADERS + 1 + (n as usize * 97) % usize::from(gso::MSS),
+    };
+    let mark = serial.mark();
+    serial.send_line(&format!("net echo {N}"));
+    let mut in_flight = VecDeque::new();
+    let (mut next, mut received, mut bytes, mut gso_frames) = (0u32, 0u32, 0u64, 0);
+    while received < N {
+        while next < N && in_flight.len() < OFFLOAD_WINDOW {
+            let (hdr, f) = tcp4_frame(GUEST_MAC, HOST_MAC, next, len_of(next));
+            sock.send(&hdr, &f).unwrap();
+            bytes += f.len() as u64;
+            gso_frames += usize::from(hdr.gso_type == GSO_TCPV4);
+            in_flight.push_back((hdr, f));
+            next += 1;
+        }
+        let Some((hdr, got)) = sock.recv(TIMEOUT).unwrap() else {
+            panic!(
+                "no frame back after {received} of {N}; status: {}\nstderr:\n{}",
+                vm.control(json!({"cmd": "status"})),
+                vm.stderr()
+            );
+        };
+        let (sent_hdr, sent) = in_flight.pop_front().unwrap();
+        assert_eq!(
+            tcp_seq(&got),
+            Some(received),
+            "frame {received} ({} bytes) expected, got {} bytes with {hdr:?}",
+            sent.len(),
+            got.len()
+        );
+        if let Err(e) = check_echo(&sent, &got, GUEST_MAC, HOST_MAC) {
+            panic!("echo of frame {received}: {e}");
+        }
+        assert!(
+            same_offload(&sent_hdr, &hdr),
+            "frame {received}: sent with {sent_hdr:?}, back with {hdr:?}"
+        );
+        received += 1;
+    }
+    assert!(gso_frames >= 200);
+    assert_eq!(
+        serial.result_since(mark, &["OK net echoed", "ERR"], TIMEOUT),
+        format!("OK net echoed {N}")
+    );
+    let status = vm.control(json!({"cmd": "status"}));
+    let nic = &status["nics"][0];
+    for key in ["rx_frames", "tx_frames"] {
+        assert_eq!(nic[key], N, "{key}: {status}");
+    }
+    for key in ["rx_bytes", "tx_bytes"] {
+        assert_eq!(nic[key], bytes, "{key}: {status}");
+    }
+    for (reason, n) in nic["drops"].as_object().unwrap() {
+        assert_eq!(n, 0, "drops.{reason}: {status}");
+    }
     vm.control(json!({"cmd": "stop"}));
     assert_eq!(vm.wait_exit(TIMEOUT), 0, "stderr:\n{}", vm.stderr());
 }

@@ -23,7 +23,8 @@ pub fn mixed_len(seq: u32) -> usize {
     }
 }
 
-fn pattern(seq: u32, len: usize, i: usize) -> u8 {
+/// Byte `i` of the payload of frame `seq` of `len` bytes.
+pub fn pattern(seq: u32, len: usize, i: usize) -> u8 {
     (seq as usize)
         .wrapping_mul(31)
         .wrapping_add(len.wrapping_mul(7))

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 pub mod frames;
+pub mod gso;
 pub mod netns;
 
 use serde_json::{json, Value};
