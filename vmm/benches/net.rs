@@ -3,10 +3,12 @@
 //! CPU time per frame, and the round trip of one small frame; medians of several runs.
 //!
 //! The host side is an `AF_PACKET` socket on the TAP, in a network namespace the benchmark owns
-//! (`common::netns`), keeping a window of frames in flight. The 64 KiB frames are plain Ethernet frames
-//! on a TAP and card with MTU 65521 — the largest a TAP takes (65535 minus its Ethernet header), which
-//! makes 65,535 bytes the largest frame an `AF_PACKET` socket may send on it. No TSO: the probe then
-//! posts 65600-byte receive buffers, and every size takes the same path through the device.
+//! (`common::netns`), keeping a window of frames in flight. 64 KiB frames go two ways: as plain
+//! Ethernet frames on a TAP and card with MTU 65521 — the largest a TAP takes (65535 minus its Ethernet
+//! header), which makes 65,535 bytes the largest frame an `AF_PACKET` socket may send on it — and as
+//! 65,535-byte TCP frames with a GSO header (TSO, MTU 1500, `probe.net=offload`, a `PACKET_VNET_HDR`
+//! socket; 65,535 is also the largest GSO frame the kernel passes to a TAP unsegmented). In both the
+//! probe posts 65600-byte receive buffers and echoes each frame whole.
 //!
 //! Two bounds are told apart: the probe's echo loop busy-polls its rings, so its vCPU thread is always
 //! fully busy and runs at whatever speed this host executes guest code (thousands of times slower than
@@ -25,7 +27,8 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use common::frames::{check_echo, frame, seq_of};
-use common::netns::TestTap;
+use common::gso::{same_offload, tcp4_frame, tcp_seq, VnetHdr, VnetSocket, GSO_MAX_FRAME};
+use common::netns::{NetNs, PacketSocket, TestTap};
 use common::{SerialClient, TestVm, VmOpts, TIMEOUT};
 use serde_json::json;
 
@@ -122,28 +125,88 @@ const TAP_MAX_MTU: u16 = 65_521;
 /// The largest frame an AF_PACKET socket sends on it: MTU plus the Ethernet header.
 const BIG_FRAME: usize = TAP_MAX_MTU as usize + 14;
 
-/// A probe VM with one card on a TAP of the given MTU.
+/// One frame as the benchmark sends it: with a virtio-net header on the offload socket.
+struct Sent {
+    hdr: Option<VnetHdr>,
+    frame: Vec<u8>,
+}
+
+/// The host end: the harness's plain packet socket, or one exchanging virtio-net headers (offloads).
+enum HostSocket {
+    Plain(PacketSocket),
+    Vnet(VnetSocket),
+}
+
+/// A probe VM with one card on a TAP of the given MTU; with `offload` the guest negotiates the checksum
+/// and TSO offloads (`probe.net=offload`) and the host sends with virtio-net headers.
 struct NetVm {
-    net: TestTap,
+    _ns: NetNs,
+    host: HostSocket,
     vm: TestVm,
     serial: SerialClient,
     pid: u32,
 }
 
 impl NetVm {
-    fn start(name: &'static str, tap: &str, mtu: u16) -> NetVm {
+    fn start(name: &'static str, tap: &str, mtu: u16, offload: bool) -> NetVm {
         let mut net = TestTap::new(tap, "10.0.5.1/24", mtu).unwrap();
         let mac = GUEST_MAC.map(|b| format!("{b:02x}")).join(":");
         let vm = TestVm::start(VmOpts {
             disk_mib: None,
             framebuffer: false,
+            cmdline: if offload {
+                "probe.net=offload".into()
+            } else {
+                String::new()
+            },
             nics: vec![(mac, mtu, net.take_fd().unwrap())],
             ..VmOpts::probe(name)
         });
         let serial = vm.serial();
         serial.wait_for("PROBE-GUEST READY", TIMEOUT);
         let pid = vm.control(json!({"cmd": "status"}))["pid"].as_u64().unwrap() as u32;
-        NetVm { net, vm, serial, pid }
+        let TestTap { ns, packet, .. } = net;
+        // Only one socket on the TAP: a second one would get a copy of every frame.
+        let host = if offload {
+            drop(packet);
+            HostSocket::Vnet(VnetSocket::bind(&ns, tap).unwrap())
+        } else {
+            HostSocket::Plain(packet)
+        };
+        NetVm {
+            _ns: ns,
+            host,
+            vm,
+            serial,
+            pid,
+        }
+    }
+
+    fn send(&self, s: &Sent) {
+        match (&self.host, &s.hdr) {
+            (HostSocket::Plain(p), None) => p.send(&s.frame).unwrap(),
+            (HostSocket::Vnet(v), Some(h)) => v.send(h, &s.frame).unwrap(),
+            _ => panic!("frame and socket disagree about the virtio-net header"),
+        }
+    }
+
+    /// The next echo, checked against `s`.
+    fn recv_echo_of(&self, s: &Sent) {
+        let none = || -> ! { panic!("no echo within {TIMEOUT:?}; stderr:\n{}", self.vm.stderr()) };
+        let f = match &self.host {
+            HostSocket::Plain(p) => p.recv(TIMEOUT).unwrap().unwrap_or_else(|| none()),
+            HostSocket::Vnet(v) => {
+                let (hdr, f) = v.recv(TIMEOUT).unwrap().unwrap_or_else(|| none());
+                let sent = s.hdr.as_ref().unwrap();
+                assert!(same_offload(sent, &hdr), "sent with {sent:?}, back with {hdr:?}");
+                assert_eq!(tcp_seq(&f), tcp_seq(&s.frame), "echo out of order");
+                f
+            }
+        };
+        if s.hdr.is_none() {
+            assert_eq!(seq_of(&f), seq_of(&s.frame), "echo out of order");
+        }
+        check_echo(&s.frame, &f, GUEST_MAC, HOST_MAC).unwrap();
     }
 
     /// Types `net echo <n>` and waits until the guest has read the whole line (its echo ends with the
@@ -164,7 +227,7 @@ impl NetVm {
 
     /// `net echo <n>` with `frames` sent `window` at a time; returns the time from the first send to
     /// the last echo and the VMM's CPU time meanwhile. Every echo is checked.
-    fn echo_run(&mut self, frames: &[Vec<u8>], window: usize) -> (Duration, Cpu) {
+    fn echo_run(&mut self, frames: &[Sent], window: usize) -> (Duration, Cpu) {
         let mark = self.start_echo(frames.len());
         let before = cpu_of(self.pid);
         let t0 = Instant::now();
@@ -172,19 +235,12 @@ impl NetVm {
         let (mut sent, mut got) = (0, 0);
         while got < frames.len() {
             while sent < frames.len() && in_flight.len() < window {
-                self.net.packet.send(&frames[sent]).unwrap();
+                self.send(&frames[sent]);
                 in_flight.push_back(sent);
                 sent += 1;
             }
-            let f = self
-                .net
-                .packet
-                .recv(TIMEOUT)
-                .unwrap()
-                .unwrap_or_else(|| panic!("no echo within {TIMEOUT:?}; stderr:\n{}", self.vm.stderr()));
             let i = in_flight.pop_front().unwrap();
-            assert_eq!(seq_of(&f), seq_of(&frames[i]), "echo out of order");
-            check_echo(&frames[i], &f, GUEST_MAC, HOST_MAC).unwrap();
+            self.recv_echo_of(&frames[i]);
             got += 1;
         }
         let elapsed = t0.elapsed();
@@ -199,12 +255,14 @@ impl NetVm {
         let mark = self.start_echo(n as usize);
         let mut rtts = Vec::new();
         for seq in 0..n {
-            let f = frame(GUEST_MAC, HOST_MAC, seq, 64);
+            let s = Sent {
+                hdr: None,
+                frame: frame(GUEST_MAC, HOST_MAC, seq, 64),
+            };
             let t0 = Instant::now();
-            self.net.packet.send(&f).unwrap();
-            let got = self.net.packet.recv(TIMEOUT).unwrap().expect("no echo");
+            self.send(&s);
+            self.recv_echo_of(&s);
             rtts.push(t0.elapsed().as_secs_f64() * 1e6);
-            check_echo(&f, &got, GUEST_MAC, HOST_MAC).unwrap();
         }
         let answer = self.serial.result_since(mark, &["OK net echoed", "ERR"], TIMEOUT);
         assert_eq!(answer, format!("OK net echoed {n}"));
@@ -236,8 +294,20 @@ struct Result {
 }
 
 fn measure(nv: &mut NetVm, label: &'static str, len: usize, n: usize, window: usize) -> Result {
-    let frames: Vec<Vec<u8>> = (0..n as u32)
-        .map(|s| frame(GUEST_MAC, HOST_MAC, s, len))
+    let frames: Vec<Sent> = (0..n as u32)
+        .map(|seq| match nv.host {
+            HostSocket::Plain(_) => Sent {
+                hdr: None,
+                frame: frame(GUEST_MAC, HOST_MAC, seq, len),
+            },
+            HostSocket::Vnet(_) => {
+                let (hdr, frame) = tcp4_frame(GUEST_MAC, HOST_MAC, seq, len);
+                Sent {
+                    hdr: Some(hdr),
+                    frame,
+                }
+            }
+        })
         .collect();
     let mut r: [Vec<f64>; 9] = Default::default();
     for _ in 0..RUNS {
@@ -284,14 +354,17 @@ fn main() {
         return;
     }
     let mut results = vec![];
-    let mut small = NetVm::start("bench-net", "tapbench0", 1500);
+    let mut small = NetVm::start("bench-net", "tapbench0", 1500, false);
     results.push(measure(&mut small, "64 B", 64, 5000, 128));
     results.push(measure(&mut small, "1514 B (MTU 1500)", 1514, 5000, 128));
     let rtt = median(small.round_trips(RTT_FRAMES));
     small.stop();
-    let mut big = NetVm::start("bench-net-64k", "tapbench1", TAP_MAX_MTU);
+    let mut big = NetVm::start("bench-net-64k", "tapbench1", TAP_MAX_MTU, false);
     results.push(measure(&mut big, "65535 B (MTU 65521)", BIG_FRAME, 1000, 32));
     big.stop();
+    let mut tso = NetVm::start("bench-net-tso", "tapbench2", 1500, true);
+    results.push(measure(&mut tso, "65535 B TCP, TSO", GSO_MAX_FRAME, 1000, 32));
+    tso.stop();
 
     let emulated = if common::emulated_kvm_host() {
         ", emulated KVM host"
