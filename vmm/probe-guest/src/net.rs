@@ -192,11 +192,13 @@ impl Net {
             // Sent buffers go back to the receive queue.
             let mut reposted = false;
             while let Some((id, _)) = self.tx.pop_used() {
-                if self.take(id, Slot::Tx) {
-                    self.post_rx(id);
-                    sent += 1;
-                    reposted = true;
+                if !self.take(id, Slot::Tx) {
+                    outcome = Err(EchoError::Device);
+                    break;
                 }
+                self.post_rx(id);
+                sent += 1;
+                reposted = true;
             }
             if reposted {
                 self.rx.notify_if_needed();
@@ -204,7 +206,7 @@ impl Net {
             }
             // Received frames become echoes.
             let mut queued = 0;
-            while received < count && queued < RX_BATCH {
+            while outcome.is_ok() && received < count && queued < RX_BATCH {
                 let Some((id, len)) = self.rx.pop_used() else {
                     break;
                 };
