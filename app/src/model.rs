@@ -2,6 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
+mod network;
+pub use network::*;
+
 /// A user's role. Admins run the cloud (tenants, users, catalogue); members use their tenant's resources.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -299,6 +302,9 @@ pub struct VmEventView {
 pub struct VmDetail {
     pub vm: VmView,
     pub events: Vec<VmEventView>,
+    /// Cards, groups, floating IP, port forwards (empty when tenant networks are off).
+    #[serde(default)]
+    pub network: VmNetworkView,
 }
 
 /// The launch form.
@@ -315,6 +321,12 @@ pub struct LaunchRequest {
     /// Free-form user data, written to the config disk as `user-data`.
     #[serde(default)]
     pub user_data: String,
+    /// The network of the VM's card; the tenant's default network when absent.
+    #[serde(default)]
+    pub network_id: Option<String>,
+    /// Security groups of the VM; the tenant's default group when empty.
+    #[serde(default)]
+    pub security_group_ids: Vec<String>,
 }
 
 /// A tenant's four limits (or its usage, in the same units).

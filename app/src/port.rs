@@ -13,8 +13,10 @@ use leptos::prelude::*;
 
 use crate::error::AppError;
 use crate::model::{
-    AuditCheck, AuditView, FlavorView, ImageView, Invoice, LaunchRequest, Me, NewFlavor, NewToken, NewUser,
-    QuotaLimits, QuotaView, TenantView, TokenView, UserView, VmAction, VmDetail, VmView,
+    AttachFloatingIp, AuditCheck, AuditView, FlavorView, FloatingIpView, ImageView, Invoice, LaunchRequest,
+    Me, NetworkView, NewFlavor, NewNetwork, NewPortForward, NewRule, NewSecurityGroup, NewToken, NewUser,
+    PortForwardView, QuotaLimits, QuotaView, SecurityGroupView, SetVmGroups, TenantView, TokenView, UserView,
+    VmAction, VmDetail, VmNetworkView, VmView,
 };
 
 /// Who is making a request, once authenticated (by session cookie or API token).
@@ -135,6 +137,59 @@ pub trait Vms: Send + Sync {
     async fn vm_action(&self, caller: &Caller, vm_id: String, action: VmAction) -> Result<VmView, AppError>;
 }
 
+/// Tenant networks: networks, security groups, port forwards and floating IPs. Every call is scoped to the
+/// caller's tenant (admins listing networks see every tenant's).
+#[async_trait]
+pub trait Networks: Send + Sync {
+    async fn list_networks(&self, caller: &Caller) -> Result<Vec<NetworkView>, AppError>;
+    async fn create_network(&self, caller: &Caller, req: NewNetwork) -> Result<NetworkView, AppError>;
+    /// Only a network without cards can go.
+    async fn delete_network(&self, caller: &Caller, id: String) -> Result<(), AppError>;
+    async fn list_security_groups(&self, caller: &Caller) -> Result<Vec<SecurityGroupView>, AppError>;
+    async fn create_security_group(
+        &self,
+        caller: &Caller,
+        req: NewSecurityGroup,
+    ) -> Result<SecurityGroupView, AppError>;
+    /// Not the default group, and not while a VM is in it.
+    async fn delete_security_group(&self, caller: &Caller, id: String) -> Result<(), AppError>;
+    async fn add_rule(
+        &self,
+        caller: &Caller,
+        group_id: String,
+        rule: NewRule,
+    ) -> Result<SecurityGroupView, AppError>;
+    async fn delete_rule(
+        &self,
+        caller: &Caller,
+        group_id: String,
+        rule_id: String,
+    ) -> Result<SecurityGroupView, AppError>;
+    /// Replaces the VM's groups (applied to the host within a second).
+    async fn set_vm_groups(
+        &self,
+        caller: &Caller,
+        vm_id: String,
+        req: SetVmGroups,
+    ) -> Result<VmNetworkView, AppError>;
+    async fn list_port_forwards(&self, caller: &Caller) -> Result<Vec<PortForwardView>, AppError>;
+    async fn create_port_forward(
+        &self,
+        caller: &Caller,
+        req: NewPortForward,
+    ) -> Result<PortForwardView, AppError>;
+    async fn delete_port_forward(&self, caller: &Caller, id: String) -> Result<(), AppError>;
+    async fn list_floating_ips(&self, caller: &Caller) -> Result<Vec<FloatingIpView>, AppError>;
+    async fn allocate_floating_ip(&self, caller: &Caller) -> Result<FloatingIpView, AppError>;
+    async fn attach_floating_ip(
+        &self,
+        caller: &Caller,
+        id: String,
+        req: AttachFloatingIp,
+    ) -> Result<FloatingIpView, AppError>;
+    async fn release_floating_ip(&self, caller: &Caller, id: String) -> Result<(), AppError>;
+}
+
 /// Quotas, usage, invoices and the audit log.
 #[async_trait]
 pub trait Billing: Send + Sync {
@@ -178,8 +233,14 @@ pub trait Consoles: Send + Sync {
 }
 
 /// Everything the UI needs from the server, one trait per area.
-pub trait Portal: Accounts + ApiTokens + Admin + Catalogue + Vms + Billing + Consoles + 'static {}
-impl<T: Accounts + ApiTokens + Admin + Catalogue + Vms + Billing + Consoles + 'static> Portal for T {}
+pub trait Portal:
+    Accounts + ApiTokens + Admin + Catalogue + Vms + Networks + Billing + Consoles + 'static
+{
+}
+impl<T: Accounts + ApiTokens + Admin + Catalogue + Vms + Networks + Billing + Consoles + 'static> Portal
+    for T
+{
+}
 
 /// The portal and the request of the server function being run.
 pub fn portal() -> Result<(Arc<dyn Portal>, Parts), AppError> {

@@ -14,6 +14,7 @@ pub mod links;
 pub mod namespace;
 pub mod plane;
 pub mod state;
+pub mod uplink;
 
 pub use plane::{Plane, PlaneError};
 pub use state::NetState;

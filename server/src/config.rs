@@ -49,6 +49,47 @@ pub struct Settings {
     pub stop_vms_on_shutdown: bool,
     /// Largest image upload (kernel + initramfs + root disk), in MiB.
     pub max_image_upload_mib: u64,
+    pub network: NetworkSettings,
+}
+
+/// Tenant networks (README, "Networks"): realised in a network namespace the portal owns.
+#[derive(Debug, Clone, Deserialize)]
+pub struct NetworkSettings {
+    /// Off: VMs get no network card (and nothing is created on the host).
+    pub enabled: bool,
+    /// The portal's network namespace (`/run/netns/<name>`).
+    pub namespace: String,
+    /// Tenant networks get `/24` blocks of this pool.
+    pub pool: ipnet::Ipv4Net,
+    /// MTU of tenant networks (1450 once they span hosts over VXLAN).
+    pub mtu: u16,
+    /// The uplink network between the portal's namespace and the one the portal runs in: its first
+    /// address on `uplink_outer` (here), its second on the plane's side. Unset: no way in or out (no
+    /// egress, port forwards or floating IPs).
+    pub uplink: Option<ipnet::Ipv4Net>,
+    pub uplink_outer: String,
+    /// Floating IPs come from this block (inside the uplink network).
+    pub floating_pool: Option<ipnet::Ipv4Net>,
+    /// Host ports tenants may forward (inclusive).
+    pub forward_ports: (u16, u16),
+    /// Port of the metadata service on each network's gateway (`169.254.169.254:80` is redirected to it).
+    pub metadata_port: u16,
+}
+
+impl NetworkSettings {
+    pub fn disabled() -> Self {
+        Self {
+            enabled: false,
+            namespace: "cloudportal".into(),
+            pool: ipnet::Ipv4Net::new(std::net::Ipv4Addr::new(10, 200, 0, 0), 16).unwrap_or_default(),
+            mtu: 1500,
+            uplink: None,
+            uplink_outer: "cp-uplink".into(),
+            floating_pool: None,
+            forward_ports: (20000, 29999),
+            metadata_port: 8775,
+        }
+    }
 }
 
 /// Sign-in throttling: attempts allowed per minute, per account and per client address.
@@ -75,6 +116,15 @@ impl Settings {
             .and_then(|b| b.set_default("start_timeout_secs", 30))
             .and_then(|b| b.set_default("stop_vms_on_shutdown", false))
             .and_then(|b| b.set_default("max_image_upload_mib", 2048))
+            .and_then(|b| b.set_default("network.enabled", true))
+            .and_then(|b| b.set_default("network.namespace", "cloudportal"))
+            .and_then(|b| b.set_default("network.pool", "10.200.0.0/16"))
+            .and_then(|b| b.set_default("network.mtu", 1500))
+            .and_then(|b| b.set_default("network.uplink", "100.127.0.0/24"))
+            .and_then(|b| b.set_default("network.uplink_outer", "cp-uplink"))
+            .and_then(|b| b.set_default("network.floating_pool", "100.127.0.128/25"))
+            .and_then(|b| b.set_default("network.forward_ports", vec![20000, 29999]))
+            .and_then(|b| b.set_default("network.metadata_port", 8775))
             .map_err(ConfigError::Load)?
             .add_source(config::File::with_name(&file).required(false))
             .add_source(
@@ -109,6 +159,33 @@ impl Settings {
                 reason: "start and stop timeouts must be between 1 and 3600 seconds".into(),
             });
         }
+        let n = &self.network;
+        if n.pool.prefix_len() > 24 {
+            return Err(ConfigError::Invalid {
+                key: "network.pool",
+                reason: "must be a /24 or larger".into(),
+            });
+        }
+        if !(576..=9000).contains(&n.mtu) {
+            return Err(ConfigError::Invalid {
+                key: "network.mtu",
+                reason: "must be between 576 and 9000".into(),
+            });
+        }
+        if let (Some(pool), Some(up)) = (n.floating_pool, n.uplink) {
+            if !up.contains(&pool) {
+                return Err(ConfigError::Invalid {
+                    key: "network.floating_pool",
+                    reason: format!("must lie inside the uplink network {up}"),
+                });
+            }
+        }
+        if n.uplink.is_some_and(|u| u.prefix_len() > 30) || n.forward_ports.0 > n.forward_ports.1 {
+            return Err(ConfigError::Invalid {
+                key: "network.uplink",
+                reason: "the uplink needs at least a /30 and forward_ports a range low..=high".into(),
+            });
+        }
         if !matches!(self.log_format.as_str(), "pretty" | "json") {
             return Err(ConfigError::Invalid {
                 key: "log_format",
@@ -140,6 +217,7 @@ impl Settings {
             kvm_emulated: None,
             stop_vms_on_shutdown: false,
             max_image_upload_mib: 64,
+            network: NetworkSettings::disabled(),
         }
     }
 }

@@ -24,6 +24,7 @@ use tower_sessions_sqlx_store::SqliteStore;
 use crate::auth::csrf::{self, OriginPolicy};
 use crate::auth::password;
 use crate::config::Settings;
+use crate::net::Networking;
 use crate::service::Service;
 use crate::state::AppState;
 use crate::vm::{Supervisor, VmSettings};
@@ -48,6 +49,8 @@ pub enum StartupError {
     Seed(#[from] seed::SeedError),
     #[error("Another portal is running on the data directory {0}: one portal supervises its VMs")]
     AlreadyRunning(String),
+    #[error("Failed to set up tenant networks")]
+    Network(#[source] crate::net::NetError),
     #[error("Failed to reconcile VMs with running VMM processes")]
     Reconcile(#[source] crate::vm::SupervisorError),
     #[error("Failed to listen on {0}")]
@@ -95,17 +98,28 @@ impl Application {
         let instance = claim_data_dir(&data_dir)?;
         let pool = db::connect(&data_dir).await?;
         seed::seed(&pool, &settings.guest_dir).await?;
+        // Before reconciling VMs: re-adopted VMMs keep TAPs that must find their bridges.
+        let network = Networking::start(&settings.network, &data_dir, pool.clone())
+            .await
+            .map_err(StartupError::Network)?;
         let vm_settings = VmSettings {
             vmm_binary: settings.vmm_binary(),
             vms_dir: data_dir.join("vms"),
             stop_timeout: Duration::from_secs(settings.stop_timeout_secs),
             start_timeout: Duration::from_secs(settings.start_timeout_secs),
             kvm_emulated: settings.kvm_emulated(),
+            network: network.clone(),
         };
         tracing::info!(vmm = %vm_settings.vmm_binary.display(), emulated = vm_settings.kvm_emulated, "VM supervisor");
         let supervisor = Supervisor::new(pool.clone(), vm_settings);
         supervisor.reconcile().await.map_err(StartupError::Reconcile)?;
-        let service = Service::new(pool.clone(), &settings, supervisor, password::dummy_hash().await?);
+        let service = Service::new(
+            pool.clone(),
+            &settings,
+            supervisor,
+            network,
+            password::dummy_hash().await?,
+        );
         bootstrap::ensure_admin(&service, &settings)
             .await
             .map_err(|e| StartupError::Bootstrap(e.to_string()))?;

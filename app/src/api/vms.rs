@@ -31,6 +31,8 @@ pub async fn launch_vm(
             flavor_id,
             ssh_key,
             user_data,
+            network_id: None,
+            security_group_ids: Vec::new(),
         };
         portal.launch_vm(&caller, req).await
     })

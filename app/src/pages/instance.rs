@@ -12,7 +12,7 @@ use crate::components::console::VmConsole;
 use crate::components::vm::{size_line, StateBadge, VmActions};
 use crate::components::{action_error, fmt_time, vm_changes, ErrorBox, FormError};
 use crate::error::AppError;
-use crate::model::{VmDetail, VmState};
+use crate::model::{VmDetail, VmNetworkView, VmState};
 
 #[component]
 pub fn InstancePage() -> impl IntoView {
@@ -55,9 +55,74 @@ pub fn InstancePage() -> impl IntoView {
     }
 }
 
+/// Addresses, MAC, security groups and how to reach the VM.
+#[component]
+fn NetworkPanel(network: VmNetworkView) -> impl IntoView {
+    let VmNetworkView {
+        nics,
+        security_groups,
+        floating_ip,
+        port_forwards,
+        ssh_command,
+    } = network;
+    if nics.is_empty() {
+        return None;
+    }
+    let nics = nics
+        .into_iter()
+        .map(|n| {
+            view! {
+                <tr data-testid="vm-nic">
+                    <td>{n.network_name.clone()}</td>
+                    <td><code data-testid="vm-ip">{n.ip.clone()}</code></td>
+                    <td><code>{n.mac.clone()}</code></td>
+                    <td><code>{n.cidr.clone()}</code>" via "<code>{n.gateway.clone()}</code></td>
+                </tr>
+            }
+        })
+        .collect_view();
+    let groups = security_groups
+        .iter()
+        .map(|g| g.name.clone())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let forwards = port_forwards
+        .iter()
+        .map(|f| {
+            format!(
+                "{}:{} \u{2192} {}/{}",
+                f.host_address,
+                f.host_port,
+                f.protocol.as_str(),
+                f.vm_port
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    Some(view! {
+        <section class="panel" data-testid="vm-network">
+            <div class="panel-header"><h2>"Network"</h2></div>
+            <table class="table">
+                <thead><tr><th>"Network"</th><th>"Address"</th><th>"MAC"</th><th>"Subnet"</th></tr></thead>
+                <tbody>{nics}</tbody>
+            </table>
+            <dl class="props">
+                <dt>"Security groups"</dt><dd data-testid="vm-groups">{groups}</dd>
+                <dt>"Floating IP"</dt><dd>{floating_ip.unwrap_or_else(|| "\u{2014}".into())}</dd>
+                <dt>"Port forwards"</dt><dd>{if forwards.is_empty() { "\u{2014}".to_string() } else { forwards }}</dd>
+                <dt>"SSH"</dt>
+                <dd>{match ssh_command {
+                    Some(cmd) => view! { <code class="copyable" data-testid="vm-ssh">{cmd}</code> }.into_any(),
+                    None => view! { <span>"Add a port forward to port 22 or a floating IP to reach the VM from outside."</span> }.into_any(),
+                }}</dd>
+            </dl>
+        </section>
+    })
+}
+
 #[component]
 fn Detail(d: VmDetail, act: ServerAction<ActOnVm>, act_error: Signal<Option<AppError>>) -> impl IntoView {
-    let VmDetail { vm, events } = d;
+    let VmDetail { vm, events, network } = d;
     let running = vm.state == VmState::Running;
     let events = events
         .into_iter()
@@ -98,6 +163,7 @@ fn Detail(d: VmDetail, act: ServerAction<ActOnVm>, act_error: Signal<Option<AppE
                 <dt>"Last started"</dt><dd>{vm.started_at.as_deref().map(fmt_time).unwrap_or_else(|| "—".into())}</dd>
             </dl>
         </section>
+        <NetworkPanel network=network/>
         <section class="panel">
             <div class="panel-header"><h2>"History"</h2></div>
             <table class="table" data-testid="vm-events">

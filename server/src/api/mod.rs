@@ -10,11 +10,12 @@ mod console;
 mod error;
 mod events;
 mod extract;
+mod networks;
 mod openapi;
 mod vms;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{delete, get, patch, post};
+use axum::routing::{delete, get, patch, post, put};
 use axum::Router;
 
 pub use error::{ApiError, ErrorEnvelope};
@@ -53,13 +54,42 @@ pub fn router() -> Router<AppState> {
         .route("/events", get(events::vm_events))
         .route("/quota", get(billing::my_quota))
         .route("/quotas", get(billing::list_quotas))
-        .route("/quotas/{tenant_id}", axum::routing::put(billing::set_quota))
+        .route("/quotas/{tenant_id}", put(billing::set_quota))
         .route("/usage", get(billing::my_usage))
         .route("/usage.csv", get(billing::my_usage_csv))
         .route("/admin/usage", get(billing::all_usage))
         .route("/admin/usage.csv", get(billing::all_usage_csv))
         .route("/audit", get(billing::audit_log))
         .route("/audit/verify", get(billing::verify_audit))
+        .route("/vms/{id}/security-groups", put(networks::set_vm_groups))
+        .route(
+            "/networks",
+            get(networks::list_networks).post(networks::create_network),
+        )
+        .route("/networks/{id}", delete(networks::delete_network))
+        .route(
+            "/security-groups",
+            get(networks::list_security_groups).post(networks::create_security_group),
+        )
+        .route("/security-groups/{id}", delete(networks::delete_security_group))
+        .route("/security-groups/{id}/rules", post(networks::add_rule))
+        .route(
+            "/security-groups/{id}/rules/{rule_id}",
+            delete(networks::delete_rule),
+        )
+        .route(
+            "/port-forwards",
+            get(networks::list_port_forwards).post(networks::create_port_forward),
+        )
+        .route("/port-forwards/{id}", delete(networks::delete_port_forward))
+        .route(
+            "/floating-ips",
+            get(networks::list_floating_ips).post(networks::allocate_floating_ip),
+        )
+        .route(
+            "/floating-ips/{id}",
+            put(networks::attach_floating_ip).delete(networks::release_floating_ip),
+        )
         .route("/vms/{id}/console", post(console::open_console))
         .route("/vms/{id}/console-log", get(console::console_log))
         .fallback(|| async { ApiError(app::error::AppError::not_found("API route")) })

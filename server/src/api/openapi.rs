@@ -4,7 +4,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{billing, catalogue, console, events, vms};
+use super::{billing, catalogue, console, events, networks, vms};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -20,6 +20,12 @@ use super::{billing, catalogue, console, events, vms};
         billing::my_quota, billing::list_quotas, billing::set_quota, billing::my_usage, billing::my_usage_csv,
         billing::all_usage, billing::all_usage_csv, billing::audit_log, billing::verify_audit,
         console::open_console, console::console_log,
+        networks::list_networks, networks::create_network, networks::delete_network,
+        networks::list_security_groups, networks::create_security_group, networks::delete_security_group,
+        networks::add_rule, networks::delete_rule, networks::set_vm_groups,
+        networks::list_port_forwards, networks::create_port_forward, networks::delete_port_forward,
+        networks::list_floating_ips, networks::allocate_floating_ip, networks::attach_floating_ip,
+        networks::release_floating_ip,
     ),
     modifiers(&BearerAuth),
     security(("bearer" = [])),

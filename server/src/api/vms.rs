@@ -38,6 +38,7 @@ pub struct VmWithEvents {
     #[serde(flatten)]
     vm: VmView,
     events: Vec<app::model::VmEventView>,
+    network: app::model::VmNetworkView,
 }
 
 #[utoipa::path(get, path = "/vms/{id}", tag = "vms", params(("id" = String, Path, description = "VM id")),
@@ -47,8 +48,8 @@ pub async fn get_vm(
     ApiCaller(caller): ApiCaller,
     Path(id): Path<String>,
 ) -> Result<Json<VmWithEvents>, ApiError> {
-    let VmDetail { vm, events } = state.service.get_vm(&caller, id).await?;
-    Ok(Json(VmWithEvents { vm, events }))
+    let VmDetail { vm, events, network } = state.service.get_vm(&caller, id).await?;
+    Ok(Json(VmWithEvents { vm, events, network }))
 }
 
 /// `{"action": "start" | "stop" | "reboot" | "force_off" | "delete"}`

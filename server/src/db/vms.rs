@@ -5,6 +5,7 @@
 use app::model::VmState;
 use sqlx::{FromRow, SqlitePool};
 
+use super::networks;
 use super::quotas::{self, QuotaError, QuotaExceeded, Usage};
 use super::usage;
 
@@ -13,8 +14,20 @@ use super::usage;
 pub enum VmWriteError {
     #[error(transparent)]
     Quota(#[from] QuotaExceeded),
+    /// No address or block left for the VM's card.
+    #[error("{0}")]
+    Addresses(String),
     #[error("Database error")]
     Db(#[from] sqlx::Error),
+}
+
+impl From<networks::AllocError> for VmWriteError {
+    fn from(e: networks::AllocError) -> Self {
+        match e {
+            networks::AllocError::Db(d) => Self::Db(d),
+            other => Self::Addresses(other.to_string()),
+        }
+    }
 }
 
 impl From<QuotaError> for VmWriteError {
@@ -103,10 +116,18 @@ pub struct NewVm<'a> {
     pub disk_gib: i64,
     pub ssh_key: &'a str,
     pub user_data: &'a str,
+    /// Where its network card gets an address (the tenant's default network, created on first use);
+    /// `None`: networking is off and the VM has no card.
+    pub network: Option<&'a networks::AddressPlan>,
+    /// The card's network (checked to be the tenant's); the default network when `None`.
+    pub network_id: Option<&'a str>,
+    /// The VM's security groups (checked to be the tenant's); the default group when empty.
+    pub security_groups: &'a [String],
 }
 
-/// Inserts a VM in `creating` with its first event, if the tenant's quota allows it (checked in the same
-/// IMMEDIATE transaction, so concurrent launches cannot overshoot).
+/// Inserts a VM in `creating` with its first event and, with networking on, its card on the tenant's
+/// default network in the default security group, if the tenant's quota allows it (checked in the same
+/// IMMEDIATE transaction, so concurrent launches cannot overshoot and no VM exists without its address).
 pub async fn insert(pool: &SqlitePool, vm: &NewVm<'_>, now: i64) -> Result<(), VmWriteError> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     let add = Usage {
@@ -145,6 +166,22 @@ pub async fn insert(pool: &SqlitePool, vm: &NewVm<'_>, now: i64) -> Result<(), V
         "launched",
     )
     .await?;
+    if let Some(plan) = vm.network {
+        let network = match vm.network_id {
+            Some(id) => networks::tenant_network(&mut tx, vm.tenant_id, id)
+                .await?
+                .ok_or_else(|| VmWriteError::Addresses("That network does not exist.".into()))?,
+            None => networks::ensure_default_network(&mut tx, vm.tenant_id, plan, now).await?,
+        };
+        networks::add_port(&mut tx, vm.id, &network, 0, now).await?;
+        if vm.security_groups.is_empty() {
+            let group = networks::ensure_default_group(&mut tx, vm.tenant_id, now).await?;
+            networks::attach_group(&mut tx, vm.id, &group).await?;
+        }
+        for group in vm.security_groups {
+            networks::attach_group(&mut tx, vm.id, group).await?;
+        }
+    }
     tx.commit().await?;
     Ok(())
 }
@@ -223,6 +260,9 @@ pub async fn transition(
     }
     let started = matches!(t.to, VmState::Running);
     let deleted = matches!(t.to, VmState::Deleted);
+    if deleted {
+        networks::release_vm(&mut tx, t.vm_id).await?;
+    }
     sqlx::query(
         "UPDATE vms SET state = ?, state_reason = ?, updated_at = ?, \
          started_at = CASE WHEN ? THEN ? ELSE started_at END, \

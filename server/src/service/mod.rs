@@ -14,6 +14,7 @@ mod catalogue;
 mod console;
 mod events;
 pub mod images;
+mod networks;
 mod tokens;
 mod vms;
 
@@ -28,6 +29,7 @@ use sqlx::SqlitePool;
 use crate::auth::throttle::LoginThrottle;
 use crate::config::Settings;
 use crate::db::users::UserRow;
+use crate::net::Networking;
 use crate::vm::Supervisor;
 
 pub use console::{ConsoleError, ConsoleSession, TOKEN_TTL_SECS};
@@ -48,10 +50,18 @@ struct Inner {
     throttle: LoginThrottle,
     /// Verified against when a sign-in names an unknown user, so timing does not reveal which users exist.
     dummy_hash: String,
+    /// Tenant networks; `None` when off.
+    network: Option<Networking>,
 }
 
 impl Service {
-    pub fn new(pool: SqlitePool, settings: &Settings, supervisor: Supervisor, dummy_hash: String) -> Self {
+    pub fn new(
+        pool: SqlitePool,
+        settings: &Settings,
+        supervisor: Supervisor,
+        network: Option<Networking>,
+        dummy_hash: String,
+    ) -> Self {
         let throttle = LoginThrottle::new(&settings.login);
         Self {
             inner: Arc::new(Inner {
@@ -61,6 +71,7 @@ impl Service {
                 max_upload_bytes: settings.max_image_upload_mib.saturating_mul(1024 * 1024),
                 throttle,
                 dummy_hash,
+                network,
             }),
         }
     }
@@ -71,6 +82,10 @@ impl Service {
 
     fn supervisor(&self) -> &Supervisor {
         &self.inner.supervisor
+    }
+
+    fn network(&self) -> Option<&Networking> {
+        self.inner.network.as_ref()
     }
 
     pub fn images_dir(&self) -> &Path {

@@ -47,6 +47,7 @@ pub(crate) fn write_error(e: vms::VmWriteError) -> AppError {
             resource: q.resource.to_string(),
             message: format!("{q}."),
         },
+        vms::VmWriteError::Addresses(message) => AppError::conflict(message),
         vms::VmWriteError::Db(e) => internal(e),
     }
 }
@@ -77,6 +78,7 @@ impl Vms for Service {
         Ok(VmDetail {
             vm: vm_view(&vm),
             events: events.iter().map(event_view).collect(),
+            network: self.vm_network(&vm.id).await?,
         })
     }
 
@@ -90,6 +92,8 @@ impl Vms for Service {
         if req.flavor_id.trim().is_empty() {
             return Err(AppError::invalid("flavor_id", "Choose a flavor."));
         }
+        self.check_launch_network(caller, req.network_id.as_deref(), &req.security_group_ids)
+            .await?;
         let image = self.visible_image(caller, &req.image_id).await?;
         let flavor = self.flavor(&req.flavor_id).await?;
         if flavor.disabled {
@@ -99,6 +103,7 @@ impl Vms for Service {
             ));
         }
         let id = uuid::Uuid::new_v4().to_string();
+        let plan = self.network().map(|n| n.plan());
         let new = vms::NewVm {
             id: &id,
             tenant_id: &caller.tenant_id,
@@ -111,6 +116,9 @@ impl Vms for Service {
             disk_gib: flavor.disk_gib,
             ssh_key: ssh_key.as_str(),
             user_data,
+            network: plan.as_ref(),
+            network_id: req.network_id.as_deref(),
+            security_groups: &req.security_group_ids,
         };
         match vms::insert(self.pool(), &new, db::now()).await {
             Ok(()) => {}

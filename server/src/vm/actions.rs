@@ -118,6 +118,10 @@ impl Supervisor {
                 "disk and run directory removed",
             )
             .await;
+            // Its address, lease and rules are released with it: the host follows.
+            if let Some(net) = &this.settings().network {
+                net.changed();
+            }
             this.forget(&id);
             Ok(())
         });

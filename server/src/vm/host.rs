@@ -39,6 +39,8 @@ pub enum HostError {
     Control(#[from] ControlError),
     #[error("The VM's files are missing")]
     NoFiles,
+    #[error("Failed to set up the VM's network cards")]
+    Network(#[from] crate::net::NetError),
 }
 
 /// The right to start a VM's VMM: while a claim exists, no VMM runs the VM and none can start. Dropping it
@@ -127,6 +129,8 @@ pub struct LocalHost {
     vmm_binary: PathBuf,
     vms_dir: PathBuf,
     kvm_emulated: bool,
+    /// Opens the TAPs of a VM's cards; `None`: VMs run without cards.
+    network: Option<crate::net::Networking>,
     /// VMMs this process started, until watched: waiting on our own child gives its exact exit status.
     children: Mutex<HashMap<i32, tokio::process::Child>>,
 }
@@ -137,8 +141,15 @@ impl LocalHost {
             vmm_binary,
             vms_dir,
             kvm_emulated,
+            network: None,
             children: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Gives the VMMs their network cards from `network`.
+    pub fn with_network(mut self, network: Option<crate::net::Networking>) -> Self {
+        self.network = network;
+        self
     }
 
     fn dir(&self, vm_id: &str) -> RunDir {
@@ -195,7 +206,11 @@ impl Host for LocalHost {
         if dir.control().as_os_str().len() > MAX_SOCKET_PATH {
             return Err(HostError::PathTooLong(dir.path().to_path_buf()));
         }
-        let config = vmm_config::build(
+        let nics = match &self.network {
+            Some(net) => net.open_nics(&vm.id).await?,
+            None => Vec::new(),
+        };
+        let mut config = vmm_config::build(
             vm,
             image,
             &dir,
@@ -203,10 +218,11 @@ impl Host for LocalHost {
             disk::config_disk(dir.path()),
             self.kvm_emulated,
         )?;
+        let taps = vmm_config::add_nics(&mut config, nics);
         let json = serde_json::to_vec_pretty(&config).map_err(|e| HostError::Config(e.into()))?;
         std::fs::write(dir.config(), json).map_err(HostError::Config)?;
         run_lock.set_run_id(run_id)?;
-        let (child, proc_) = process::spawn(&self.vmm_binary, &dir, run_id, run_lock)?;
+        let (child, proc_) = process::spawn(&self.vmm_binary, &dir, run_id, run_lock, taps)?;
         lock(&self.children).insert(proc_.pid, child);
         Ok(proc_)
     }

@@ -44,6 +44,7 @@ pub fn spawn(
     dir: &RunDir,
     run_id: &str,
     lock: RunLock,
+    taps: Vec<(i32, OwnedFd)>,
 ) -> Result<(Child, VmmProcess), ProcessError> {
     let log = dir.log();
     let open_log = || {
@@ -67,12 +68,16 @@ pub fn spawn(
         // Its own process group: Ctrl-C or a service manager stopping the portal does not reach the VM.
         .process_group(0)
         .kill_on_drop(false);
-    command
-        .fd_mappings(vec![FdMapping {
-            parent_fd: OwnedFd::from(lock.into_file()),
-            child_fd: LOCK_FD,
-        }])
-        .map_err(ProcessError::Inherit)?;
+    let mut fds = vec![FdMapping {
+        parent_fd: OwnedFd::from(lock.into_file()),
+        child_fd: LOCK_FD,
+    }];
+    // The network cards' TAPs, at the descriptors the config names.
+    fds.extend(
+        taps.into_iter()
+            .map(|(child_fd, parent_fd)| FdMapping { parent_fd, child_fd }),
+    );
+    command.fd_mappings(fds).map_err(ProcessError::Inherit)?;
     let child = command
         .spawn()
         .map_err(|e| ProcessError::Spawn(vmm_binary.to_path_buf(), e))?;

@@ -50,6 +50,8 @@ pub struct VmSettings {
     pub start_timeout: Duration,
     /// KVM here emulates guest instructions (kvm_pvm): Linux images get their `emulated_cmdline`.
     pub kvm_emulated: bool,
+    /// Tenant networks: a VM's cards get their TAPs from here. `None`: VMs have no card.
+    pub network: Option<crate::net::Networking>,
 }
 
 /// A state change, as broadcast to event-stream subscribers.
@@ -101,7 +103,8 @@ impl Supervisor {
             settings.vmm_binary.clone(),
             settings.vms_dir.clone(),
             settings.kvm_emulated,
-        );
+        )
+        .with_network(settings.network.clone());
         Self::with_host(pool, settings, Arc::new(host))
     }
 

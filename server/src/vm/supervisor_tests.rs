@@ -183,6 +183,7 @@ async fn fixture() -> Fixture {
         stop_timeout: Duration::from_millis(100),
         start_timeout: Duration::from_secs(10),
         kvm_emulated: false,
+        network: None,
     };
     let sup = Supervisor::with_host(pool.clone(), settings, Arc::new(host.clone()));
     Fixture {
@@ -208,6 +209,9 @@ impl Fixture {
             disk_gib: 1,
             ssh_key: "",
             user_data: "",
+            network: None,
+            network_id: None,
+            security_groups: &[],
         };
         vms::insert(&self.pool, &new, 0).await.unwrap();
         sqlx::query("UPDATE vms SET state = ? WHERE id = ?")

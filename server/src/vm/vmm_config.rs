@@ -21,6 +21,22 @@ const SCREEN: FramebufferConfig = FramebufferConfig {
     height: 768,
 };
 
+/// Adds the cards to the config, numbering their TAPs from `vmm_api::config::MIN_TAP_FD` in card order;
+/// returns the descriptors with the numbers the VMM must see them at.
+pub fn add_nics(config: &mut VmConfig, nics: Vec<crate::net::OpenNic>) -> Vec<(i32, std::os::fd::OwnedFd)> {
+    nics.into_iter()
+        .zip(vmm_api::config::MIN_TAP_FD..)
+        .map(|(nic, fd)| {
+            config.nics.push(vmm_api::config::NicConfig {
+                mac: nic.mac,
+                mtu: nic.mtu,
+                tap_fd: fd,
+            });
+            (fd, nic.tap)
+        })
+        .collect()
+}
+
 /// The VMM config for `vm` booting `image`, its files in `dir` (`root_disk` and `config_disk` inside it).
 pub fn build(
     vm: &VmRow,

@@ -14,7 +14,7 @@ pub struct TestApp {
     /// VMMs outlive the portal by design: kill this test's before its data directory goes.
     _reaper: super::vm_helpers::VmmReaper,
     pub _data: tempfile::TempDir,
-    _guest: Option<tempfile::TempDir>,
+    pub _guest: Option<tempfile::TempDir>,
 }
 
 /// A browser-like client: a cookie jar and the portal's own `Origin` on every request.
@@ -210,5 +210,17 @@ impl Api {
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
         self.send(reqwest::Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.send(reqwest::Method::POST, path, Some(body.clone())).await
+    }
+
+    pub async fn put(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.send(reqwest::Method::PUT, path, Some(body.clone())).await
+    }
+
+    pub async fn delete(&self, path: &str) -> (u16, Value) {
+        self.send(reqwest::Method::DELETE, path, None).await
     }
 }

@@ -7,6 +7,7 @@ mod catalogue;
 mod console;
 mod helpers;
 mod isolation;
+mod networks;
 mod rest;
 mod supervision;
 mod vm_helpers;

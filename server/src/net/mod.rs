@@ -1,0 +1,199 @@
+//! Tenant networks on this host, kept equal to the database: the portal's network plane (`netplane`: its
+//! own namespace, bridges, DHCP servers, firewall, uplink) is re-applied from a fresh snapshot of the
+//! network rows whenever something changes ([`Networking::changed`], coalesced; also every minute as a
+//! safety net), at start (everything the portal owns but the database no longer has is removed), and
+//! right before a VMM is spawned, whose TAPs it then opens ([`Networking::open_nics`]).
+
+mod state;
+
+use std::os::fd::OwnedFd;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use netplane::state::Uplink;
+use netplane::{NetState, Plane, PlaneError};
+use sqlx::SqlitePool;
+use tokio::sync::{Mutex, Notify};
+use vmm_api::config::MacAddr;
+
+use crate::config::NetworkSettings;
+use crate::db::networks::{self, AddressPlan};
+
+pub use state::protocol;
+
+/// Name of the uplink's end inside the plane's namespace.
+const UPLINK_INNER: &str = "cp-up";
+/// How often the plane is re-applied without a change (drift repair).
+const RESYNC: Duration = Duration::from_secs(60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    #[error(transparent)]
+    Plane(#[from] PlaneError),
+    #[error(transparent)]
+    Uplink(#[from] netplane::uplink::UplinkError),
+    #[error("Database error")]
+    Db(#[from] sqlx::Error),
+    #[error("A network task failed")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+/// A VM's card, ready for the VMM.
+pub struct OpenNic {
+    pub mac: MacAddr,
+    pub mtu: u16,
+    pub tap: OwnedFd,
+}
+
+/// The host's tenant networking.
+#[derive(Clone)]
+pub struct Networking {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Networking {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Networking")
+            .field("namespace", &self.inner.settings.namespace)
+            .field("uplink", &self.inner.uplink)
+            .finish()
+    }
+}
+
+struct Inner {
+    plane: Plane,
+    pool: SqlitePool,
+    settings: NetworkSettings,
+    uplink: Option<Uplink>,
+    /// One apply at a time.
+    applying: Mutex<()>,
+    wake: Notify,
+}
+
+impl Networking {
+    /// Opens the plane (creating its namespace and uplink if missing), applies the database's state and
+    /// starts the background re-apply. `None` when networking is off.
+    pub async fn start(
+        settings: &NetworkSettings,
+        data_dir: &Path,
+        pool: SqlitePool,
+    ) -> Result<Option<Networking>, NetError> {
+        if !settings.enabled {
+            tracing::info!("tenant networks are off: VMs get no network card");
+            return Ok(None);
+        }
+        let s = settings.clone();
+        let dir = data_dir.join("net");
+        let (plane, uplink) = tokio::task::spawn_blocking(move || -> Result<_, NetError> {
+            let plane = Plane::open(&s.namespace, dir)?;
+            let uplink = match s.uplink {
+                Some(net) => Some(netplane::uplink::ensure_veth(
+                    plane.namespace(),
+                    &s.uplink_outer,
+                    UPLINK_INNER,
+                    net,
+                )?),
+                None => None,
+            };
+            Ok((plane, uplink))
+        })
+        .await??;
+        let net = Networking {
+            inner: Arc::new(Inner {
+                plane,
+                pool,
+                settings: settings.clone(),
+                uplink,
+                applying: Mutex::new(()),
+                wake: Notify::new(),
+            }),
+        };
+        net.apply().await?;
+        tracing::info!(netns = %settings.namespace, "tenant networks applied");
+        let bg = net.clone();
+        tokio::spawn(async move {
+            loop {
+                let _ = tokio::time::timeout(RESYNC, bg.inner.wake.notified()).await;
+                if let Err(e) = bg.apply().await {
+                    tracing::error!(error = %vmm_api::error_chain(&e), "applying the tenant networks failed");
+                }
+            }
+        });
+        Ok(Some(net))
+    }
+
+    /// Where tenant networks get their blocks.
+    pub fn plan(&self) -> AddressPlan {
+        AddressPlan {
+            pool: self.inner.settings.pool,
+            mtu: self.inner.settings.mtu,
+        }
+    }
+
+    pub fn settings(&self) -> &NetworkSettings {
+        &self.inner.settings
+    }
+
+    /// The uplink's address inside the plane (port forwards listen there), if there is an uplink.
+    pub fn uplink(&self) -> Option<&Uplink> {
+        self.inner.uplink.as_ref()
+    }
+
+    /// Something in the network rows changed: re-apply soon (coalesced with other changes).
+    pub fn changed(&self) {
+        self.inner.wake.notify_one();
+    }
+
+    /// The desired state now.
+    pub async fn state(&self) -> Result<NetState, NetError> {
+        let snap = networks::snapshot(&self.inner.pool).await?;
+        Ok(state::build(
+            &snap,
+            self.inner.uplink.clone(),
+            Some(self.inner.settings.metadata_port),
+        ))
+    }
+
+    /// Makes the host match the database now; returns the state applied.
+    pub async fn apply(&self) -> Result<NetState, NetError> {
+        let _one = self.inner.applying.lock().await;
+        let state = self.state().await?;
+        let plane = self.inner.plane.clone();
+        let applied = state.clone();
+        tokio::task::spawn_blocking(move || plane.apply(&applied)).await??;
+        Ok(state)
+    }
+
+    /// Realises the VM's networks and opens a TAP per card, in card order.
+    pub async fn open_nics(&self, vm_id: &str) -> Result<Vec<OpenNic>, NetError> {
+        let ports = networks::ports_of_vm(&self.inner.pool, vm_id).await?;
+        if ports.is_empty() {
+            return Ok(Vec::new());
+        }
+        let state = self.apply().await?;
+        let plane = self.inner.plane.clone();
+        tokio::task::spawn_blocking(move || {
+            ports
+                .iter()
+                .map(|p| {
+                    let net = state
+                        .network_of(&p.id)
+                        .ok_or_else(|| PlaneError::UnknownPort(p.id.clone()))?;
+                    let port = net
+                        .ports
+                        .iter()
+                        .find(|q| q.id == p.id)
+                        .ok_or_else(|| PlaneError::UnknownPort(p.id.clone()))?;
+                    let tap = plane.open_tap(&state, &p.id)?;
+                    Ok(OpenNic {
+                        mac: MacAddr(port.mac),
+                        mtu: net.mtu,
+                        tap,
+                    })
+                })
+                .collect::<Result<Vec<_>, NetError>>()
+        })
+        .await?
+    }
+}
