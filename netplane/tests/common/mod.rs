@@ -77,10 +77,12 @@ pub struct Namespaces {
 }
 
 impl Namespaces {
-    /// `tag` keeps concurrent tests apart; the process id keeps concurrent runs apart.
+    /// `tag` keeps concurrent tests apart; the process id keeps concurrent runs apart. Namespaces left
+    /// by an earlier run that was killed (no unwinding, so no guard) are deleted first.
     pub fn new(tag: &str) -> Namespaces {
+        sweep_stale();
         Namespaces {
-            prefix: format!("np{}{tag}-", std::process::id()),
+            prefix: format!("{PREFIX}{}{tag}-", std::process::id()),
             names: Vec::new(),
             stop: Arc::new(AtomicBool::new(false)),
         }
@@ -118,6 +120,26 @@ impl Drop for Namespaces {
             if let Err(e) = run(&["ip", "netns", "del", name]) {
                 eprintln!("teardown: {e:#}");
             }
+        }
+    }
+}
+
+/// Names of the namespaces these tests make: `nptest<pid><tag>-<name>`.
+const PREFIX: &str = "nptest";
+
+/// Deletes namespaces named by [`Namespaces`] whose creating process is gone.
+fn sweep_stale() {
+    let Ok(entries) = std::fs::read_dir("/run/netns") else {
+        return;
+    };
+    for name in entries.flatten().filter_map(|e| e.file_name().into_string().ok()) {
+        let Some(rest) = name.strip_prefix(PREFIX) else {
+            continue;
+        };
+        let pid: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        if !pid.is_empty() && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            eprintln!("deleting namespace {name} left by a killed test run");
+            let _ = run(&["ip", "netns", "del", &name]);
         }
     }
 }
@@ -360,7 +382,7 @@ pub fn generated_state(tenants: u16, vms: u16) -> NetState {
             if v % 10 == 0 {
                 state.floating_ips.push(netplane::state::FloatingIp {
                     id: format!("fip-{n}"),
-                    address: Ipv4Addr::new(203, 0, (113 + (n >> 8)) as u8, n as u8),
+                    address: Ipv4Addr::from(u32::from(Ipv4Addr::new(203, 0, 113, 0)) + u32::from(n) + 1),
                     fixed_ip: ip,
                 });
                 state.port_forwards.push(netplane::state::PortForward {
@@ -375,4 +397,113 @@ pub fn generated_state(tenants: u16, vms: u16) -> NetState {
         state.networks.push(network);
     }
     state
+}
+
+/// The uplink between the test's "host" (standing for the portal's namespace) and "outside".
+pub const UPLINK: &str = "up0";
+pub const UPLINK_ADDRESS: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
+pub const OUTSIDE_ADDRESS: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
+
+/// A "host" namespace routing between its bridges and an uplink veth to an "outside" namespace, which
+/// routes `routed` (floating IPs, and private blocks to try reaching directly) back through the host.
+pub fn host_and_outside(namespaces: &mut Namespaces, routed: &[&str]) -> anyhow::Result<(String, String)> {
+    let host = namespaces.add("host")?;
+    let outside = namespaces.add("out")?;
+    run(&[
+        "ip",
+        "netns",
+        "exec",
+        &host,
+        "sysctl",
+        "-qw",
+        "net.ipv4.ip_forward=1",
+        "net.bridge.bridge-nf-call-iptables=1",
+    ])?;
+    run(&[
+        "ip", "-n", &host, "link", "add", UPLINK, "type", "veth", "peer", "name", "eth0", "netns", &outside,
+    ])?;
+    run(&[
+        "ip",
+        "-n",
+        &host,
+        "addr",
+        "add",
+        &format!("{UPLINK_ADDRESS}/24"),
+        "dev",
+        UPLINK,
+    ])?;
+    run(&["ip", "-n", &host, "link", "set", UPLINK, "up"])?;
+    run(&[
+        "ip",
+        "-n",
+        &outside,
+        "addr",
+        "add",
+        &format!("{OUTSIDE_ADDRESS}/24"),
+        "dev",
+        "eth0",
+    ])?;
+    run(&["ip", "-n", &outside, "link", "set", "eth0", "up"])?;
+    for prefix in routed {
+        run(&[
+            "ip",
+            "-n",
+            &outside,
+            "route",
+            "add",
+            prefix,
+            "via",
+            &UPLINK_ADDRESS.to_string(),
+        ])?;
+    }
+    Ok((host, outside))
+}
+
+/// A bridge in `host` with a fixed MAC (so VMs can hold a permanent neighbour entry for their gateway).
+pub fn add_bridge(host: &str, name: &str, mac: &str, gateway_cidr: &str) -> anyhow::Result<()> {
+    run(&[
+        "ip", "-n", host, "link", "add", name, "address", mac, "type", "bridge",
+    ])?;
+    run(&["ip", "-n", host, "addr", "add", gateway_cidr, "dev", name])?;
+    run(&["ip", "-n", host, "link", "set", name, "up"])?;
+    Ok(())
+}
+
+/// A "VM": its own namespace joined to `bridge` in `host` by a veth whose host end (`tap`) stands for
+/// the TAP; `eth0` inside with `mac` and `cidr`, default route via the gateway, whose MAC is pinned.
+pub struct VmLink<'a> {
+    pub short: &'a str,
+    pub tap: &'a str,
+    pub bridge: &'a str,
+    pub mac: &'a str,
+    pub cidr: &'a str,
+    pub gateway: &'a str,
+    pub gateway_mac: &'a str,
+}
+
+pub fn add_vm(namespaces: &mut Namespaces, host: &str, vm: &VmLink<'_>) -> anyhow::Result<String> {
+    let ns = namespaces.add(vm.short)?;
+    run(&[
+        "ip", "-n", host, "link", "add", vm.tap, "type", "veth", "peer", "name", "eth0", "netns", &ns,
+    ])?;
+    run(&["ip", "-n", host, "link", "set", vm.tap, "master", vm.bridge, "up"])?;
+    run(&["ip", "-n", &ns, "link", "set", "eth0", "address", vm.mac])?;
+    run(&["ip", "-n", &ns, "addr", "add", vm.cidr, "dev", "eth0"])?;
+    run(&["ip", "-n", &ns, "link", "set", "eth0", "up"])?;
+    run(&["ip", "-n", &ns, "route", "add", "default", "via", vm.gateway])?;
+    run(&[
+        "ip",
+        "-n",
+        &ns,
+        "neigh",
+        "replace",
+        vm.gateway,
+        "lladdr",
+        vm.gateway_mac,
+        "dev",
+        "eth0",
+        "nud",
+        "permanent",
+    ])?;
+    Ok(ns)
 }
