@@ -322,22 +322,26 @@ impl<'a> View<'a> {
             networks.push(NetView { net, bridge });
         }
         let (mut public, mut fixed) = (HashSet::new(), HashSet::new());
-        let floating_ips = state
-            .floating_ips
-            .iter()
-            .filter(|f| {
-                let uplink_address = uplink.as_ref().map(|(_, a)| *a);
-                let ok = Some(f.address) != uplink_address
-                    && !public.contains(&f.address)
-                    && !fixed.contains(&f.fixed_ip);
-                public.insert(f.address);
-                fixed.insert(f.fixed_ip);
-                if !ok {
-                    tracing::warn!(floating_ip = %f.id, "floating IP conflicts with another address: skipped");
+        let mut floating_ips = Vec::new();
+        for f in &state.floating_ips {
+            let conflict = if uplink.as_ref().is_some_and(|(_, a)| *a == f.address) {
+                Some(RulesetError::FloatingIpIsUplink(f.address))
+            } else if public.contains(&f.address) {
+                Some(RulesetError::DuplicateFloatingIp(f.address))
+            } else if fixed.contains(&f.fixed_ip) {
+                Some(RulesetError::DuplicateFloatingTarget(f.fixed_ip))
+            } else {
+                None
+            };
+            match conflict {
+                Some(e) => skip(&f.id, &e),
+                None => {
+                    public.insert(f.address);
+                    fixed.insert(f.fixed_ip);
+                    floating_ips.push(f);
                 }
-                ok
-            })
-            .collect();
+            }
+        }
         let mut forwarded = HashSet::new();
         let mut port_forwards = Vec::new();
         for pf in &state.port_forwards {
