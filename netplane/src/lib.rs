@@ -3,7 +3,8 @@
 //!
 //! - `state`: the desired state (networks, ports, security groups, port forwards, floating IPs);
 //! - `ruleset`: the one nftables ruleset (an `inet` table for isolation, security groups and NAT, a
-//!   `bridge` table for anti-spoofing) rendered from it and applied atomically with `nft -f`.
+//!   `bridge` table for anti-spoofing) rendered from it;
+//! - `nft`: applying that ruleset atomically with `nft -f`, inside the portal's namespace.
 //!
 //! Everything lives in a network namespace the portal owns, joined to the host by a veth pair, so the
 //! host's own network is never touched (ARCHITECTURE.md, "Networks"; NETWORKING.md for the measured
@@ -12,7 +13,9 @@
 pub mod dhcp;
 pub mod links;
 pub mod namespace;
+pub mod nft;
 pub mod plane;
+pub mod ruleset;
 pub mod state;
 pub mod uplink;
 
