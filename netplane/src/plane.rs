@@ -35,6 +35,8 @@ pub enum PlaneError {
     Tap(String, #[source] vnet_tap::TapError),
     #[error("Port {0} is not in the network state")]
     UnknownPort(String),
+    #[error(transparent)]
+    Firewall(#[from] crate::nft::NftError),
 }
 
 /// The host's tenant networking.
@@ -58,7 +60,8 @@ impl Plane {
         &self.ns
     }
 
-    /// Makes the namespace match `state`.
+    /// Makes the namespace match `state`: links and addresses first, then the firewall (one atomic
+    /// ruleset), then the DHCP servers.
     pub fn apply(&self, state: &NetState) -> Result<(), PlaneError> {
         let uplink = state.uplink.clone();
         let floating: Vec<Ipv4Addr> = state.floating_ips.iter().map(|f| f.address).collect();
@@ -86,6 +89,7 @@ impl Plane {
             }
             Ok::<(), PlaneError>(())
         })??;
+        crate::nft::apply(&crate::ruleset::render(state), Some(self.ns.name()))?;
         for net in &state.networks {
             self.dhcp.ensure(&self.ns, net)?;
         }
