@@ -509,6 +509,17 @@ pub async fn vm_nics(pool: &SqlitePool, vm_id: &str) -> Result<Vec<(PortRow, Net
     Ok(out)
 }
 
+/// The VM whose card on the network with `gateway` has address `ip` (for the metadata service).
+pub async fn vm_at(pool: &SqlitePool, gateway: &str, ip: &str) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT p.vm_id FROM ports p JOIN networks n ON n.id = p.network_id WHERE n.gateway = ? AND p.ip = ?",
+    )
+    .bind(gateway)
+    .bind(ip)
+    .fetch_optional(pool)
+    .await
+}
+
 /// Parses an address stored by this module.
 pub fn ip(text: &str) -> Option<Ipv4Addr> {
     text.parse().ok()

@@ -4,6 +4,7 @@
 //! safety net), at start (everything the portal owns but the database no longer has is removed), and
 //! right before a VMM is spawned, whose TAPs it then opens ([`Networking::open_nics`]).
 
+pub mod metadata;
 mod state;
 
 use std::os::fd::OwnedFd;
@@ -37,6 +38,8 @@ pub enum NetError {
     Db(#[from] sqlx::Error),
     #[error("A network task failed")]
     Join(#[from] tokio::task::JoinError),
+    #[error("Failed to start the metadata service")]
+    Metadata(#[source] std::io::Error),
 }
 
 /// A VM's card, ready for the VMM.
@@ -111,6 +114,16 @@ impl Networking {
         };
         net.apply().await?;
         tracing::info!(netns = %settings.namespace, "tenant networks applied");
+        // Reached only through the firewall's redirect of 169.254.169.254:80 (see metadata.rs).
+        let port = settings.metadata_port;
+        let listener = net
+            .inner
+            .plane
+            .namespace()
+            .enter(move || std::net::TcpListener::bind((std::net::Ipv4Addr::UNSPECIFIED, port)))
+            .map_err(PlaneError::from)?
+            .map_err(NetError::Metadata)?;
+        metadata::spawn(listener, net.inner.pool.clone()).map_err(NetError::Metadata)?;
         let bg = net.clone();
         tokio::spawn(async move {
             loop {
