@@ -4,7 +4,9 @@
 //! everything else through the outer one. Floating IPs are further addresses on the inner end (see
 //! `plane.rs`); the outer side reaches them over the shared link.
 //!
-//! The outer end is the only thing the plane ever adds to the namespace it was started from.
+//! The outer end is the only thing the plane ever adds to the namespace it was started from — or, when
+//! `outer_ns` is given, to that namespace instead (tests put the outside world in a namespace of their
+//! own, so nothing touches the machine's network).
 
 use std::net::Ipv4Addr;
 
@@ -44,14 +46,20 @@ pub fn addresses(net: Ipv4Net) -> Result<(Ipv4Addr, Ipv4Addr), UplinkError> {
 /// Makes the veth pair `outer`/`inner` (created if missing) with the uplink network's addresses and the
 /// inner end's default route; returns the plane's view of it. Blocking (netlink on runtimes of its own):
 /// call it from a blocking context.
-pub fn ensure_veth(ns: &Namespace, outer: &str, inner: &str, net: Ipv4Net) -> Result<Uplink, UplinkError> {
+pub fn ensure_veth(
+    ns: &Namespace,
+    outer_ns: Option<&Namespace>,
+    outer: &str,
+    inner: &str,
+    net: Ipv4Net,
+) -> Result<Uplink, UplinkError> {
     let (outer_ip, inner_ip) = addresses(net)?;
     let prefix = net.prefix_len();
     let inner_name = inner.to_string();
     let inner_exists = ns
         .netlink(|h| async move { links::find(&h, &inner_name).await })??
         .is_some();
-    in_own_namespace(|h| async move {
+    outer_netlink(outer_ns, |h| async move {
         if !inner_exists {
             // A half-made pair (outer end only) is replaced.
             links::delete(&h, outer).await?;
@@ -115,6 +123,18 @@ pub fn ensure_veth(ns: &Namespace, outer: &str, inner: &str, net: Ipv4Net) -> Re
     })
 }
 
+/// Runs netlink requests in `outer` (a named namespace) or, without one, in the calling thread's.
+fn outer_netlink<F, Fut>(outer: Option<&Namespace>, f: F) -> Result<(), UplinkError>
+where
+    F: FnOnce(rtnetlink::Handle) -> Fut + Send,
+    Fut: std::future::Future<Output = Result<(), UplinkError>>,
+{
+    match outer {
+        Some(o) => o.netlink(f)?,
+        None => in_own_namespace(f),
+    }
+}
+
 /// Runs netlink requests in the namespace of the calling thread, on a runtime of their own.
 fn in_own_namespace<F, Fut>(f: F) -> Result<(), UplinkError>
 where
@@ -135,6 +155,8 @@ where
 }
 
 /// Removes the outer end (and with it the pair). Blocking.
-pub fn remove_veth(outer: &str) -> Result<(), UplinkError> {
-    in_own_namespace(|h| async move { links::delete(&h, outer).await.map_err(UplinkError::from) })
+pub fn remove_veth(outer_ns: Option<&Namespace>, outer: &str) -> Result<(), UplinkError> {
+    outer_netlink(outer_ns, |h| async move {
+        links::delete(&h, outer).await.map_err(UplinkError::from)
+    })
 }

@@ -68,6 +68,9 @@ pub struct NetworkSettings {
     /// egress, port forwards or floating IPs).
     pub uplink: Option<ipnet::Ipv4Net>,
     pub uplink_outer: String,
+    /// Put the uplink's outer end in this named namespace instead of the portal's own (tests and e2e
+    /// give the portal an "outside" namespace of their own this way).
+    pub uplink_outer_netns: Option<String>,
     /// Floating IPs come from this block (inside the uplink network).
     pub floating_pool: Option<ipnet::Ipv4Net>,
     /// Host ports tenants may forward (inclusive).
@@ -85,6 +88,7 @@ impl NetworkSettings {
             mtu: 1500,
             uplink: None,
             uplink_outer: "cp-uplink".into(),
+            uplink_outer_netns: None,
             floating_pool: None,
             forward_ports: (20000, 29999),
             metadata_port: 8775,

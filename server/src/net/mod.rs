@@ -38,6 +38,8 @@ pub enum NetError {
     Db(#[from] sqlx::Error),
     #[error("A network task failed")]
     Join(#[from] tokio::task::JoinError),
+    #[error("The uplink's outer namespace {0} does not exist")]
+    OuterNamespace(String),
     #[error("Failed to start the metadata service")]
     Metadata(#[source] std::io::Error),
 }
@@ -91,12 +93,22 @@ impl Networking {
         let (plane, uplink) = tokio::task::spawn_blocking(move || -> Result<_, NetError> {
             let plane = Plane::open(&s.namespace, dir)?;
             let uplink = match s.uplink {
-                Some(net) => Some(netplane::uplink::ensure_veth(
-                    plane.namespace(),
-                    &s.uplink_outer,
-                    UPLINK_INNER,
-                    net,
-                )?),
+                Some(net) => {
+                    let outer_ns = match &s.uplink_outer_netns {
+                        Some(name) => Some(
+                            netplane::namespace::Namespace::existing(name)
+                                .ok_or_else(|| NetError::OuterNamespace(name.clone()))?,
+                        ),
+                        None => None,
+                    };
+                    Some(netplane::uplink::ensure_veth(
+                        plane.namespace(),
+                        outer_ns.as_ref(),
+                        &s.uplink_outer,
+                        UPLINK_INNER,
+                        net,
+                    )?)
+                }
                 None => None,
             };
             Ok((plane, uplink))

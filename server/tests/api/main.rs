@@ -8,6 +8,7 @@ mod console;
 mod helpers;
 mod isolation;
 mod networks;
+mod networks_ssh;
 mod rest;
 mod supervision;
 mod vm_helpers;
