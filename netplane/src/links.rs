@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use futures_util::TryStreamExt;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
-use rtnetlink::packet_route::link::{LinkAttribute, LinkMessage};
+use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use rtnetlink::{Handle, LinkBridge, LinkUnspec};
 
 /// Errors changing links.
@@ -35,15 +35,19 @@ pub struct LinkInfo {
     pub index: u32,
     /// Index of the bridge it is a port of, if any.
     pub controller: Option<u32>,
+    pub up: bool,
+    pub mtu: Option<u32>,
 }
 
 fn info(msg: &LinkMessage) -> Option<LinkInfo> {
     let mut name = None;
     let mut controller = None;
+    let mut mtu = None;
     for a in &msg.attributes {
         match a {
             LinkAttribute::IfName(n) => name = Some(n.clone()),
             LinkAttribute::Controller(c) => controller = Some(*c),
+            LinkAttribute::Mtu(m) => mtu = Some(*m),
             _ => {}
         }
     }
@@ -51,6 +55,8 @@ fn info(msg: &LinkMessage) -> Option<LinkInfo> {
         name: name?,
         index: msg.header.index,
         controller,
+        up: msg.header.flags.contains(LinkFlags::Up),
+        mtu,
     })
 }
 
@@ -71,14 +77,22 @@ pub async fn find(handle: &Handle, name: &str) -> Result<Option<LinkInfo>, LinkE
     Ok(list(handle).await?.into_iter().find(|l| l.name == name))
 }
 
-/// A bridge called `name`, up, with `mtu` and `gateway/prefix` as its address.
+/// A bridge called `name`, up, with `mtu` and `gateway/prefix` as its address. `known` is the bridge
+/// as a recent [`list`] saw it (saves a dump per bridge when many are checked).
 pub async fn ensure_bridge(
     handle: &Handle,
     name: &str,
     mtu: u16,
     gateway: Ipv4Addr,
     prefix: u8,
+    known: Option<(&LinkInfo, &[(Ipv4Addr, u8)])>,
 ) -> Result<u32, LinkError> {
+    if let Some((l, addrs)) = known.filter(|(l, _)| l.up && l.mtu == Some(u32::from(mtu))) {
+        if addrs != [(gateway, prefix)] {
+            ensure_addresses(handle, l.index, name, &[(gateway, prefix)], true).await?;
+        }
+        return Ok(l.index);
+    }
     let index = match find(handle, name).await? {
         Some(l) => l.index,
         None => {
@@ -107,6 +121,17 @@ pub async fn ensure_bridge(
 /// Makes `port` a port of `bridge`, up, with `mtu`.
 pub async fn attach(handle: &Handle, port: &str, bridge: &str, mtu: u16) -> Result<(), LinkError> {
     let links = list(handle).await?;
+    attach_known(handle, &links, port, bridge, mtu).await
+}
+
+/// [`attach`] with the links from a recent [`list`]; does nothing if the port already is as asked.
+pub async fn attach_known(
+    handle: &Handle,
+    links: &[LinkInfo],
+    port: &str,
+    bridge: &str,
+    mtu: u16,
+) -> Result<(), LinkError> {
     let by_name = |n: &str| {
         links
             .iter()
@@ -115,6 +140,12 @@ pub async fn attach(handle: &Handle, port: &str, bridge: &str, mtu: u16) -> Resu
             .ok_or_else(|| LinkError::Missing(n.into()))
     };
     let (port_index, bridge_index) = (by_name(port)?, by_name(bridge)?);
+    let settled = links.iter().any(|l| {
+        l.index == port_index && l.controller == Some(bridge_index) && l.up && l.mtu == Some(u32::from(mtu))
+    });
+    if settled {
+        return Ok(());
+    }
     handle
         .link()
         .set(
@@ -144,21 +175,29 @@ pub async fn delete(handle: &Handle, name: &str) -> Result<(), LinkError> {
 
 /// IPv4 addresses on a link, with their prefix lengths.
 pub async fn addresses(handle: &Handle, index: u32) -> Result<Vec<(Ipv4Addr, u8)>, LinkError> {
+    Ok(all_addresses(handle)
+        .await?
+        .into_iter()
+        .filter(|(i, _, _)| *i == index)
+        .map(|(_, ip, prefix)| (ip, prefix))
+        .collect())
+}
+
+/// Every IPv4 address in the namespace: (link index, address, prefix length). One dump.
+pub async fn all_addresses(handle: &Handle) -> Result<Vec<(u32, Ipv4Addr, u8)>, LinkError> {
     let msgs: Vec<AddressMessage> = handle
         .address()
         .get()
-        .set_link_index_filter(index)
         .execute()
         .try_collect()
         .await
         .map_err(nl("listing addresses", "*"))?;
     Ok(msgs
         .iter()
-        .filter(|m| m.header.index == index)
         .filter_map(|m| {
             m.attributes.iter().find_map(|a| match a {
                 AddressAttribute::Local(IpAddr::V4(ip)) | AddressAttribute::Address(IpAddr::V4(ip)) => {
-                    Some((*ip, m.header.prefix_len))
+                    Some((m.header.index, *ip, m.header.prefix_len))
                 }
                 _ => None,
             })

@@ -66,8 +66,27 @@ impl Plane {
         let uplink = state.uplink.clone();
         let floating: Vec<Ipv4Addr> = state.floating_ips.iter().map(|f| f.address).collect();
         self.ns.netlink(|h| async move {
+            let before = links::list(&h).await?;
+            let addrs = links::all_addresses(&h).await?;
             for net in &state.networks {
-                links::ensure_bridge(&h, &net.bridge, net.mtu, net.gateway, net.cidr.prefix_len()).await?;
+                let known = before.iter().find(|l| l.name == net.bridge).map(|l| {
+                    let on_it: Vec<(Ipv4Addr, u8)> = addrs
+                        .iter()
+                        .filter(|(i, _, _)| *i == l.index)
+                        .map(|(_, ip, p)| (*ip, *p))
+                        .collect();
+                    (l, on_it)
+                });
+                let known = known.as_ref().map(|(l, a)| (*l, a.as_slice()));
+                links::ensure_bridge(
+                    &h,
+                    &net.bridge,
+                    net.mtu,
+                    net.gateway,
+                    net.cidr.prefix_len(),
+                    known,
+                )
+                .await?;
             }
             let all = links::list(&h).await?;
             for stale in all.iter().filter(|l| {
@@ -80,7 +99,7 @@ impl Plane {
             for net in &state.networks {
                 for port in &net.ports {
                     if all.iter().any(|l| l.name == port.tap) {
-                        links::attach(&h, &port.tap, &net.bridge, net.mtu).await?;
+                        links::attach_known(&h, &all, &port.tap, &net.bridge, net.mtu).await?;
                     }
                 }
             }
