@@ -500,6 +500,7 @@ async fn one_portal_per_data_directory() {
         .env("PORTAL_LISTEN", "127.0.0.1:0")
         .env("PORTAL_DATA_DIR", &data_dir)
         .env("PORTAL_GUEST_DIR", guest.path())
+        .env("PORTAL_NETWORK__ENABLED", "false")
         .output()
         .unwrap();
     assert!(!second.status.success());

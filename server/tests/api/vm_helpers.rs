@@ -222,6 +222,8 @@ impl PortalProcess {
             .env("PORTAL_VMM_BINARY", vmm_binary())
             .env("PORTAL_ADMIN_PASSWORD", ADMIN_PASSWORD)
             .env("PORTAL_STOP_TIMEOUT_SECS", "10")
+            // Tests that want tenant networks turn them on with a namespace of their own.
+            .env("PORTAL_NETWORK__ENABLED", "false")
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(
