@@ -18,9 +18,16 @@ export ADMIN_USER=admin ADMIN_PASSWORD="e2e-admin-$(date +%s)"
 export BASE_URL="http://127.0.0.1:$port" E2E_OUTPUT="$REPO/e2e/output"
 mkdir -p "$E2E_OUTPUT"
 
+# Tenant networks on, in namespaces of this run only: the portal's own (it makes it) and an "outside" one
+# for the uplink's outer end, so nothing is added to the machine's network. Both go at the end.
+plane_ns="cpe2e-$$" outside_ns="cpe2e-out-$$"
+ip netns add "$outside_ns"
 PORTAL_LISTEN="127.0.0.1:$port" PORTAL_DATA_DIR="$data" PORTAL_SITE_ROOT="$SITE_ROOT" \
   PORTAL_GUEST_DIR="$GUEST_DIR" PORTAL_VMM_BINARY="$VMM_BIN" PORTAL_STOP_TIMEOUT_SECS=15 \
   PORTAL_ADMIN_PASSWORD="$ADMIN_PASSWORD" RUST_LOG="${RUST_LOG:-info}" \
+  PORTAL_NETWORK__NAMESPACE="$plane_ns" PORTAL_NETWORK__POOL=10.203.0.0/16 \
+  PORTAL_NETWORK__UPLINK=100.127.203.0/24 PORTAL_NETWORK__FLOATING_POOL=100.127.203.128/25 \
+  PORTAL_NETWORK__UPLINK_OUTER_NETNS="$outside_ns" PORTAL_NETWORK__UPLINK_OUTER="cpe2e$(($$ % 100000))" \
   "$PORTAL_BIN" >"$E2E_OUTPUT/portal.log" 2>&1 &
 server=$!
 # VMs outlive the portal by design: kill this run's VMMs (matched by their config under the data dir),
@@ -35,6 +42,11 @@ cleanup() {
     pgrep -f "vmm --config $data" >/dev/null || break
     sleep 0.1
   done
+  for pidfile in "$data"/net/dhcp/*/pid; do
+    [[ -f "$pidfile" ]] && kill "$(cat "$pidfile")" 2>/dev/null
+  done
+  ip netns delete "$plane_ns" 2>/dev/null
+  ip netns delete "$outside_ns" 2>/dev/null
   rm -rf "$data" 2>/dev/null || true
   exit "$rc"
 }
