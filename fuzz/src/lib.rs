@@ -420,12 +420,7 @@ impl Driver {
                 bufs,
                 indirect,
                 table,
-            } => {
-                let mem = self.mem.clone();
-                if let Some(q) = self.queue(*queue) {
-                    add_chain(&mem, q, bufs, indirect.then_some(table.0));
-                }
-            }
+            } => self.add_chain(*queue, bufs, indirect.then_some(table.0)),
             Op::Publish { queue, head } => {
                 let mem = self.mem.clone();
                 if let Some(q) = self.queue(*queue) {
@@ -454,6 +449,15 @@ impl Driver {
             Op::Reg(r) => self.reg_op(r),
             Op::Reset => self.bring_up(setup),
             Op::Device(d) => device(self, d),
+        }
+    }
+
+    /// Writes a well-formed chain of `bufs` into queue `queue` (directly, or through an indirect table at
+    /// `table`) and publishes it.
+    pub fn add_chain(&mut self, queue: u8, bufs: &[Buf], table: Option<u64>) {
+        let mem = self.mem.clone();
+        if let Some(q) = self.queue(queue) {
+            add_chain(&mem, q, bufs, table);
         }
     }
 
