@@ -1,8 +1,8 @@
 //! `control.sock` requests: arbitrary bytes read line by line exactly as the VMM's connection loop does
 //! (64 KiB line limit, UTF-8, trimmed, blank lines skipped), each line parsed and dispatched by the
-//! real handler against a VM with no vCPUs but with a keyboard, a tablet, a serial console and guest
-//! RAM. Every answer must serialise and parse back, unchanged, with the portal's own response type;
-//! and the portal's parser must take any answer line without panicking.
+//! real handler against a VM with no vCPUs but with a keyboard, a tablet, a network card's counters, a
+//! serial console and guest RAM. Every answer must serialise and parse back, unchanged, with the
+//! portal's own response type; and the portal's parser must take any answer line without panicking.
 #![no_main]
 
 use std::io::{BufRead, BufReader, Read};
@@ -15,6 +15,8 @@ use vmm::control::{handle, ControlCtx};
 use vmm::devices::serial::SerialHub;
 use vmm::state::Shared;
 use vmm::virtio::input::{Input, InputKind};
+use vmm::virtio::net::NetCounters;
+use vmm_api::config::MacAddr;
 use vmm_api::control::{Response, MAX_REQUEST_LINE};
 
 fuzz_target!(|data: &[u8]| {
@@ -34,6 +36,10 @@ fuzz_target!(|data: &[u8]| {
         tablet: Some(tablet),
         framebuffer: None,
         guest_mem: Some(fuzz_common::guest_memory()),
+        nics: vec![Arc::new(NetCounters::new(
+            MacAddr([0x52, 0x54, 0, 0, 0, 1]),
+            "tap0",
+        ))],
     };
     let ctx = ControlCtx::new(
         Arc::new(Shared::new("fuzz", Instant::now())),

@@ -77,12 +77,8 @@ fn disk(odd_size: bool) -> Arc<File> {
     } else {
         (&EVEN, DISK_BYTES)
     };
-    cell.get_or_init(|| {
-        let f = tempfile::tempfile().expect("scratch disk");
-        f.set_len(len).expect("scratch disk size");
-        Arc::new(f)
-    })
-    .clone()
+    cell.get_or_init(|| Arc::new(fuzz_common::scratch_file(len)))
+        .clone()
 }
 
 fn request_type(t: &ReqType) -> u32 {

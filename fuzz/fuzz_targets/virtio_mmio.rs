@@ -1,8 +1,8 @@
 //! The virtio-mmio transport's register file: arbitrary sequences of reads and writes of any width
 //! (1 to 8 bytes) at any offset of the device window, with a real device behind it (block, rng,
-//! keyboard or tablet) and guest memory the driver may fill, so status transitions, feature pages,
-//! queue programming, activation, notification, interrupt acknowledgement and resets all happen in
-//! any order.
+//! keyboard, tablet or network card) and guest memory the driver may fill, so status transitions,
+//! feature pages, queue programming, activation, notification, interrupt acknowledgement and resets all
+//! happen in any order. The network card runs its own thread, so its runs do not repeat exactly.
 #![no_main]
 
 use std::fs::File;
@@ -13,15 +13,23 @@ use fuzz_common::{Driver, Op, RegOp, Setup};
 use libfuzzer_sys::fuzz_target;
 use vmm::virtio::block::{Block, BlockConfig};
 use vmm::virtio::input::{Input, InputKind};
+use vmm::virtio::net::{Net, NetCounters, Tap};
 use vmm::virtio::rng::Rng;
 use vmm::virtio::VirtioDevice;
+use vmm_api::config::MacAddr;
 
 #[derive(Debug, Arbitrary)]
 enum Device {
-    Block { read_only: bool },
+    Block {
+        read_only: bool,
+    },
     Rng,
     Keyboard,
     Tablet,
+    /// The real card, network thread included (started at DRIVER_OK, stopped at reset).
+    Net {
+        mtu: u16,
+    },
 }
 
 #[derive(Debug, Arbitrary)]
@@ -42,12 +50,8 @@ struct Case {
 
 fn scratch_disk() -> Arc<File> {
     static DISK: OnceLock<Arc<File>> = OnceLock::new();
-    DISK.get_or_init(|| {
-        let f = tempfile::tempfile().expect("scratch disk");
-        f.set_len(64 * 1024).expect("scratch disk size");
-        Arc::new(f)
-    })
-    .clone()
+    DISK.get_or_init(|| Arc::new(fuzz_common::scratch_file(64 * 1024)))
+        .clone()
 }
 
 fn zero() -> Arc<File> {
@@ -57,6 +61,8 @@ fn zero() -> Arc<File> {
 }
 
 fuzz_target!(|case: Case| {
+    // The host end of a card's socket-pair TAP, open for the whole run.
+    let mut _peer = None;
     let device: Box<dyn VirtioDevice> = match case.device {
         Device::Block { read_only } => {
             let cfg = BlockConfig {
@@ -78,6 +84,13 @@ fuzz_target!(|case: Case| {
             )
             .0,
         ),
+        Device::Net { mtu } => {
+            let (tap, peer) = Tap::seqpacket().expect("socket pair");
+            _peer = Some(peer);
+            let mac = MacAddr([0x52, 0x54, 0, 0, 0, 1]);
+            let counters = Arc::new(NetCounters::new(mac, "fuzz"));
+            Box::new(Net::new(mac, mtu, Arc::new(tap), counters).expect("network card"))
+        }
     };
     let mut driver = Driver::new(device);
     let brought_up = case.setup.is_some();

@@ -94,6 +94,16 @@ pub fn guest_memory() -> GuestMemory {
     GuestMemory::from_ranges(&ranges).expect("guest RAM for fuzzing")
 }
 
+/// An unnamed scratch file of `len` bytes (a disk image), in memory when `/dev/shm` exists so that
+/// flushes cost nothing.
+pub fn scratch_file(len: u64) -> std::fs::File {
+    let f = tempfile::tempfile_in("/dev/shm")
+        .or_else(|_| tempfile::tempfile())
+        .expect("scratch file");
+    f.set_len(len).expect("scratch file size");
+    f
+}
+
 /// An interrupt line that goes nowhere.
 pub struct NullIrq;
 
@@ -207,9 +217,9 @@ pub enum RegOp {
     },
 }
 
-/// One step of the hostile driver; `D` is the target's device-specific step.
+/// A step on the guest-memory side of the queues: what a driver writes, never a register.
 #[derive(Debug, Clone, Arbitrary)]
-pub enum Op<D> {
+pub enum RingOp {
     /// Writes descriptor `index` (modulo the queue size) of a queue's table.
     Desc {
         queue: u8,
@@ -244,6 +254,13 @@ pub enum Op<D> {
     AvailFlags { queue: u8, flags: u16 },
     /// Writes bytes anywhere in guest memory.
     Write { addr: Addr, data: Vec<u8> },
+}
+
+/// One step of the hostile driver; `D` is the target's device-specific step.
+#[derive(Debug, Clone, Arbitrary)]
+pub enum Op<D> {
+    /// Descriptors, rings, memory.
+    Ring(RingOp),
     /// QueueNotify with any value.
     Notify { value: u32 },
     /// A register access.
@@ -390,7 +407,19 @@ impl Driver {
     /// Runs one operation; device steps go to `device`.
     pub fn run<D>(&mut self, setup: &Setup, op: &Op<D>, device: &mut impl FnMut(&mut Self, &D)) {
         match op {
-            Op::Desc {
+            Op::Ring(r) => self.ring_op(r),
+            Op::Notify { value } => self.write32(reg::QUEUE_NOTIFY, *value),
+            Op::Reg(r) => self.reg_op(r),
+            Op::Reset => self.bring_up(setup),
+            Op::Device(d) => device(self, d),
+        }
+    }
+
+    /// A write to the queues' memory.
+    pub fn ring_op(&mut self, op: &RingOp) {
+        let mem = self.mem.clone();
+        match op {
+            RingOp::Desc {
                 queue,
                 index,
                 addr,
@@ -398,13 +427,12 @@ impl Driver {
                 flags,
                 next,
             } => {
-                let mem = self.mem.clone();
                 if let Some(q) = self.queue(*queue) {
                     let at = q.desc.wrapping_add(16 * u64::from(index % q.size.max(1)));
                     write_desc(&mem, at, addr.0, len.0, flags.0, *next);
                 }
             }
-            Op::IndirectDesc {
+            RingOp::IndirectDesc {
                 table,
                 index,
                 addr,
@@ -413,42 +441,35 @@ impl Driver {
                 next,
             } => {
                 let at = table.0.wrapping_add(16 * u64::from(*index));
-                write_desc(&self.mem, at, addr.0, len.0, flags.0, *next);
+                write_desc(&mem, at, addr.0, len.0, flags.0, *next);
             }
-            Op::Chain {
+            RingOp::Chain {
                 queue,
                 bufs,
                 indirect,
                 table,
             } => self.add_chain(*queue, bufs, indirect.then_some(table.0)),
-            Op::Publish { queue, head } => {
-                let mem = self.mem.clone();
+            RingOp::Publish { queue, head } => {
                 if let Some(q) = self.queue(*queue) {
                     publish(&mem, q, *head);
                 }
             }
-            Op::SetAvailIdx { queue, idx } => {
-                let mem = self.mem.clone();
+            RingOp::SetAvailIdx { queue, idx } => {
                 if let Some(q) = self.queue(*queue) {
                     q.avail_idx = *idx;
                     poke(&mem, q.avail.wrapping_add(2), *idx);
                 }
             }
-            Op::AvailFlags { queue, flags } => {
-                let mem = self.mem.clone();
+            RingOp::AvailFlags { queue, flags } => {
                 if let Some(q) = self.queue(*queue) {
                     poke(&mem, q.avail, *flags);
                     let used_event = q.avail.wrapping_add(4 + 2 * u64::from(q.size));
                     poke(&mem, used_event, *flags);
                 }
             }
-            Op::Write { addr, data } => {
-                let _ = self.mem.write_slice(data, GuestAddress(addr.0));
+            RingOp::Write { addr, data } => {
+                let _ = mem.write_slice(data, GuestAddress(addr.0));
             }
-            Op::Notify { value } => self.write32(reg::QUEUE_NOTIFY, *value),
-            Op::Reg(r) => self.reg_op(r),
-            Op::Reset => self.bring_up(setup),
-            Op::Device(d) => device(self, d),
         }
     }
 
