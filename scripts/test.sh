@@ -12,6 +12,9 @@ step "cargo fmt --check"
 cargo fmt --all -- --check
 step "cargo clippy (every target, warnings are errors)"
 cargo clippy --all-targets -- -D warnings
+step "fuzz targets compile against the VMM (fmt, clippy; running them is scripts/fuzz.sh)"
+cargo fmt --manifest-path fuzz/Cargo.toml -- --check
+cargo clippy --manifest-path fuzz/Cargo.toml --all-targets -- -D warnings
 
 step "cargo test (app, server, vmm, vmm-api)"
 cargo test --no-fail-fast

@@ -35,6 +35,11 @@ pub const QUEUE_SIZE: u16 = 256;
 pub const SIZE_MAX: u32 = 1 << 20;
 /// Largest number of data segments per request (config `seg_max`): the ring minus header and status.
 pub const SEG_MAX: u32 = QUEUE_SIZE as u32 - 2;
+/// Most data one request may carry: `seg_max` segments of `size_max` (254 MiB), what the config space
+/// promises the driver. Indirect tables of up to 65535 buffers that may overlap let a chain claim far
+/// more than guest RAM; a bound keeps the used length inside its `u32` and one request from holding the
+/// vCPU for a long copy.
+pub const MAX_REQUEST_DATA: usize = SEG_MAX as usize * SIZE_MAX as usize;
 /// Length of the request header (type, reserved, sector).
 const HEADER_LEN: usize = 16;
 /// Bounce buffer for file <-> guest copies; large requests are copied in chunks of this size.
@@ -228,6 +233,14 @@ impl Block {
             return Outcome::status(VIRTIO_BLK_S_IOERR);
         }
         let data_in = reader.available_bytes();
+        if data_in.max(data_out) > MAX_REQUEST_DATA {
+            warn_once!(
+                data_in,
+                data_out,
+                "virtio-blk: request larger than seg_max * size_max refused"
+            );
+            return Outcome::status(VIRTIO_BLK_S_IOERR);
+        }
 
         match req_type {
             VIRTIO_BLK_T_IN => {
@@ -578,6 +591,46 @@ mod tests {
         assert_eq!(s, VIRTIO_BLK_S_OK as u8);
         assert_eq!(len, pattern.len() as u32 + 1);
         assert_eq!(back, pattern);
+    }
+
+    #[test]
+    fn requests_beyond_seg_max_times_size_max_are_refused_before_any_io() {
+        // A sparse 1 GiB disk, so only the new bound (not the disk's end) can refuse the request.
+        let file = tempfile::NamedTempFile::new().unwrap();
+        file.as_file().set_len(1 << 30).unwrap();
+        let cfg = BlockConfig {
+            path: file.path().into(),
+            read_only: false,
+            serial: String::new(),
+        };
+        let mut dev = Block::new(&cfg).unwrap();
+        let mem = memory();
+        let mut dq = DriverQueue::new(&mem, 0x1000, 16);
+        dev.activate(ActivateContext {
+            mem,
+            interrupt: Interrupt::new(counting_irq()),
+            queues: vec![dq.queue()],
+            acked_features: dev.features(),
+        })
+        .unwrap();
+        // 255 overlapping 1 MiB buffers over all of guest RAM (ring included) in one indirect table:
+        // 255 MiB of data from 1 MiB of memory, one segment more than seg_max.
+        let mut h = [0u8; 16];
+        h[0..4].copy_from_slice(&VIRTIO_BLK_T_IN.to_le_bytes());
+        dq.write_bytes(HDR, &h);
+        let mut bufs = vec![r(HDR, 16)];
+        bufs.extend(std::iter::repeat_n(w(0, SIZE_MAX), SEG_MAX as usize + 1));
+        bufs.push(w(STATUS, 1));
+        dq.add_indirect(0x40000, &bufs);
+        dev.process_queue(0).unwrap();
+        assert_eq!(dq.used_idx(), 1);
+        assert_eq!(dq.used_elem(0), (0, 1), "status byte only");
+        assert_eq!(dq.read_bytes(STATUS, 1)[0], VIRTIO_BLK_S_IOERR as u8);
+        assert_eq!(
+            dq.read_bytes(HDR, 4),
+            VIRTIO_BLK_T_IN.to_le_bytes(),
+            "nothing was read into RAM"
+        );
     }
 
     #[test]
