@@ -43,7 +43,7 @@ die() { printf '[guest] error: %s\n' "$*" >&2; exit 1; }
 # --- packages -------------------------------------------------------------------------------------
 ensure_packages() {
     local pkgs=("$SRC_PKG" linux-image-amd64 busybox-static flex bison libelf-dev libssl-dev bc cpio
-        build-essential xz-utils gzip python3 patch)
+        build-essential xz-utils gzip python3 patch dropbear-bin)
     local missing=() p
     for p in "${pkgs[@]}"; do
         dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -216,8 +216,16 @@ write_etc() {
     local root=$1
     mkdir -p "$root/etc"
     echo "cloud-portal" >"$root/etc/hostname"
-    echo "root::0:0:root:/root:/bin/sh" >"$root/etc/passwd"
+    # root's password is locked ("*" in shadow): the console shells are started without a login, and over
+    # SSH only keys work, even if dropbear were ever started without -s (an empty field would let anyone in).
+    echo "root:x:0:0:root:/root:/bin/sh" >"$root/etc/passwd"
+    echo "root:*:19723:0:99999:7:::" >"$root/etc/shadow"
+    chmod 0600 "$root/etc/shadow"
     echo "root:x:0:" >"$root/etc/group"
+    echo "/bin/sh" >"$root/etc/shells"
+    # glibc (dropbear): files only; "files" and "dns" are built into libc.so.6 since glibc 2.34.
+    printf '%s\n' "passwd: files" "group: files" "shadow: files" "hosts: files dns" >"$root/etc/nsswitch.conf"
+    printf '%s\n' "127.0.0.1 localhost" >"$root/etc/hosts"
     cat >"$root/etc/profile" <<'EOF'
 export PATH=/sbin:/bin:/usr/sbin:/usr/bin
 export HOME=/root
@@ -282,6 +290,7 @@ stage_busybox_root() {
     chmod 0700 "$root/root"
     cp /bin/busybox "$root/bin/busybox"
     chmod 0755 "$root/bin/busybox"
+    ln -s ../run "$root/var/run"
     # One relative symlink per applet, at the path busybox itself reports (bin/sh, sbin/init, ...).
     while IFS= read -r applet; do
         applet=${applet#/}
@@ -291,7 +300,26 @@ stage_busybox_root() {
         up=$(echo "$dir" | sed -E 's#[^/]+#..#g')
         ln -s "$up/bin/busybox" "$root/$applet"
     done < <(/bin/busybox --list-full | LC_ALL=C sort)
+    # The SSH server (Debian's dropbear-bin) and the shared libraries it loads.
+    stage_elf "$root" /usr/sbin/dropbear /usr/bin/dropbearkey
+    install -D -m 0755 "$GUEST_DIR/udhcpc.script" "$root/usr/share/udhcpc/default.script"
     write_etc "$root"
+}
+
+# Copies ELF programs into the staging root at their own paths, with every shared library and the ELF
+# interpreter that ldd lists for them (as regular files at the paths ldd prints: /lib/x86_64-linux-gnu/...,
+# /lib64/ld-linux-x86-64.so.2), so the dynamic loader finds them without an ld.so.cache.
+stage_elf() {
+    local root=$1 lib
+    shift
+    for lib in "$@"; do
+        [[ -x $lib ]] || die "$lib not found (package missing?)"
+        install -D -m 0755 "$lib" "$root$lib"
+    done
+    while IFS= read -r lib; do
+        [[ -e $root$lib ]] && continue
+        install -D -m 0755 "$(readlink -f "$lib")" "$root$lib"
+    done < <(ldd "$@" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// && $1 !~ /:$/ { print $1 }' | LC_ALL=C sort -u)
 }
 
 build_minimal_initramfs() {
@@ -321,7 +349,7 @@ find_debian_kernel() {
 }
 
 # Module names the Debian initramfs loads, before dependency resolution.
-DEB_WANTED=(virtio_mmio virtio_blk virtio_input virtio-rng evdev button crc32c_generic ext4)
+DEB_WANTED=(virtio_mmio virtio_blk virtio_net virtio_input virtio-rng evdev button crc32c_generic ext4)
 
 # Resolves module paths with modules.dep, dependencies first (depth-first post-order).
 resolve_modules() {
@@ -509,6 +537,10 @@ write_kernel_config_md() {
   0002, the emulated-host SYSCALL fix above (a no-op on hardware).
 - Debian: PCI and i8042 are built in; add `pci=off i8042.noaux i8042.nomux i8042.dumbkbd` so boot does not
   probe hardware the VMM does not have.
+- Network: each NIC is a virtio-mmio device found like the others (ACPI `LNRO0005`); the first is `eth0`.
+  `ip=<addr>::<gw>:<mask>::eth0:off` on the command line configures it in the minimal kernel before /init
+  (IP_PNP; Debian's kernel has no IP_PNP, its /init applies the same static form); without `ip=` the
+  guest's /init runs busybox udhcpc in the background. Both images run dropbear on port 22 (keys only).
 EOF
     } >"$tmp"
     if ! cmp -s "$tmp" "$md"; then

@@ -9,6 +9,8 @@ APT_PACKAGES=(
   chromium                         # real browser for e2e (driven by playwright-core)
   linux-source-6.1 flex bison bc libelf-dev libssl-dev cpio   # minimal guest kernel
   busybox-static                   # guest initramfs
+  dropbear-bin                     # the guest images' SSH server (copied into the initramfs)
+  openssh-client iputils-ping      # network tests: ssh and ping into guests inside test namespaces
   linux-image-amd64                # Debian distro kernel image for hardware-KVM hosts
   iproute2 nftables dnsmasq-base   # tenant networks: namespaces, the firewall, DHCP
 )
