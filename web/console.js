@@ -10,6 +10,19 @@
 // It waits for the Leptos app to hydrate (`<body data-hydrated="true">`) before touching the DOM, then
 // follows elements appearing, disappearing and changing `data-running` with a MutationObserver.
 
+// The page's Content-Security-Policy admits `<style>` elements only with the page's nonce (the one on
+// Leptos' own scripts). xterm.js adds `<style>` elements for its layout and theme, so each one this
+// document creates gets the nonce; nothing else is touched.
+const styleNonce = document.querySelector('script[nonce]')?.nonce || '';
+if (styleNonce) {
+  const create = Document.prototype.createElement;
+  Document.prototype.createElement = function createElement(name, options) {
+    const el = create.call(this, name, options);
+    if (String(name).toLowerCase() === 'style') el.nonce = styleNonce;
+    return el;
+  };
+}
+
 let novnc = null;
 /** noVNC's RFB class and keysym table, imported on first use. */
 function loadNoVnc() {
@@ -121,7 +134,14 @@ class Console {
     const { RFB } = await loadNoVnc();
     if (generation !== this.generation) return;
     const screen = this.$('[data-screen]');
-    const rfb = new RFB(screen, url, { wsProtocols: ['binary'], shared: true });
+    // Our own WebSocket, so the portal's close reason (access revoked, VM stopped) can be shown: noVNC's
+    // disconnect event only says whether the close was clean.
+    const ws = new WebSocket(url, ['binary']);
+    let closed = null;
+    ws.addEventListener('close', (e) => {
+      closed = e;
+    });
+    const rfb = new RFB(screen, ws, { shared: true });
     rfb.background = '#101418';
     rfb.focusOnClick = true;
     this.rfb = rfb;
@@ -132,7 +152,8 @@ class Console {
     rfb.addEventListener('disconnect', (e) => {
       if (generation !== this.generation) return;
       this.rfb = null;
-      this.status(e.detail.clean ? 'Disconnected' : 'Disconnected: the connection was lost', 'disconnected');
+      if (closed?.reason) this.status(`Disconnected: ${closed.reason}`, closed.code === 1008 ? 'error' : 'disconnected');
+      else this.status(e.detail.clean ? 'Disconnected' : 'Disconnected: the connection was lost', 'disconnected');
     });
     rfb.addEventListener('securityfailure', (e) => {
       if (generation === this.generation) this.status(`Refused: ${e.detail.reason || 'security failure'}`, 'error');

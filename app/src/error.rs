@@ -2,20 +2,23 @@
 //!
 //! Every variant carries only text a person can act on; internal causes (SQL, paths, I/O) are logged on the
 //! server and surface here as `Internal` with no detail.
+//!
+//! On the wire (server functions and the REST API alike) an error is the one JSON envelope
+//! `{"error": {"kind", "message", "field"?, "resource"?, "retry_after_secs"?}}` (`wire.rs`).
 
 use serde::{Deserialize, Serialize};
 use server_fn::codec::JsonEncoding;
 use server_fn::error::{FromServerFnError, ServerFnErrorErr};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(into = "crate::wire::Envelope", from = "crate::wire::Envelope")]
 pub enum AppError {
     #[error("Please sign in.")]
     Unauthenticated,
     #[error("You do not have permission to do that.")]
     Forbidden,
-    #[error("{what} not found.")]
-    NotFound { what: String },
+    #[error("{message}")]
+    NotFound { message: String },
     #[error("{message}")]
     Invalid { field: String, message: String },
     #[error("{message}")]
@@ -45,7 +48,7 @@ impl AppError {
     /// `what` (e.g. "Token") does not exist, or is not the caller's to see.
     pub fn not_found(what: &str) -> Self {
         Self::NotFound {
-            what: what.to_string(),
+            message: format!("{what} not found."),
         }
     }
 
@@ -106,7 +109,12 @@ impl FromServerFnError for AppError {
             ServerFnErrorErr::Request(message) | ServerFnErrorErr::Response(message) => {
                 Self::Transport { message }
             }
-            ServerFnErrorErr::Args(msg) | ServerFnErrorErr::MissingArg(msg) => Self::invalid("form", msg),
+            // The server could not decode the arguments: the client's mistake, said per field if possible.
+            ServerFnErrorErr::Args(msg) => crate::wire::args_error(&msg),
+            ServerFnErrorErr::MissingArg(field) => crate::wire::missing_field(&field),
+            // On the server, only reading the request body fails this way (its size limit or bad UTF-8).
+            #[cfg(feature = "ssr")]
+            ServerFnErrorErr::Deserialization(msg) => crate::wire::body_error(&msg),
             _ => Self::Internal,
         }
     }

@@ -11,5 +11,6 @@ pub mod pages;
 #[cfg(feature = "ssr")]
 pub mod port;
 mod routes;
+pub mod wire;
 
 pub use routes::{shell, App};

@@ -6,6 +6,7 @@ mod network;
 pub use network::*;
 
 /// A user's role. Admins run the cloud (tenants, users, catalogue); members use their tenant's resources.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
@@ -31,6 +32,7 @@ impl Role {
 }
 
 /// The signed-in user, as the UI and `GET /api/v1/whoami` show them.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Me {
     pub user_id: String,
@@ -47,6 +49,7 @@ impl Me {
     }
 }
 
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TenantView {
     pub id: String,
@@ -57,6 +60,7 @@ pub struct TenantView {
     pub created_at: String,
 }
 
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserView {
     pub id: String,
@@ -70,6 +74,7 @@ pub struct UserView {
 }
 
 /// A personal API token as listed: never the secret itself.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenView {
     pub id: String,
@@ -82,6 +87,7 @@ pub struct TokenView {
 }
 
 /// A freshly created token: the only time the secret is shown.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewToken {
     pub token: TokenView,
@@ -89,6 +95,7 @@ pub struct NewToken {
 }
 
 /// What an admin fills in to create a user.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewUser {
     pub tenant_id: String,

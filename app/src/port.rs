@@ -26,6 +26,8 @@ pub struct Caller {
     pub tenant_id: String,
     pub username: String,
     pub role: crate::model::Role,
+    /// The API token the request was authenticated with (`None`: a session).
+    pub token_id: Option<String>,
 }
 
 impl Caller {
@@ -100,11 +102,21 @@ pub trait Admin: Send + Sync {
         user_id: String,
         disabled: bool,
     ) -> Result<UserView, AppError>;
+    /// Sets a new password; the user's sessions end and their API tokens are revoked.
     async fn reset_password(
         &self,
         caller: &Caller,
         user_id: String,
         password: String,
+    ) -> Result<(), AppError>;
+    /// A user's live API tokens.
+    async fn list_user_tokens(&self, caller: &Caller, user_id: String) -> Result<Vec<TokenView>, AppError>;
+    /// Revokes one of a user's API tokens; consoles and streams opened with it close.
+    async fn revoke_user_token(
+        &self,
+        caller: &Caller,
+        user_id: String,
+        token_id: String,
     ) -> Result<(), AppError>;
 }
 

@@ -1,7 +1,7 @@
 //! `Settings`: defaults, then an optional TOML file (`PORTAL_CONFIG` or `portal.toml`), then `PORTAL_*`
 //! environment variables (nested keys with `__`, e.g. `PORTAL_LOGIN__PER_ACCOUNT_PER_MINUTE`).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use secrecy::SecretString;
@@ -33,6 +33,12 @@ pub struct Settings {
     /// Password of the first admin; generated and printed once when unset.
     pub admin_password: Option<SecretString>,
     pub login: LoginLimits,
+    /// Behind a reverse proxy: the request header carrying the client's address (`X-Forwarded-For`: its
+    /// last entry, the one the proxy added; `X-Real-IP`), believed only from `trusted_proxies`. Unset: the
+    /// peer address is the client's (sign-in throttling and the audit log use it).
+    pub client_ip_header: Option<String>,
+    /// Peers whose `client_ip_header` is believed (default: loopback).
+    pub trusted_proxies: Vec<IpAddr>,
     /// `pretty` or `json`.
     pub log_format: String,
     /// The `vmm` binary; unset: `vmm` next to the `portal` binary.
@@ -96,11 +102,17 @@ impl NetworkSettings {
     }
 }
 
-/// Sign-in throttling: attempts allowed per minute, per account and per client address.
+/// Sign-in throttling (`auth::throttle`, README "Sign-in throttling").
 #[derive(Debug, Clone, Deserialize)]
 pub struct LoginLimits {
-    pub per_account_per_minute: u32,
+    /// Attempts per minute on one account from one client address; more get 429.
+    pub per_account_per_address_per_minute: u32,
+    /// Attempts per minute from one client address, whatever the account; more get 429.
     pub per_address_per_minute: u32,
+    /// Failed attempts per minute on one account from anywhere before attempts on it are slowed.
+    pub per_account_per_minute: u32,
+    /// The longest such slowdown, in seconds.
+    pub max_delay_secs: u64,
 }
 
 impl Settings {
@@ -114,7 +126,10 @@ impl Settings {
             .and_then(|b| b.set_default("session_idle_minutes", 480))
             .and_then(|b| b.set_default("login.per_account_per_minute", 5))
             .and_then(|b| b.set_default("login.per_address_per_minute", 30))
+            .and_then(|b| b.set_default("login.per_account_per_address_per_minute", 5))
+            .and_then(|b| b.set_default("login.max_delay_secs", 16))
             .and_then(|b| b.set_default("log_format", "pretty"))
+            .and_then(|b| b.set_default("trusted_proxies", vec!["127.0.0.1", "::1"]))
             .and_then(|b| b.set_default("guest_dir", "guest/out"))
             .and_then(|b| b.set_default("stop_timeout_secs", 60))
             .and_then(|b| b.set_default("start_timeout_secs", 30))
@@ -135,7 +150,9 @@ impl Settings {
                 config::Environment::with_prefix("PORTAL")
                     .prefix_separator("_")
                     .separator("__")
-                    .try_parsing(true),
+                    .try_parsing(true)
+                    .list_separator(",")
+                    .with_list_parse_key("trusted_proxies"),
             )
             .build()
             .and_then(config::Config::try_deserialize)
@@ -151,10 +168,28 @@ impl Settings {
                 reason: "must be between 1 and 43200".into(),
             });
         }
-        if self.login.per_account_per_minute == 0 || self.login.per_address_per_minute == 0 {
+        let l = &self.login;
+        if l.per_account_per_minute == 0
+            || l.per_address_per_minute == 0
+            || l.per_account_per_address_per_minute == 0
+        {
             return Err(ConfigError::Invalid {
                 key: "login",
                 reason: "limits must be at least 1".into(),
+            });
+        }
+        if let Some(h) = &self.client_ip_header {
+            if http::HeaderName::from_bytes(h.to_ascii_lowercase().as_bytes()).is_err() {
+                return Err(ConfigError::Invalid {
+                    key: "client_ip_header",
+                    reason: "must be a header name such as X-Forwarded-For".into(),
+                });
+            }
+        }
+        if l.max_delay_secs > 300 {
+            return Err(ConfigError::Invalid {
+                key: "login.max_delay_secs",
+                reason: "must be at most 300".into(),
             });
         }
         if !(1..=3600).contains(&self.stop_timeout_secs) || !(1..=3600).contains(&self.start_timeout_secs) {
@@ -209,11 +244,16 @@ impl Settings {
             secure_cookies: false,
             session_idle_minutes: 60,
             admin_password: Some(SecretString::from("admin-password-for-tests")),
+            // Tests sign in often from one address; the throttling tests set their own limits.
             login: LoginLimits {
-                per_account_per_minute: 5,
+                per_account_per_address_per_minute: 20,
                 per_address_per_minute: 30,
+                per_account_per_minute: 5,
+                max_delay_secs: 2,
             },
             log_format: "pretty".into(),
+            client_ip_header: None,
+            trusted_proxies: vec![IpAddr::from([127, 0, 0, 1])],
             vmm_binary: None,
             guest_dir: PathBuf::from("guest/out"),
             stop_timeout_secs: 10,

@@ -40,7 +40,12 @@ async fn reset_password(settings: Settings, username: &str) -> anyhow::Result<()
         .with_context(|| format!("no user named {username}"))?;
     let password = server::auth::password::generate(20);
     let hash = server::auth::password::hash(password.clone()).await?;
-    server::db::users::set_password(&pool, &user.id, &hash, server::db::now()).await?;
-    println!("==> New password for {}: {password}", user.username);
+    let now = server::db::now();
+    server::db::users::set_password(&pool, &user.id, &hash, now).await?;
+    let revoked = server::db::tokens::revoke_all_of_user(&pool, &user.id, now).await?;
+    println!(
+        "==> New password for {}: {password} ({revoked} API tokens revoked)",
+        user.username
+    );
     Ok(())
 }

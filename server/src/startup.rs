@@ -11,7 +11,8 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 use axum::{middleware, Router};
 use leptos::config::LeptosOptions;
-use leptos::prelude::provide_context;
+use leptos::nonce::Nonce;
+use leptos::prelude::{provide_context, use_context};
 use leptos_axum::{generate_route_list, LeptosRoutes};
 use tokio::net::TcpListener;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -24,14 +25,15 @@ use tower_sessions_sqlx_store::SqliteStore;
 use crate::auth::csrf::{self, OriginPolicy};
 use crate::auth::password;
 use crate::config::Settings;
+use crate::middleware::body_limit::{self, BodyLimits, MAX_BODY_BYTES};
+use crate::middleware::client_addr::{self, ProxyPolicy};
+use crate::middleware::security_headers::{self, CspNonce, HeaderPolicy};
+use crate::middleware::server_fn_errors;
 use crate::net::Networking;
 use crate::service::Service;
 use crate::state::AppState;
 use crate::vm::{Supervisor, VmSettings};
 use crate::{api, bootstrap, db, health, seed};
-
-/// Request bodies larger than this are refused (413) before a handler runs. Uploads get their own limit.
-const MAX_BODY_BYTES: usize = 256 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -201,8 +203,28 @@ impl Application {
 
 fn routes(state: AppState, settings: &Settings, sessions: SessionManagerLayer<SqliteStore>) -> Router {
     let portal: Arc<dyn Portal> = Arc::new(state.service.clone());
-    let context = move || provide_context(portal.clone());
+    let context = move || {
+        provide_context(portal.clone());
+        // The nonce the security headers name, for Leptos' inline scripts (after leptos_axum's own).
+        if let Some(CspNonce(nonce)) =
+            use_context::<http::request::Parts>().and_then(|p| p.extensions.get::<CspNonce>().cloned())
+        {
+            provide_context(Nonce::from_value(nonce));
+        }
+    };
     let options = state.leptos_options.clone();
+    let body_limits = BodyLimits {
+        default: MAX_BODY_BYTES,
+        // The files' total is checked exactly by the upload handler; this also covers the form's framing.
+        upload: state.service.max_upload_bytes().saturating_add(1024 * 1024),
+    };
+    let proxy_policy = ProxyPolicy {
+        header: settings
+            .client_ip_header
+            .as_deref()
+            .and_then(|h| http::HeaderName::from_bytes(h.to_ascii_lowercase().as_bytes()).ok()),
+        trusted: settings.trusted_proxies.clone().into(),
+    };
     let origin_policy = OriginPolicy {
         public_origin: settings.public_origin.clone(),
     };
@@ -214,7 +236,17 @@ fn routes(state: AppState, settings: &Settings, sessions: SessionManagerLayer<Sq
         .fallback(leptos_axum::file_and_error_handler_with_context::<AppState, _>(context, shell))
         .layer(middleware::from_fn_with_state(origin_policy, csrf::verify_origin))
         .layer(sessions)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(server_fn_errors::status_from_error))
+        // Limits are `body_limit`'s, per path and while streaming; axum's own would cap uploads too.
+        .layer(DefaultBodyLimit::disable())
+        .layer(middleware::from_fn_with_state(body_limits, body_limit::limit_body))
+        .layer(middleware::from_fn_with_state(proxy_policy, client_addr::client_addr))
+        .layer(middleware::from_fn_with_state(
+            HeaderPolicy {
+                https: settings.secure_cookies,
+            },
+            security_headers::security_headers,
+        ))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(TraceLayer::new_for_http().make_span_with(|req: &http::Request<_>| {
             let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");

@@ -3,7 +3,7 @@
 use leptos::prelude::*;
 
 use crate::error::AppError;
-use crate::model::{TenantView, UserView};
+use crate::model::{TenantView, TokenView, UserView};
 
 #[server(prefix = "/api/fn", endpoint = "list_tenants")]
 pub async fn list_tenants() -> Result<Vec<TenantView>, AppError> {
@@ -19,8 +19,9 @@ pub async fn create_tenant(name: String, description: String) -> Result<TenantVi
 }
 
 #[server(prefix = "/api/fn", endpoint = "set_tenant_disabled")]
-pub async fn set_tenant_disabled(id: String, disabled: bool) -> Result<TenantView, AppError> {
+pub async fn set_tenant_disabled(id: String, disabled: String) -> Result<TenantView, AppError> {
     crate::port::with_caller(|portal, caller, _| async move {
+        let disabled = crate::api::args::flag("disabled", &disabled)?;
         portal.set_tenant_disabled(&caller, id, disabled).await
     })
     .await
@@ -56,8 +57,9 @@ pub async fn create_user(
 }
 
 #[server(prefix = "/api/fn", endpoint = "set_user_disabled")]
-pub async fn set_user_disabled(id: String, disabled: bool) -> Result<UserView, AppError> {
+pub async fn set_user_disabled(id: String, disabled: String) -> Result<UserView, AppError> {
     crate::port::with_caller(|portal, caller, _| async move {
+        let disabled = crate::api::args::flag("disabled", &disabled)?;
         portal.set_user_disabled(&caller, id, disabled).await
     })
     .await
@@ -68,5 +70,21 @@ pub async fn reset_password(id: String, password: String) -> Result<(), AppError
     crate::port::with_caller(
         |portal, caller, _| async move { portal.reset_password(&caller, id, password).await },
     )
+    .await
+}
+
+#[server(prefix = "/api/fn", endpoint = "list_user_tokens")]
+pub async fn list_user_tokens(user_id: String) -> Result<Vec<TokenView>, AppError> {
+    crate::port::with_caller(
+        |portal, caller, _| async move { portal.list_user_tokens(&caller, user_id).await },
+    )
+    .await
+}
+
+#[server(prefix = "/api/fn", endpoint = "revoke_user_token")]
+pub async fn revoke_user_token(user_id: String, token_id: String) -> Result<(), AppError> {
+    crate::port::with_caller(|portal, caller, _| async move {
+        portal.revoke_user_token(&caller, user_id, token_id).await
+    })
     .await
 }

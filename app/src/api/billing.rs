@@ -18,17 +18,18 @@ pub async fn list_quotas() -> Result<Vec<QuotaView>, AppError> {
 #[server(prefix = "/api/fn", endpoint = "set_quota")]
 pub async fn set_quota(
     tenant_id: String,
-    instances: i64,
-    vcpus: i64,
-    memory_mib: i64,
-    disk_gib: i64,
+    instances: String,
+    vcpus: String,
+    memory_mib: String,
+    disk_gib: String,
 ) -> Result<(), AppError> {
     crate::port::with_caller(|portal, caller, _| async move {
+        use crate::api::args::whole_number;
         let limits = crate::model::QuotaLimits {
-            instances,
-            vcpus,
-            memory_mib,
-            disk_gib,
+            instances: whole_number("instances", &instances)?,
+            vcpus: whole_number("vcpus", &vcpus)?,
+            memory_mib: whole_number("memory_mib", &memory_mib)?,
+            disk_gib: whole_number("disk_gib", &disk_gib)?,
         };
         portal.set_quota(&caller, tenant_id, limits).await
     })

@@ -8,18 +8,19 @@ use crate::model::FlavorView;
 #[server(prefix = "/api/fn", endpoint = "create_flavor")]
 pub async fn create_flavor(
     name: String,
-    vcpus: u32,
-    memory_mib: u32,
-    disk_gib: u32,
-    hourly_price_minor: i64,
+    vcpus: String,
+    memory_mib: String,
+    disk_gib: String,
+    hourly_price_minor: String,
 ) -> Result<FlavorView, AppError> {
     crate::port::with_caller(|portal, caller, _| async move {
+        use crate::api::args::{count, whole_number};
         let flavor = crate::model::NewFlavor {
             name,
-            vcpus,
-            memory_mib,
-            disk_gib,
-            hourly_price_minor,
+            vcpus: count("vcpus", &vcpus)?,
+            memory_mib: count("memory_mib", &memory_mib)?,
+            disk_gib: count("disk_gib", &disk_gib)?,
+            hourly_price_minor: whole_number("hourly_price_minor", &hourly_price_minor)?,
         };
         portal.create_flavor(&caller, flavor).await
     })
@@ -27,8 +28,9 @@ pub async fn create_flavor(
 }
 
 #[server(prefix = "/api/fn", endpoint = "set_flavor_disabled")]
-pub async fn set_flavor_disabled(id: String, disabled: bool) -> Result<FlavorView, AppError> {
+pub async fn set_flavor_disabled(id: String, disabled: String) -> Result<FlavorView, AppError> {
     crate::port::with_caller(|portal, caller, _| async move {
+        let disabled = crate::api::args::flag("disabled", &disabled)?;
         portal.set_flavor_disabled(&caller, id, disabled).await
     })
     .await

@@ -1,6 +1,7 @@
 //! Server functions: the browser calls these; their bodies run on the server through the `Portal` port.
 
 pub mod admin;
+pub mod args;
 pub mod auth;
 pub mod billing;
 pub mod catalogue;

@@ -86,7 +86,7 @@ mod tests {
         ];
         for err in errors {
             let json = serde_json::to_value(&err).unwrap();
-            assert_eq!(json["kind"], error_kind(&err));
+            assert_eq!(json["error"]["kind"], error_kind(&err));
         }
     }
 }

@@ -2,7 +2,7 @@
 
 use app::model::{AuditCheck, AuditView, Invoice, QuotaLimits, QuotaView};
 use app::port::Billing;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::response::IntoResponse;
 use axum::Json;
 use http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
@@ -10,7 +10,7 @@ use http::StatusCode;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use super::{AnyCaller, ApiCaller, ApiError, ApiJson};
+use super::{AnyCaller, ApiCaller, ApiError, ApiJson, ApiPath, ApiQuery};
 use crate::state::AppState;
 
 #[utoipa::path(get, path = "/quota", tag = "billing", responses((status = 200, body = QuotaView)))]
@@ -35,7 +35,7 @@ pub async fn list_quotas(
 pub async fn set_quota(
     State(state): State<AppState>,
     ApiCaller(caller): ApiCaller,
-    Path(tenant_id): Path<String>,
+    ApiPath(tenant_id): ApiPath<String>,
     ApiJson(limits): ApiJson<QuotaLimits>,
 ) -> Result<StatusCode, ApiError> {
     state.service.set_quota(&caller, tenant_id, limits).await?;
@@ -54,7 +54,7 @@ pub struct MonthQuery {
 pub async fn my_usage(
     State(state): State<AppState>,
     AnyCaller(caller): AnyCaller,
-    Query(q): Query<MonthQuery>,
+    ApiQuery(q): ApiQuery<MonthQuery>,
 ) -> Result<Json<Invoice>, ApiError> {
     Ok(Json(state.service.my_invoice(&caller, q.month).await?))
 }
@@ -77,7 +77,7 @@ fn csv(inv: &Invoice, name: &str) -> impl IntoResponse {
 pub async fn my_usage_csv(
     State(state): State<AppState>,
     AnyCaller(caller): AnyCaller,
-    Query(q): Query<MonthQuery>,
+    ApiQuery(q): ApiQuery<MonthQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
     Ok(csv(&state.service.my_invoice(&caller, q.month).await?, "invoice"))
 }
@@ -87,7 +87,7 @@ pub async fn my_usage_csv(
 pub async fn all_usage(
     State(state): State<AppState>,
     AnyCaller(caller): AnyCaller,
-    Query(q): Query<MonthQuery>,
+    ApiQuery(q): ApiQuery<MonthQuery>,
 ) -> Result<Json<Invoice>, ApiError> {
     Ok(Json(state.service.all_usage(&caller, q.month).await?))
 }
@@ -97,7 +97,7 @@ pub async fn all_usage(
 pub async fn all_usage_csv(
     State(state): State<AppState>,
     AnyCaller(caller): AnyCaller,
-    Query(q): Query<MonthQuery>,
+    ApiQuery(q): ApiQuery<MonthQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
     Ok(csv(
         &state.service.all_usage(&caller, q.month).await?,
@@ -120,7 +120,7 @@ fn default_limit() -> u32 {
 pub async fn audit_log(
     State(state): State<AppState>,
     ApiCaller(caller): ApiCaller,
-    Query(q): Query<LimitQuery>,
+    ApiQuery(q): ApiQuery<LimitQuery>,
 ) -> Result<Json<Vec<AuditView>>, ApiError> {
     Ok(Json(state.service.audit_log(&caller, q.limit).await?))
 }

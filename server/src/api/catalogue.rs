@@ -2,14 +2,14 @@
 
 use app::model::{FlavorView, ImageView, NewFlavor};
 use app::port::Catalogue;
-use axum::extract::{Multipart, Path, State};
+use axum::extract::State;
 use axum::Json;
 use http::StatusCode;
 use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
 use utoipa::ToSchema;
 
-use super::{AnyCaller, ApiCaller, ApiError, ApiJson};
+use super::{AnyCaller, ApiCaller, ApiError, ApiJson, ApiMultipart, ApiPath};
 use crate::service::images::{UploadMeta, INITRD_FILE, KERNEL_FILE, ROOT_DISK_FILE};
 use crate::state::AppState;
 use app::error::AppError;
@@ -47,7 +47,7 @@ pub struct SetDisabled {
 pub async fn update_flavor(
     State(state): State<AppState>,
     ApiCaller(caller): ApiCaller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<SetDisabled>,
 ) -> Result<Json<FlavorView>, ApiError> {
     Ok(Json(
@@ -71,7 +71,7 @@ pub async fn list_images(
 pub async fn delete_image(
     State(state): State<AppState>,
     ApiCaller(caller): ApiCaller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     state.service.delete_image(&caller, id).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -97,6 +97,41 @@ pub struct ImageUpload {
 /// Longest text field of an upload.
 const MAX_TEXT_FIELD: usize = 4096;
 
+/// A text field, read chunk by chunk and refused as soon as it passes `MAX_TEXT_FIELD` (or the upload passes
+/// its total limit), so a huge field is never held in memory.
+async fn text_field(
+    name: &str,
+    field: &mut axum::extract::multipart::Field<'_>,
+    total: &mut u64,
+    limit: u64,
+) -> Result<String, ApiError> {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = field.chunk().await.map_err(bad_form)? {
+        *total += chunk.len() as u64;
+        if *total > limit {
+            return Err(ApiError(AppError::TooLarge));
+        }
+        if bytes.len() + chunk.len() > MAX_TEXT_FIELD {
+            return Err(ApiError(AppError::invalid(
+                name,
+                format!("This field is longer than {MAX_TEXT_FIELD} bytes."),
+            )));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    String::from_utf8(bytes).map_err(|_| ApiError(AppError::invalid(name, "This field must be UTF-8 text.")))
+}
+
+fn bad_form(e: axum::extract::multipart::MultipartError) -> ApiError {
+    if e.status() == http::StatusCode::PAYLOAD_TOO_LARGE {
+        return ApiError(AppError::TooLarge);
+    }
+    ApiError(AppError::invalid(
+        "body",
+        format!("The upload is not a valid multipart form: {}", e.body_text()),
+    ))
+}
+
 #[utoipa::path(post, path = "/images", tag = "catalogue",
     request_body(content = ImageUpload, content_type = "multipart/form-data"),
     responses((status = 201, body = ImageView), (status = 413, description = "Larger than the upload limit"),
@@ -104,19 +139,13 @@ const MAX_TEXT_FIELD: usize = 4096;
 pub async fn upload_image(
     State(state): State<AppState>,
     AnyCaller(caller): AnyCaller,
-    mut form: Multipart,
+    ApiMultipart(mut form): ApiMultipart,
 ) -> Result<(StatusCode, Json<ImageView>), ApiError> {
     let service = &state.service;
     let staging = service.stage_upload(&caller).await?;
     let mut meta = UploadMeta::default();
     let mut total: u64 = 0;
     let limit = service.max_upload_bytes();
-    let bad_form = |e: axum::extract::multipart::MultipartError| {
-        ApiError(AppError::invalid(
-            "body",
-            format!("The upload is not a valid multipart form: {}", e.body_text()),
-        ))
-    };
     while let Some(mut field) = form.next_field().await.map_err(bad_form)? {
         let name = field.name().unwrap_or_default().to_string();
         let file = match name.as_str() {
@@ -151,22 +180,21 @@ pub async fn upload_image(
             }
             continue;
         }
-        let text = field.text().await.map_err(bad_form)?;
-        if text.len() > MAX_TEXT_FIELD {
-            return Err(ApiError(AppError::invalid(&name, "This field is too long.")));
-        }
-        match name.as_str() {
-            "name" => meta.name = text,
-            "os" => meta.os = text,
-            "cmdline" => meta.cmdline = text,
-            "owner_tenant_id" => meta.owner_tenant_id = text,
+        let slot = match name.as_str() {
+            "name" => &mut meta.name,
+            "os" => &mut meta.os,
+            "cmdline" => &mut meta.cmdline,
+            "owner_tenant_id" => &mut meta.owner_tenant_id,
             other => {
                 return Err(ApiError(AppError::invalid(
                     other,
-                    format!("Unknown field {other}."),
+                    format!(
+                        "Unknown field {other}: send name, os, cmdline, owner_tenant_id, kernel, initrd or root_disk."
+                    ),
                 )));
             }
-        }
+        };
+        *slot = text_field(&name, &mut field, &mut total, limit).await?;
     }
     let image = service.finish_upload(&caller, meta, staging).await?;
     Ok((StatusCode::CREATED, Json(image)))

@@ -3,13 +3,13 @@
 
 use app::api::console::{ConsoleKind, ConsoleLog, ConsoleTicket};
 use app::port::Consoles;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::Json;
 use http::StatusCode;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::{AnyCaller, ApiError, ApiJson};
+use super::{AnyCaller, ApiError, ApiJson, ApiPath};
 use crate::state::AppState;
 
 /// `{"kind": "vnc" | "serial"}`
@@ -28,7 +28,7 @@ pub struct ConsoleRequest {
 pub async fn open_console(
     State(state): State<AppState>,
     AnyCaller(caller): AnyCaller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<ConsoleRequest>,
 ) -> Result<(StatusCode, Json<ConsoleTicket>), ApiError> {
     let ticket = state.service.open_console(&caller, id, body.kind).await?;
@@ -43,7 +43,7 @@ pub async fn open_console(
 pub async fn console_log(
     State(state): State<AppState>,
     AnyCaller(caller): AnyCaller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<ConsoleLog>, ApiError> {
     Ok(Json(state.service.console_log(&caller, id).await?))
 }

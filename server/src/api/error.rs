@@ -3,30 +3,16 @@
 //! clients branch on (`AppError::kind` for service errors), `message` is safe to show a user.
 
 use app::error::AppError;
-use axum::extract::rejection::JsonRejection;
+use app::wire::{Detail, Envelope};
 use axum::response::{IntoResponse, Response};
 use http::header::{RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderValue, StatusCode};
-use serde::Serialize;
 
 /// An error answered as the JSON envelope with its HTTP status.
 #[derive(Debug)]
 pub struct ErrorEnvelope {
     status: StatusCode,
     body: Envelope,
-}
-
-#[derive(Debug, Serialize)]
-struct Envelope {
-    error: Detail,
-}
-
-#[derive(Debug, Serialize)]
-struct Detail {
-    kind: &'static str,
-    message: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    field: Option<String>,
 }
 
 impl ErrorEnvelope {
@@ -36,9 +22,11 @@ impl ErrorEnvelope {
             status: StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
             body: Envelope {
                 error: Detail {
-                    kind,
+                    kind: kind.to_string(),
                     message: message.into(),
                     field: None,
+                    resource: None,
+                    retry_after_secs: None,
                 },
             },
         }
@@ -47,9 +35,10 @@ impl ErrorEnvelope {
 
 impl From<&AppError> for ErrorEnvelope {
     fn from(err: &AppError) -> Self {
-        let mut envelope = Self::new(err.status(), err.kind(), err.to_string());
-        envelope.body.error.field = err.field().map(str::to_string);
-        envelope
+        Self {
+            status: StatusCode::from_u16(err.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            body: Envelope::from(err.clone()),
+        }
     }
 }
 
@@ -78,28 +67,12 @@ impl IntoResponse for ApiError {
                     .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
             AppError::TooManyRequests { retry_after_secs, .. } => {
-                if let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string()) {
-                    res.headers_mut().insert(RETRY_AFTER, v);
-                }
+                res.headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from(*retry_after_secs));
             }
             _ => {}
         }
         res
-    }
-}
-
-impl From<JsonRejection> for ApiError {
-    fn from(rejection: JsonRejection) -> Self {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            return Self(AppError::TooLarge);
-        }
-        let message = match &rejection {
-            JsonRejection::MissingJsonContentType(_) => {
-                "Send the body as JSON (Content-Type: application/json).".into()
-            }
-            other => format!("The request body is not valid: {}", other.body_text()),
-        };
-        Self(AppError::invalid("body", message))
     }
 }
 

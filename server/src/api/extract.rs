@@ -1,9 +1,8 @@
-//! API extractors: who is calling (bearer token or session) and request bodies whose rejections become
-//! clear JSON errors (`ApiError`) instead of axum's plain-text ones.
+//! API extractors: who is calling (bearer token or session). Inputs are in `inputs.rs`.
 
 use app::error::AppError;
 use app::port::Caller;
-use axum::extract::{FromRequest, FromRequestParts};
+use axum::extract::FromRequestParts;
 use http::header::AUTHORIZATION;
 use http::request::Parts;
 
@@ -44,8 +43,3 @@ impl FromRequestParts<AppState> for AnyCaller {
         Ok(Self(state.service.session_caller(parts).await?))
     }
 }
-
-/// `axum::Json` with rejections answered as `ApiError`s ("body: expected a string at line 1 ...").
-#[derive(FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
-pub struct ApiJson<T>(pub T);

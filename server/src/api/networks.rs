@@ -6,11 +6,11 @@ use app::model::{
     PortForwardView, SecurityGroupView, SetVmGroups, VmNetworkView,
 };
 use app::port::Networks;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::Json;
 use http::StatusCode;
 
-use super::{ApiCaller, ApiError, ApiJson};
+use super::{ApiCaller, ApiError, ApiJson, ApiPath};
 use crate::state::AppState;
 
 #[utoipa::path(get, path = "/networks", tag = "networks",
@@ -42,7 +42,7 @@ pub async fn create_network(
 pub async fn delete_network(
     State(state): State<AppState>,
     ApiCaller(caller): ApiCaller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     state.service.delete_network(&caller, id).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -76,7 +76,7 @@ pub async fn create_security_group(
 pub async fn delete_security_group(
     State(state): State<AppState>,
     ApiCaller(caller): ApiCaller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     state.service.delete_security_group(&caller, id).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -89,7 +89,7 @@ pub async fn delete_security_group(
 pub async fn add_rule(
     State(state): State<AppState>,
     ApiCaller(caller): ApiCaller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<NewRule>,
 ) -> Result<(StatusCode, Json<SecurityGroupView>), ApiError> {
     Ok((
@@ -105,7 +105,7 @@ pub async fn add_rule(
 pub async fn delete_rule(
     State(state): State<AppState>,
     ApiCaller(caller): ApiCaller,
-    Path((id, rule_id)): Path<(String, String)>,
+    ApiPath((id, rule_id)): ApiPath<(String, String)>,
 ) -> Result<Json<SecurityGroupView>, ApiError> {
     Ok(Json(state.service.delete_rule(&caller, id, rule_id).await?))
 }
@@ -117,7 +117,7 @@ pub async fn delete_rule(
 pub async fn set_vm_groups(
     State(state): State<AppState>,
     ApiCaller(caller): ApiCaller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<SetVmGroups>,
 ) -> Result<Json<VmNetworkView>, ApiError> {
     Ok(Json(state.service.set_vm_groups(&caller, id, body).await?))
@@ -150,7 +150,7 @@ pub async fn create_port_forward(
 pub async fn delete_port_forward(
     State(state): State<AppState>,
     ApiCaller(caller): ApiCaller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     state.service.delete_port_forward(&caller, id).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -184,7 +184,7 @@ pub async fn allocate_floating_ip(
 pub async fn attach_floating_ip(
     State(state): State<AppState>,
     ApiCaller(caller): ApiCaller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<AttachFloatingIp>,
 ) -> Result<Json<FloatingIpView>, ApiError> {
     Ok(Json(state.service.attach_floating_ip(&caller, id, body).await?))
@@ -195,7 +195,7 @@ pub async fn attach_floating_ip(
 pub async fn release_floating_ip(
     State(state): State<AppState>,
     ApiCaller(caller): ApiCaller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     state.service.release_floating_ip(&caller, id).await?;
     Ok(StatusCode::NO_CONTENT)

@@ -1,10 +1,16 @@
-//! The OpenAPI document of `/api/v1`, generated from the handlers' annotations (`GET /api/v1/openapi.json`).
+//! The OpenAPI document of `/api/v1`, generated from the handlers' annotations (`GET /api/v1/openapi.json`),
+//! completed by two steps: the input rules (`schema::Constraints`) and the error answers every operation can
+//! give (`ErrorAnswers`: 401 without a valid token, 413/422 for a body, 422 for a query, 404 for an id in the
+//! path), all in the one JSON envelope `Error`. A test checks every route of `api::ROUTES` is documented.
 
 use axum::Json;
+use utoipa::openapi::path::{Operation, PathItem};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use super::{billing, catalogue, console, events, networks, vms};
+use super::schema::Constraints;
+use super::{accounts, admin, billing, catalogue, console, events, networks, vms};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -13,6 +19,10 @@ use super::{billing, catalogue, console, events, networks, vms};
         `{\"error\": {\"kind\", \"message\", \"field\"?}}`."),
     servers((url = "/api/v1")),
     paths(
+        openapi_json,
+        accounts::whoami, accounts::list_tokens, accounts::create_token, accounts::revoke_token,
+        admin::list_tenants, admin::create_tenant, admin::update_tenant, admin::list_users, admin::create_user,
+        admin::update_user, admin::reset_password, admin::list_user_tokens, admin::revoke_user_token,
         vms::list_vms, vms::launch_vm, vms::get_vm, vms::vm_action, vms::delete_vm,
         catalogue::list_flavors, catalogue::create_flavor, catalogue::update_flavor,
         catalogue::list_images, catalogue::upload_image, catalogue::delete_image,
@@ -27,7 +37,8 @@ use super::{billing, catalogue, console, events, networks, vms};
         networks::list_floating_ips, networks::allocate_floating_ip, networks::attach_floating_ip,
         networks::release_floating_ip,
     ),
-    modifiers(&BearerAuth),
+    components(schemas(app::wire::Envelope, app::wire::Detail)),
+    modifiers(&BearerAuth, &Constraints, &ErrorAnswers),
     security(("bearer" = [])),
 )]
 pub struct ApiDoc;
@@ -44,6 +55,145 @@ impl Modify for BearerAuth {
     }
 }
 
+/// Adds the error answers an operation can give because of its shape, where it does not list them itself.
+struct ErrorAnswers;
+
+fn error_answer(description: &str) -> RefOr<utoipa::openapi::Response> {
+    RefOr::T(
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("Error")))
+                    .build(),
+            )
+            .build(),
+    )
+}
+
+fn add_errors(op: &mut Operation, public: bool) {
+    use utoipa::openapi::path::ParameterIn;
+    let params = op.parameters.as_deref().unwrap_or_default();
+    let in_path = params.iter().any(|p| p.parameter_in == ParameterIn::Path);
+    let in_query = params.iter().any(|p| p.parameter_in == ParameterIn::Query);
+    let mut answers = vec![];
+    if !public {
+        answers.push(("401", "Missing, wrong, expired or revoked token"));
+    }
+    if op.request_body.is_some() {
+        answers.push((
+            "413",
+            "The body is larger than the limit (256 KiB; uploads: max_image_upload_mib)",
+        ));
+        answers.push((
+            "422",
+            "The body is malformed or a field is invalid (`field` names it)",
+        ));
+    }
+    if in_query {
+        answers.push(("422", "A query parameter is invalid (`field` names it)"));
+    }
+    if in_path {
+        answers.push(("404", "No such object visible to the caller"));
+    }
+    for (status, description) in answers {
+        if !op.responses.responses.contains_key(status) {
+            op.responses
+                .responses
+                .insert(status.to_string(), error_answer(description));
+        }
+    }
+}
+
+impl Modify for ErrorAnswers {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let public = path == "/openapi.json";
+            let PathItem {
+                get,
+                put,
+                post,
+                delete,
+                patch,
+                ..
+            } = item;
+            for op in [get, put, post, delete, patch].into_iter().flatten() {
+                add_errors(op, public);
+            }
+        }
+    }
+}
+
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", tag = "meta", security(()),
+    responses((status = 200, description = "The OpenAPI 3.1 document of this API", content_type = "application/json")))]
 pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
     Json(ApiDoc::openapi())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::schema;
+    use super::*;
+
+    #[test]
+    fn every_route_is_documented_with_its_errors() {
+        let doc = ApiDoc::openapi();
+        for (method, path) in super::super::ROUTES {
+            let item = doc
+                .paths
+                .paths
+                .get(*path)
+                .unwrap_or_else(|| panic!("{path} is not in the OpenAPI document"));
+            let op = match *method {
+                "get" => &item.get,
+                "post" => &item.post,
+                "put" => &item.put,
+                "patch" => &item.patch,
+                "delete" => &item.delete,
+                other => panic!("unexpected method {other}"),
+            };
+            let op = op
+                .as_ref()
+                .unwrap_or_else(|| panic!("{method} {path} is not in the OpenAPI document"));
+            if *path != "/openapi.json" {
+                assert!(
+                    op.responses.responses.contains_key("401"),
+                    "{method} {path}: no 401"
+                );
+            }
+            if op.request_body.is_some() {
+                assert!(
+                    op.responses.responses.contains_key("422"),
+                    "{method} {path}: no 422"
+                );
+            }
+        }
+        let documented: usize = doc
+            .paths
+            .paths
+            .values()
+            .map(|i| {
+                [&i.get, &i.put, &i.post, &i.delete, &i.patch]
+                    .iter()
+                    .filter(|o| o.is_some())
+                    .count()
+            })
+            .sum();
+        assert_eq!(
+            documented,
+            super::super::ROUTES.len(),
+            "the document lists a route the server lacks"
+        );
+    }
+
+    #[test]
+    fn input_rules_reach_the_document() {
+        let json = serde_json::to_value(ApiDoc::openapi()).expect("JSON");
+        let tenant = &json["components"]["schemas"]["CreateTenant"]["properties"]["name"];
+        assert_eq!(tenant["pattern"], schema::TENANT_NAME);
+        let vcpus = &json["components"]["schemas"]["NewFlavor"]["properties"]["vcpus"];
+        assert_eq!(vcpus["maximum"], 4.0);
+    }
 }

@@ -2,13 +2,13 @@
 
 use app::model::{LaunchRequest, VmAction, VmDetail, VmView};
 use app::port::Vms;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::Json;
 use http::StatusCode;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::{ApiCaller, ApiError, ApiJson};
+use super::{ApiCaller, ApiError, ApiJson, ApiPath};
 use crate::state::AppState;
 
 #[utoipa::path(get, path = "/vms", tag = "vms",
@@ -46,7 +46,7 @@ pub struct VmWithEvents {
 pub async fn get_vm(
     State(state): State<AppState>,
     ApiCaller(caller): ApiCaller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<VmWithEvents>, ApiError> {
     let VmDetail { vm, events, network } = state.service.get_vm(&caller, id).await?;
     Ok(Json(VmWithEvents { vm, events, network }))
@@ -67,7 +67,7 @@ pub struct ActionRequest {
 pub async fn vm_action(
     State(state): State<AppState>,
     ApiCaller(caller): ApiCaller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<ActionRequest>,
 ) -> Result<(StatusCode, Json<VmView>), ApiError> {
     let vm = state.service.vm_action(&caller, id, body.action).await?;
@@ -80,7 +80,7 @@ pub async fn vm_action(
 pub async fn delete_vm(
     State(state): State<AppState>,
     ApiCaller(caller): ApiCaller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<(StatusCode, Json<VmView>), ApiError> {
     let vm = state.service.vm_action(&caller, id, VmAction::Delete).await?;
     Ok((StatusCode::ACCEPTED, Json(vm)))

@@ -100,7 +100,8 @@ async fn console_ws(
             }
         };
         tracing::info!(vm_id, kind, user = %session.caller.username, "console opened");
-        let end = proxy::run(ws, session.vmm, &vm_id, session.changes, proxy::Limits::default()).await;
+        let limits = proxy::Limits::default();
+        let end = proxy::run_until(ws, session.vmm, &vm_id, session.changes, limits, session.revoked).await;
         tracing::info!(vm_id, kind, why = %end, "console closed");
     });
     response.map(Body::new)

@@ -46,6 +46,8 @@ const CLOSE_WAIT: Duration = Duration::from_secs(1);
 const NORMAL: u16 = 1000;
 const GOING_AWAY: u16 = 1001;
 const PROTOCOL_ERROR: u16 = 1002;
+/// The user's access was revoked (disabled, password reset or changed, token revoked).
+const POLICY_VIOLATION: u16 = 1008;
 const TOO_BIG: u16 = 1009;
 const INTERNAL: u16 = 1011;
 
@@ -84,6 +86,9 @@ pub enum ProxyEnd {
     Idle,
     #[error("The browser sent an invalid WebSocket frame")]
     ClientFailed,
+    /// The user's access was revoked; the reason is shown on the console page.
+    #[error("{0}")]
+    Revoked(&'static str),
 }
 
 impl ProxyEnd {
@@ -96,6 +101,7 @@ impl ProxyEnd {
             Self::TooBig => TOO_BIG,
             Self::Idle => NORMAL,
             Self::ClientFailed => PROTOCOL_ERROR,
+            Self::Revoked(_) => POLICY_VIOLATION,
         };
         Some((code, self.to_string()))
     }
@@ -117,6 +123,22 @@ pub async fn run<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    run_until(ws, vmm, vm_id, changes, limits, std::future::pending()).await
+}
+
+/// `run`, ended also when `revoked` resolves (with the reason sent in the close frame, code 1008).
+pub async fn run_until<S, R>(
+    ws: WebSocket<S>,
+    vmm: UnixStream,
+    vm_id: &str,
+    changes: broadcast::Receiver<VmChange>,
+    limits: Limits,
+    revoked: R,
+) -> ProxyEnd
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    R: Future<Output = &'static str>,
+{
     let (mut read, write) = ws.split(tokio::io::split);
     // fastwebsockets refuses a frame whose length is >= this, before reading its payload.
     read.set_max_message_size(limits.max_message.saturating_add(1));
@@ -129,6 +151,7 @@ where
             tokio::select! {
                 end = up => end,
                 end = stopped => end,
+                reason = revoked => ProxyEnd::Revoked(reason),
             }
         };
         to_browser(&mut vmm_read, &write, others).await

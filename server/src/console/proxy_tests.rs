@@ -231,6 +231,27 @@ async fn a_silent_client_is_closed_after_the_idle_timeout() {
     assert_eq!(end_of(s).await, ProxyEnd::Idle);
 }
 
+#[tokio::test]
+async fn revoked_access_closes_the_session_with_1008_and_the_reason() {
+    let (server_io, client_io) = tokio::io::duplex(1 << 16);
+    let (ours, _vmm) = UnixStream::pair().unwrap();
+    let (_changes, rx) = broadcast::channel(4);
+    let (revoke, revoked) = tokio::sync::oneshot::channel::<&'static str>();
+    let server = WebSocket::after_handshake(server_io, Role::Server);
+    let proxy = tokio::spawn(async move {
+        let revoked = async { revoked.await.unwrap_or("gone") };
+        run_until(server, ours, "vm-1", rx, Limits::default(), revoked).await
+    });
+    let mut client = client(client_io);
+    revoke.send("Your account was disabled.").unwrap();
+    let (code, reason) = close_of(&mut client).await;
+    assert_eq!((code, reason.as_str()), (1008, "Your account was disabled."));
+    assert_eq!(
+        proxy.await.unwrap(),
+        ProxyEnd::Revoked("Your account was disabled.")
+    );
+}
+
 #[test]
 fn every_end_but_the_clients_own_close_sends_a_reasoned_close_frame() {
     assert_eq!(ProxyEnd::TooBig.close_frame().unwrap().0, 1009);

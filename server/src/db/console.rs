@@ -11,6 +11,8 @@ pub struct ConsoleTokenRow {
     pub kind: String,
     pub expires_at: i64,
     pub used_at: Option<i64>,
+    /// The API token the ticket was issued through (`None`: a session).
+    pub api_token_id: Option<String>,
 }
 
 pub struct NewConsoleToken<'a> {
@@ -21,12 +23,13 @@ pub struct NewConsoleToken<'a> {
     pub kind: &'a str,
     pub now: i64,
     pub expires_at: i64,
+    pub api_token_id: Option<&'a str>,
 }
 
 pub async fn insert(pool: &SqlitePool, t: NewConsoleToken<'_>) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO console_tokens (token_hash, user_id, tenant_id, vm_id, kind, created_at, expires_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO console_tokens (token_hash, user_id, tenant_id, vm_id, kind, created_at, expires_at, \
+         api_token_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(t.token_hash)
     .bind(t.user_id)
@@ -35,6 +38,7 @@ pub async fn insert(pool: &SqlitePool, t: NewConsoleToken<'_>) -> Result<(), sql
     .bind(t.kind)
     .bind(t.now)
     .bind(t.expires_at)
+    .bind(t.api_token_id)
     .execute(pool)
     .await
     .map(|_| ())
@@ -51,7 +55,7 @@ pub async fn redeem(
     sqlx::query_as(
         "UPDATE console_tokens SET used_at = ?1 \
          WHERE token_hash = ?2 AND vm_id = ?3 AND used_at IS NULL AND expires_at > ?1 \
-         RETURNING user_id, tenant_id, vm_id, kind, expires_at, used_at",
+         RETURNING user_id, tenant_id, vm_id, kind, expires_at, used_at, api_token_id",
     )
     .bind(now)
     .bind(token_hash)
@@ -63,7 +67,8 @@ pub async fn redeem(
 /// The token, whatever its state (to say why a redemption failed).
 pub async fn get(pool: &SqlitePool, token_hash: &str) -> Result<Option<ConsoleTokenRow>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT user_id, tenant_id, vm_id, kind, expires_at, used_at FROM console_tokens WHERE token_hash = ?",
+        "SELECT user_id, tenant_id, vm_id, kind, expires_at, used_at, api_token_id FROM console_tokens \
+         WHERE token_hash = ?",
     )
     .bind(token_hash)
     .fetch_optional(pool)

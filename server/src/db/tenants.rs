@@ -46,11 +46,15 @@ pub async fn insert(
 }
 
 /// Returns false when no tenant has this id.
-pub async fn set_disabled(pool: &SqlitePool, id: &str, disabled: bool) -> Result<bool, sqlx::Error> {
+pub async fn set_disabled(
+    db: impl sqlx::SqliteExecutor<'_>,
+    id: &str,
+    disabled: bool,
+) -> Result<bool, sqlx::Error> {
     let done = sqlx::query("UPDATE tenants SET disabled = ? WHERE id = ?")
         .bind(disabled)
         .bind(id)
-        .execute(pool)
+        .execute(db)
         .await?;
     Ok(done.rows_affected() == 1)
 }

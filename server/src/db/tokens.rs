@@ -106,3 +106,43 @@ pub async fn touch(pool: &SqlitePool, id: &str, now: i64) -> Result<(), sqlx::Er
     .await
     .map(|_| ())
 }
+
+/// Revokes every live token of a user (disabled, password reset). Returns how many.
+pub async fn revoke_all_of_user(
+    db: impl sqlx::SqliteExecutor<'_>,
+    user_id: &str,
+    now: i64,
+) -> Result<u64, sqlx::Error> {
+    sqlx::query("UPDATE api_tokens SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL")
+        .bind(now)
+        .bind(user_id)
+        .execute(db)
+        .await
+        .map(|r| r.rows_affected())
+}
+
+/// Revokes every live token of a tenant's users (tenant disabled). Returns how many.
+pub async fn revoke_all_of_tenant(
+    db: impl sqlx::SqliteExecutor<'_>,
+    tenant_id: &str,
+    now: i64,
+) -> Result<u64, sqlx::Error> {
+    sqlx::query("UPDATE api_tokens SET revoked_at = ? WHERE tenant_id = ? AND revoked_at IS NULL")
+        .bind(now)
+        .bind(tenant_id)
+        .execute(db)
+        .await
+        .map(|r| r.rows_affected())
+}
+
+/// Whether the token with this id is live (not revoked, not expired).
+pub async fn is_live(pool: &SqlitePool, id: &str, now: i64) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar::<_, i64>(
+        "SELECT 1 FROM api_tokens WHERE id = ? AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?)",
+    )
+    .bind(id)
+    .bind(now)
+    .fetch_optional(pool)
+    .await
+    .map(|r| r.is_some())
+}

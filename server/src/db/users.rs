@@ -90,7 +90,7 @@ pub async fn insert(pool: &SqlitePool, user: NewUserRow<'_>) -> Result<(), sqlx:
 /// Sets a new password hash and ends every session of the user (bumps the auth epoch). Returns the new
 /// epoch, or `None` when the user does not exist.
 pub async fn set_password(
-    pool: &SqlitePool,
+    db: impl sqlx::SqliteExecutor<'_>,
     id: &str,
     password_hash: &str,
     now: i64,
@@ -102,19 +102,35 @@ pub async fn set_password(
     .bind(password_hash)
     .bind(now)
     .bind(id)
-    .fetch_optional(pool)
+    .fetch_optional(db)
     .await
 }
 
 /// Returns false when no user has this id. Disabling also ends the user's sessions.
-pub async fn set_disabled(pool: &SqlitePool, id: &str, disabled: bool) -> Result<bool, sqlx::Error> {
+pub async fn set_disabled(
+    db: impl sqlx::SqliteExecutor<'_>,
+    id: &str,
+    disabled: bool,
+) -> Result<bool, sqlx::Error> {
     let done = sqlx::query("UPDATE users SET disabled = ?, auth_epoch = auth_epoch + ? WHERE id = ?")
         .bind(disabled)
         .bind(i64::from(disabled))
         .bind(id)
-        .execute(pool)
+        .execute(db)
         .await?;
     Ok(done.rows_affected() == 1)
+}
+
+/// Ends the sessions of every user of a tenant (bumps their auth epochs).
+pub async fn end_sessions_of_tenant(
+    db: impl sqlx::SqliteExecutor<'_>,
+    tenant_id: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE users SET auth_epoch = auth_epoch + 1 WHERE tenant_id = ?")
+        .bind(tenant_id)
+        .execute(db)
+        .await
+        .map(|_| ())
 }
 
 /// Active admins other than `except_id` (to refuse disabling the last one).

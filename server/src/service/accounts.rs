@@ -11,20 +11,52 @@ use async_trait::async_trait;
 use axum::extract::ConnectInfo;
 use http::request::Parts;
 
-use super::{caller_of, internal, me_of, Service};
+use super::{caller_of, internal, me_of, Revoked, Service};
 use crate::auth::password;
 use crate::auth::secret::{self, API_TOKEN};
 use crate::auth::session::{self, SessionAuth};
+use crate::auth::throttle::Verdict;
 use crate::db::{self, users};
 use crate::domain::NewPassword;
+use crate::middleware::client_addr::ClientAddr;
 
 const BAD_CREDENTIALS: &str = "Invalid username or password.";
 
-/// The peer address of the request (sign-in throttling and the audit entry), when served with connect info.
+/// The client's address (sign-in throttling and the audit entry): the trusted proxy's word or the peer's.
 fn client_ip(req: &Parts) -> Option<IpAddr> {
     req.extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| addr.ip())
+        .get::<ClientAddr>()
+        .map(|ClientAddr(ip)| *ip)
+        .or_else(|| {
+            req.extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|ConnectInfo(addr)| addr.ip())
+        })
+}
+
+/// Asks the throttle about a password attempt on `account`: refused (429), or allowed after its delay.
+async fn throttled(service: &Service, account: &str, req: &Parts, what: &str) -> Result<(), AppError> {
+    match service.throttle().check(account, client_ip(req)) {
+        Verdict::Refuse(wait) => {
+            tracing::warn!(account, wait, what, "password attempt throttled");
+            Err(AppError::TooManyRequests {
+                message: format!("Too many {what} attempts. Try again in {wait} seconds."),
+                retry_after_secs: wait,
+            })
+        }
+        Verdict::Proceed(delay) => {
+            if !delay.is_zero() {
+                tracing::info!(
+                    account,
+                    ?delay,
+                    what,
+                    "password attempt slowed: the account is being guessed at"
+                );
+                tokio::time::sleep(delay).await;
+            }
+            Ok(())
+        }
+    }
 }
 
 impl Service {
@@ -46,7 +78,24 @@ impl Service {
         db::tokens::touch(self.pool(), &token.id, now)
             .await
             .map_err(internal)?;
-        Ok(caller_of(&user))
+        Ok(Caller {
+            token_id: Some(token.id),
+            ..caller_of(&user)
+        })
+    }
+
+    /// Whether `caller` may still act: the user (and tenant) active and, for a token, the token live.
+    pub(crate) async fn check_access(&self, caller: &Caller) -> Result<(), AppError> {
+        self.active_user(&caller.user_id).await?;
+        if let Some(token_id) = &caller.token_id {
+            if !db::tokens::is_live(self.pool(), token_id, db::now())
+                .await
+                .map_err(internal)?
+            {
+                return Err(AppError::Unauthenticated);
+            }
+        }
+        Ok(())
     }
 
     async fn active_user(&self, user_id: &str) -> Result<users::UserRow, AppError> {
@@ -70,13 +119,7 @@ impl Accounts for Service {
         if username.len() > 64 || password.len() > 4 * NewPassword::MAX {
             return Err(AppError::invalid("password", BAD_CREDENTIALS));
         }
-        if let Err(wait) = self.throttle().check(&username, client_ip(req)) {
-            tracing::warn!(username, ?wait, "sign-in throttled");
-            return Err(AppError::TooManyRequests {
-                message: format!("Too many sign-in attempts. Try again in {wait} seconds."),
-                retry_after_secs: wait,
-            });
-        }
+        throttled(self, &username, req, "sign-in").await?;
         let user = users::by_username(self.pool(), &username)
             .await
             .map_err(internal)?;
@@ -88,9 +131,11 @@ impl Accounts for Service {
             Some(user) if verified => user,
             _ => {
                 tracing::info!(username, "sign-in refused: bad credentials");
+                self.throttle().failed(&username);
                 return Err(AppError::invalid("password", BAD_CREDENTIALS));
             }
         };
+        self.throttle().succeeded(&username);
         if !user.is_active() {
             return Err(AppError::invalid(
                 "username",
@@ -147,11 +192,13 @@ impl Accounts for Service {
     ) -> Result<(), AppError> {
         let new = NewPassword::parse("new_password", new)?;
         let user = self.active_user(&caller.user_id).await?;
+        throttled(self, &user.username, req, "password change").await?;
         if current.len() > 4 * NewPassword::MAX
             || !password::verify(current, user.password_hash.clone())
                 .await
                 .map_err(internal)?
         {
+            self.throttle().failed(&user.username);
             return Err(AppError::invalid(
                 "current_password",
                 "The current password is not correct.",
@@ -171,6 +218,10 @@ impl Accounts for Service {
             },
         )
         .await?;
+        self.broadcast_revocation(
+            Revoked::User(user.id.clone()),
+            "Your password was changed. Open the console again.",
+        );
         tracing::info!(user_id = %user.id, "password changed");
         Ok(())
     }

@@ -1,11 +1,11 @@
 //! Cloud administration: tenants and users. Admin only; an admin cannot lock themselves or everyone out.
 
 use app::error::AppError;
-use app::model::{NewUser, TenantView, UserView};
+use app::model::{NewUser, TenantView, TokenView, UserView};
 use app::port::{Admin, Caller};
 use async_trait::async_trait;
 
-use super::{internal, Service};
+use super::{internal, Revoked, Service};
 use crate::auth::password;
 use crate::db::{self, format_time, tenants, users};
 use crate::domain::{parse_id, Label, NewPassword, TenantName, Username};
@@ -139,11 +139,29 @@ impl Admin for Service {
                 "You cannot disable the tenant your own account belongs to.",
             ));
         }
-        if !tenants::set_disabled(self.pool(), &id, disabled)
+        // Disabling ends the members' sessions and revokes their tokens for good: re-enabling the tenant
+        // revives neither.
+        let mut tx = self.pool().begin().await.map_err(internal)?;
+        if !tenants::set_disabled(&mut *tx, &id, disabled)
             .await
             .map_err(internal)?
         {
             return Err(AppError::not_found("Tenant"));
+        }
+        if disabled {
+            users::end_sessions_of_tenant(&mut *tx, &id)
+                .await
+                .map_err(internal)?;
+            db::tokens::revoke_all_of_tenant(&mut *tx, &id, db::now())
+                .await
+                .map_err(internal)?;
+        }
+        tx.commit().await.map_err(internal)?;
+        if disabled {
+            self.broadcast_revocation(
+                Revoked::Tenant(id.clone()),
+                "Your tenant was disabled by an administrator.",
+            );
         }
         tracing::info!(admin = %caller.username, tenant_id = %id, disabled, "tenant status changed");
         Ok(tenant_view(&self.tenant(&id).await?))
@@ -201,9 +219,23 @@ impl Admin for Service {
                 "This is the last active admin and cannot be disabled.",
             ));
         }
-        users::set_disabled(self.pool(), &id, disabled)
+        // Disabling ends the user's sessions and revokes their tokens for good: re-enabling revives neither.
+        let mut tx = self.pool().begin().await.map_err(internal)?;
+        users::set_disabled(&mut *tx, &id, disabled)
             .await
             .map_err(internal)?;
+        if disabled {
+            db::tokens::revoke_all_of_user(&mut *tx, &id, db::now())
+                .await
+                .map_err(internal)?;
+        }
+        tx.commit().await.map_err(internal)?;
+        if disabled {
+            self.broadcast_revocation(
+                Revoked::User(id.clone()),
+                "Your account was disabled by an administrator.",
+            );
+        }
         tracing::info!(admin = %caller.username, user_id = %id, disabled, "user status changed");
         Ok(user_view(&self.user(&id).await?))
     }
@@ -221,10 +253,40 @@ impl Admin for Service {
         let hash = password::hash(password.expose().to_string())
             .await
             .map_err(internal)?;
-        users::set_password(self.pool(), &user.id, &hash, db::now())
+        // A reset means the password may be known to someone else: whatever it opened goes, tokens included.
+        let now = db::now();
+        let mut tx = self.pool().begin().await.map_err(internal)?;
+        users::set_password(&mut *tx, &user.id, &hash, now)
             .await
             .map_err(internal)?;
-        tracing::info!(admin = %caller.username, user_id = %id, "password reset; the user's sessions ended");
+        let tokens = db::tokens::revoke_all_of_user(&mut *tx, &user.id, now)
+            .await
+            .map_err(internal)?;
+        tx.commit().await.map_err(internal)?;
+        self.broadcast_revocation(
+            Revoked::User(user.id.clone()),
+            "Your password was reset by an administrator. Sign in again.",
+        );
+        tracing::info!(admin = %caller.username, user_id = %id, tokens, "password reset; the user's sessions ended and tokens revoked");
+        Ok(())
+    }
+
+    async fn list_user_tokens(&self, caller: &Caller, user_id: String) -> Result<Vec<TokenView>, AppError> {
+        caller.require_admin()?;
+        let user = self.user(&parse_id("User", &user_id)?).await?;
+        self.tokens_of(&user.id, &user.tenant_id).await
+    }
+
+    async fn revoke_user_token(
+        &self,
+        caller: &Caller,
+        user_id: String,
+        token_id: String,
+    ) -> Result<(), AppError> {
+        caller.require_admin()?;
+        let user = self.user(&parse_id("User", &user_id)?).await?;
+        self.revoke_token_of(&user.id, &user.tenant_id, &token_id).await?;
+        tracing::info!(admin = %caller.username, user_id = %user.id, "another user's API token revoked");
         Ok(())
     }
 }

@@ -8,6 +8,9 @@
 //! same statement, then applies the same tenancy rule as every other VM route (`tenant_vm`) for the
 //! token's user.
 
+use std::future::Future;
+use std::pin::Pin;
+
 use app::api::console::{ConsoleKind, ConsoleLog, ConsoleTicket};
 use app::error::AppError;
 use app::model::VmState;
@@ -91,15 +94,16 @@ struct Redeemed {
     kind: ConsoleKind,
 }
 
-/// An opened console: who opened which console of which VM, the VMM socket serving it, and the VMMs'
-/// state changes (subscribed before the token was checked, so a stop right after it is not missed; the
-/// proxy watches this VM's).
+/// An opened console: who opened which console of which VM, the VMM socket serving it, the VMMs' state
+/// changes and the revocation of the caller's access (both subscribed before the token was checked, so a
+/// stop or revocation right after it is not missed; the proxy watches this VM's and this caller's).
 pub struct ConsoleSession {
     pub caller: Caller,
     pub vm_id: String,
     pub kind: ConsoleKind,
     pub vmm: UnixStream,
     pub changes: broadcast::Receiver<VmChange>,
+    pub revoked: Pin<Box<dyn Future<Output = &'static str> + Send>>,
 }
 
 impl Service {
@@ -127,6 +131,7 @@ impl Service {
             kind: kind.as_str(),
             now,
             expires_at: now + TOKEN_TTL_SECS,
+            api_token_id: caller.token_id.as_deref(),
         };
         store::insert(self.pool(), row).await.map_err(internal)?;
         if let Err(e) = store::prune(self.pool(), now).await {
@@ -165,7 +170,19 @@ impl Service {
             .map_err(check_failed)?
             .filter(|u| u.is_active() && u.tenant_id == row.tenant_id)
             .ok_or(ConsoleError::UserInactive)?;
-        let caller = caller_of(&user);
+        // A ticket issued through an API token lives only as long as that token.
+        if let Some(token_id) = &row.api_token_id {
+            if !db::tokens::is_live(self.pool(), token_id, now)
+                .await
+                .map_err(check_failed)?
+            {
+                return Err(ConsoleError::UserInactive);
+            }
+        }
+        let caller = Caller {
+            token_id: row.api_token_id.clone(),
+            ..caller_of(&user)
+        };
         let vm = self.tenant_vm(&caller, vm_id).await.map_err(|e| match e {
             AppError::NotFound { .. } => ConsoleError::VmGone,
             _ => ConsoleError::Internal,
@@ -189,7 +206,11 @@ impl Service {
         token: &str,
     ) -> Result<ConsoleSession, ConsoleError> {
         let changes = self.supervisor().subscribe();
+        // Everything is subscribed to before the token is redeemed, then the revocation narrowed to the
+        // caller it names.
+        let revocations = self.subscribe_revocations();
         let Redeemed { caller, vm_id, kind } = self.redeem_console_token(vm_id, token).await?;
+        let revoked = Box::pin(revocations.watch(caller.clone()));
         let files = RunDir::new(self.supervisor().run_dir(&vm_id));
         let socket = match kind {
             ConsoleKind::Vnc => files.vnc(),
@@ -215,6 +236,7 @@ impl Service {
             kind,
             vmm,
             changes,
+            revoked,
         })
     }
 }

@@ -15,6 +15,7 @@ mod console;
 mod events;
 pub mod images;
 mod networks;
+mod revocation;
 mod tokens;
 mod vms;
 
@@ -34,6 +35,7 @@ use crate::vm::Supervisor;
 
 pub use console::{ConsoleError, ConsoleSession, TOKEN_TTL_SECS};
 pub use events::VmFeed;
+pub use revocation::{Revocation, Revoked};
 
 #[derive(Clone)]
 pub struct Service {
@@ -48,6 +50,8 @@ struct Inner {
     /// Largest accepted image upload, in bytes (all files together).
     max_upload_bytes: u64,
     throttle: LoginThrottle,
+    /// Access taken away, for open consoles and event streams (`revocation.rs`).
+    revocations: tokio::sync::broadcast::Sender<Revocation>,
     /// Verified against when a sign-in names an unknown user, so timing does not reveal which users exist.
     dummy_hash: String,
     /// Tenant networks; `None` when off.
@@ -70,6 +74,7 @@ impl Service {
                 images_dir: settings.data_dir.join("images"),
                 max_upload_bytes: settings.max_image_upload_mib.saturating_mul(1024 * 1024),
                 throttle,
+                revocations: revocation::channel(),
                 dummy_hash,
                 network,
             }),
@@ -132,6 +137,7 @@ pub(crate) fn caller_of(user: &UserRow) -> Caller {
         tenant_id: user.tenant_id.clone(),
         username: user.username.clone(),
         role: user.role(),
+        token_id: None,
     }
 }
 

@@ -5,7 +5,7 @@ use app::model::{NewToken, TokenView};
 use app::port::{ApiTokens, Caller};
 use async_trait::async_trait;
 
-use super::{internal, Service};
+use super::{internal, Revoked, Service};
 use crate::auth::secret::API_TOKEN;
 use crate::db::{self, format_time};
 use crate::domain::{parse_id, Label};
@@ -24,13 +24,42 @@ fn view(row: &db::tokens::TokenRow) -> TokenView {
     }
 }
 
-#[async_trait]
-impl ApiTokens for Service {
-    async fn list_tokens(&self, caller: &Caller) -> Result<Vec<TokenView>, AppError> {
-        let rows = db::tokens::list_for_user(self.pool(), &caller.user_id, &caller.tenant_id)
+impl Service {
+    /// A user's live tokens.
+    pub(crate) async fn tokens_of(&self, user_id: &str, tenant_id: &str) -> Result<Vec<TokenView>, AppError> {
+        let rows = db::tokens::list_for_user(self.pool(), user_id, tenant_id)
             .await
             .map_err(internal)?;
         Ok(rows.iter().map(view).collect())
+    }
+
+    /// Revokes one of a user's tokens and closes what it opened.
+    pub(crate) async fn revoke_token_of(
+        &self,
+        user_id: &str,
+        tenant_id: &str,
+        token_id: &str,
+    ) -> Result<(), AppError> {
+        let id = parse_id("Token", token_id)?;
+        if !db::tokens::revoke(self.pool(), &id, user_id, tenant_id, db::now())
+            .await
+            .map_err(internal)?
+        {
+            return Err(AppError::not_found("Token"));
+        }
+        self.broadcast_revocation(
+            Revoked::Token(id.clone()),
+            "The API token this was opened with was revoked.",
+        );
+        tracing::info!(user_id, token_id = %id, "API token revoked");
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ApiTokens for Service {
+    async fn list_tokens(&self, caller: &Caller) -> Result<Vec<TokenView>, AppError> {
+        self.tokens_of(&caller.user_id, &caller.tenant_id).await
     }
 
     async fn create_token(
@@ -87,14 +116,7 @@ impl ApiTokens for Service {
     }
 
     async fn revoke_token(&self, caller: &Caller, token_id: String) -> Result<(), AppError> {
-        let id = parse_id("Token", &token_id)?;
-        let revoked = db::tokens::revoke(self.pool(), &id, &caller.user_id, &caller.tenant_id, db::now())
+        self.revoke_token_of(&caller.user_id, &caller.tenant_id, &token_id)
             .await
-            .map_err(internal)?;
-        if !revoked {
-            return Err(AppError::not_found("Token"));
-        }
-        tracing::info!(user_id = %caller.user_id, token_id = %id, "API token revoked");
-        Ok(())
     }
 }

@@ -35,15 +35,15 @@ async fn a_wrong_password_or_unknown_user_gets_the_same_clear_error() {
             .await;
         assert_eq!(res.status(), 422);
         let body: serde_json::Value = res.json().await.unwrap();
-        assert_eq!(body["message"], "Invalid username or password.");
+        assert_eq!(body["error"]["message"], "Invalid username or password.");
     }
     let res = browser.call("login", &[("username", ""), ("password", "")]).await;
     assert_eq!(res.status(), 422);
 }
 
 #[tokio::test]
-async fn sign_in_is_throttled_per_account_with_a_clear_message() {
-    let app = spawn_app_with(|s| s.login.per_account_per_minute = 3).await;
+async fn sign_in_is_throttled_per_account_and_address_with_a_clear_message() {
+    let app = spawn_app_with(|s| s.login.per_account_per_address_per_minute = 3).await;
     let browser = app.browser();
     for _ in 0..3 {
         let res = browser
@@ -55,9 +55,10 @@ async fn sign_in_is_throttled_per_account_with_a_clear_message() {
         .call("login", &[("username", "admin"), ("password", ADMIN_PASSWORD)])
         .await;
     assert_eq!(res.status(), 429);
+    assert!(res.headers().contains_key("retry-after"));
     let body: serde_json::Value = res.json().await.unwrap();
     assert!(
-        body["message"]
+        body["error"]["message"]
             .as_str()
             .unwrap()
             .starts_with("Too many sign-in attempts"),
@@ -198,7 +199,7 @@ async fn duplicate_and_invalid_input_is_refused_and_changes_nothing() {
         .await;
     assert_eq!(res.status(), 422);
     let body: serde_json::Value = res.json().await.unwrap();
-    assert_eq!(body["message"], "A tenant named acme already exists.");
+    assert_eq!(body["error"]["message"], "A tenant named acme already exists.");
 
     let huge = "x".repeat(10_000);
     for (name, expect_field) in [("", "name"), ("no spaces", "name"), (huge.as_str(), "name")] {
@@ -207,7 +208,7 @@ async fn duplicate_and_invalid_input_is_refused_and_changes_nothing() {
             .await;
         assert_eq!(res.status(), 422);
         let body: serde_json::Value = res.json().await.unwrap();
-        assert_eq!(body["field"], expect_field);
+        assert_eq!(body["error"]["field"], expect_field);
     }
     let res = admin
         .call(
@@ -327,4 +328,96 @@ async fn the_sign_in_page_renders_on_the_server() {
     let html = res.text().await.unwrap();
     assert!(html.contains("name=\"username\""), "{html}");
     assert!(html.contains("/pkg/portal.js"), "hydration script missing");
+}
+
+/// A portal behind a reverse proxy on loopback that says who the client is in `X-Forwarded-For`.
+async fn behind_proxy(tweak: impl FnOnce(&mut server::config::Settings)) -> crate::helpers::TestApp {
+    spawn_app_with(|s| {
+        s.client_ip_header = Some("X-Forwarded-For".into());
+        tweak(s);
+    })
+    .await
+}
+
+async fn login_from(app: &crate::helpers::TestApp, ip: &str, password: &str) -> reqwest::Response {
+    app.browser()
+        .client
+        .post(format!("{}/api/fn/login", app.base))
+        .header("x-forwarded-for", ip)
+        .form(&[("username", "admin"), ("password", password)])
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn strangers_guessing_cannot_lock_the_owner_out_they_only_slow_the_account() {
+    let app = behind_proxy(|s| {
+        s.login.per_account_per_address_per_minute = 3;
+        s.login.per_account_per_minute = 2;
+        s.login.max_delay_secs = 1;
+    })
+    .await;
+    // One address: refused after its allowance, with Retry-After.
+    for _ in 0..3 {
+        assert_eq!(
+            login_from(&app, "203.0.113.1", "wrong-password").await.status(),
+            422
+        );
+    }
+    let res = login_from(&app, "203.0.113.1", ADMIN_PASSWORD).await;
+    assert_eq!(res.status(), 429);
+    assert!(res.headers().contains_key("retry-after"));
+    // Many addresses: never refused, only slowed.
+    for i in 2..8 {
+        let res = login_from(&app, &format!("203.0.113.{i}"), "wrong-password").await;
+        assert_eq!(res.status(), 422, "a stranger's guess from a fresh address");
+    }
+    // The owner, from their own address, with the right password: in.
+    let res = login_from(&app, "198.51.100.20", ADMIN_PASSWORD).await;
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+}
+
+#[tokio::test]
+async fn the_forwarded_address_is_ignored_unless_configured() {
+    let app = spawn_app_with(|s| s.login.per_account_per_address_per_minute = 2).await;
+    for i in 1..=2 {
+        login_from(&app, &format!("203.0.113.{i}"), "wrong-password").await;
+    }
+    // Without a configured header, a client cannot pick a fresh address for itself.
+    assert_eq!(
+        login_from(&app, "203.0.113.3", ADMIN_PASSWORD).await.status(),
+        429
+    );
+}
+
+#[tokio::test]
+async fn password_changes_are_throttled_too() {
+    let app = spawn_app_with(|s| s.login.per_account_per_address_per_minute = 3).await;
+    let admin = app.admin().await; // one attempt
+    for _ in 0..2 {
+        let res = admin
+            .call(
+                "change_password",
+                &[
+                    ("current_password", "wrong-password"),
+                    ("new_password", "a-new-password-1"),
+                    ("confirm_password", "a-new-password-1"),
+                ],
+            )
+            .await;
+        assert_eq!(res.status(), 422);
+    }
+    let res = admin
+        .call(
+            "change_password",
+            &[
+                ("current_password", ADMIN_PASSWORD),
+                ("new_password", "a-new-password-1"),
+                ("confirm_password", "a-new-password-1"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), 429);
+    assert!(res.headers().contains_key("retry-after"));
 }

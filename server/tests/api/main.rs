@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod accounts;
+mod bad_input;
 mod billing;
 mod catalogue;
 mod console;
@@ -10,6 +11,7 @@ mod isolation;
 mod networks;
 mod networks_ssh;
 mod rest;
+mod revocation;
 mod supervision;
 mod vm_helpers;
 mod vms;

@@ -81,7 +81,7 @@ fn FlavorTable(list: Vec<FlavorView>, toggle: ServerAction<SetFlavorDisabled>) -
                     <td>{if disabled { "withdrawn" } else { "offered" }}</td>
                     <td class="actions">
                         <button type="button" class="btn btn-small"
-                            on:click=move |_| { toggle.dispatch(SetFlavorDisabled { id: id.clone(), disabled: !disabled }); }>
+                            on:click=move |_| { toggle.dispatch(SetFlavorDisabled { id: id.clone(), disabled: (!disabled).to_string() }); }>
                             {if disabled { "Offer again" } else { "Withdraw" }}
                         </button>
                     </td>

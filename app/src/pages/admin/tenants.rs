@@ -104,7 +104,7 @@ fn TenantTable(list: Vec<TenantView>, toggle: ServerAction<SetTenantDisabled>) -
                             data-testid="toggle-tenant"
                             disabled=pending
                             on:click=move |_| {
-                                toggle.dispatch(SetTenantDisabled { id: id.clone(), disabled: !disabled });
+                                toggle.dispatch(SetTenantDisabled { id: id.clone(), disabled: (!disabled).to_string() });
                             }
                         >
                             {if disabled { "Enable" } else { "Disable" }}

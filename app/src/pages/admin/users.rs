@@ -175,7 +175,7 @@ fn UserTable(
                             data-testid="toggle-user"
                             disabled=pending
                             on:click=move |_| {
-                                toggle.dispatch(SetUserDisabled { id: id.clone(), disabled: !disabled });
+                                toggle.dispatch(SetUserDisabled { id: id.clone(), disabled: (!disabled).to_string() });
                             }
                         >
                             {if disabled { "Enable" } else { "Disable" }}
