@@ -72,13 +72,23 @@ export async function launch() {
   });
   const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
   context.setDefaultTimeout(timeouts.action);
+  // Every Content-Security-Policy violation the page reports (the portal's CSP must block nothing of its own).
+  await context.addInitScript(() => {
+    document.addEventListener('securitypolicyviolation', (e) => {
+      console.error(`CSP violation: ${e.violatedDirective} blocked ${e.blockedURI || 'inline'} (${e.sourceFile}:${e.lineNumber})`);
+    });
+  });
   const page = await context.newPage();
   const consoleErrors = [];
+  const cspViolations = [];
   page.on('console', (msg) => {
-    if (msg.type() === 'error') consoleErrors.push(msg.text());
+    if (msg.type() !== 'error') return;
+    const text = msg.text();
+    consoleErrors.push(text);
+    if (text.includes('CSP violation') || text.includes('Content Security Policy')) cspViolations.push(text);
   });
   page.on('pageerror', (err) => consoleErrors.push(String(err)));
-  return { browser, context, page, consoleErrors };
+  return { browser, context, page, consoleErrors, cspViolations };
 }
 
 export const url = (p) => `${env.baseUrl}${p}`;
@@ -166,6 +176,9 @@ export function browserSteps(label, { vms = false } = {}) {
           if (failed) return t.skip('an earlier step failed');
           try {
             await fn(session.page);
+            if (session.cspViolations.length) {
+              throw new Error(`the page reported CSP violations: ${session.cspViolations.join('\n')}`);
+            }
           } catch (err) {
             failed = true;
             throw err;

@@ -1,5 +1,6 @@
 //! `/api/v1/quota(s)`, `/api/v1/usage` (JSON and CSV) and `/api/v1/audit`.
 
+use app::error::AppError;
 use app::model::{AuditCheck, AuditView, Invoice, QuotaLimits, QuotaView};
 use app::port::Billing;
 use axum::extract::State;
@@ -43,9 +44,11 @@ pub async fn set_quota(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct MonthQuery {
     /// `YYYY-MM` (UTC); default: this month.
     #[serde(default)]
+    #[param(required = false)]
     month: String,
 }
 
@@ -106,10 +109,16 @@ pub async fn all_usage_csv(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LimitQuery {
+    /// How many of the newest entries, 1–1000 (default 200).
     #[serde(default = "default_limit")]
+    #[param(required = false, minimum = 1, maximum = 1000)]
     limit: u32,
 }
+
+/// Largest `limit` of the audit log.
+const MAX_AUDIT_LIMIT: u32 = 1000;
 
 fn default_limit() -> u32 {
     200
@@ -122,6 +131,12 @@ pub async fn audit_log(
     ApiCaller(caller): ApiCaller,
     ApiQuery(q): ApiQuery<LimitQuery>,
 ) -> Result<Json<Vec<AuditView>>, ApiError> {
+    if !(1..=MAX_AUDIT_LIMIT).contains(&q.limit) {
+        return Err(ApiError(AppError::invalid(
+            "limit",
+            format!("Limit must be between 1 and {MAX_AUDIT_LIMIT}."),
+        )));
+    }
     Ok(Json(state.service.audit_log(&caller, q.limit).await?))
 }
 

@@ -82,25 +82,35 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
             )));
         }
         let bytes = Bytes::from_request(req, state).await.map_err(body_rejection)?;
-        let mut de = serde_json::Deserializer::from_slice(&bytes);
-        let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-            let inner = e.inner();
-            if inner.is_data() {
-                ApiError(data_error(&e.path().to_string(), &inner.to_string(), "body"))
-            } else {
-                ApiError(AppError::invalid(
-                    "body",
-                    format!("The body is not valid JSON: {inner}."),
-                ))
-            }
-        })?;
-        de.end().map_err(|e| {
+        let mut json: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
             ApiError(AppError::invalid(
                 "body",
                 format!("The body is not valid JSON: {e}."),
             ))
         })?;
-        Ok(Self(value))
+        whole_numbers(&mut json);
+        serde_path_to_error::deserialize(json)
+            .map(Self)
+            .map_err(|e| ApiError(data_error(&e.path().to_string(), &e.inner().to_string(), "body")))
+    }
+}
+
+/// JSON Schema counts `2.0` as an integer: numbers without a fraction become integers, so integer fields
+/// accept them (`1e99` stays a float and is refused as out of range).
+fn whole_numbers(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::Number(n) => {
+            if let Some(f) = n.as_f64().filter(|f| n.is_f64() && f.fract() == 0.0) {
+                // Exactly representable range of f64 integers, well inside i64.
+                if f.abs() < 9_007_199_254_740_992.0 {
+                    *value = Value::from(f as i64);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(whole_numbers),
+        Value::Object(map) => map.values_mut().for_each(whole_numbers),
+        _ => {}
     }
 }
 
@@ -186,6 +196,13 @@ mod tests {
         assert_eq!(err.field(), Some("x"));
         let err = data_error(".", "invalid type: sequence, expected struct X", "body");
         assert_eq!(err.field(), Some("body"));
+    }
+
+    #[test]
+    fn whole_floats_count_as_integers_as_json_schema_says() {
+        let mut v = serde_json::json!({"a": 2111.0, "b": [1.5, 1e99, -3.0], "c": 7});
+        whole_numbers(&mut v);
+        assert_eq!(v, serde_json::json!({"a": 2111, "b": [1.5, 1e99, -3], "c": 7}));
     }
 
     #[test]

@@ -80,6 +80,10 @@ fn add_errors(op: &mut Operation, public: bool) {
     let mut answers = vec![];
     if !public {
         answers.push(("401", "Missing, wrong, expired or revoked token"));
+        answers.push((
+            "403",
+            "Not allowed: an admin route, a quota exceeded, or a request from another site",
+        ));
     }
     if op.request_body.is_some() {
         answers.push((
@@ -89,6 +93,10 @@ fn add_errors(op: &mut Operation, public: bool) {
         answers.push((
             "422",
             "The body is malformed or a field is invalid (`field` names it)",
+        ));
+        answers.push((
+            "404",
+            "An object the body refers to does not exist or is not visible to the caller",
         ));
     }
     if in_query {

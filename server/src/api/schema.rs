@@ -102,7 +102,7 @@ pub const SSH_KEY: &str = concat!(
 /// `parse_user_data`: text without NUL.
 pub const USER_DATA: &str = r"^[^\x00]*$";
 /// `Period::parse`: `YYYY-MM` from 2000, or empty for this month.
-pub const MONTH: &str = r"^(?:[2-9][0-9]{3}-(?:0[1-9]|1[0-2]))?$";
+pub const MONTH: &str = concat!("^", pad!(), r"(?:[2-9][0-9]{3}-(?:0[1-9]|1[0-2]))?", pad!(), "$");
 /// A UUID as the server writes ids (path ids of other shapes are simply not found).
 pub const UUID: &str = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$";
 

@@ -6,6 +6,7 @@ mod bad_input;
 mod billing;
 mod catalogue;
 mod console;
+mod headers;
 mod helpers;
 mod isolation;
 mod networks;
