@@ -14,9 +14,9 @@ use leptos::prelude::*;
 use crate::error::AppError;
 use crate::model::{
     AttachFloatingIp, AuditCheck, AuditView, FlavorView, FloatingIpView, ImageView, Invoice, LaunchRequest,
-    Me, NetworkView, NewFlavor, NewNetwork, NewPortForward, NewRule, NewSecurityGroup, NewToken, NewUser,
-    PortForwardView, QuotaLimits, QuotaView, SecurityGroupView, SetVmGroups, TenantView, TokenView, UserView,
-    VmAction, VmDetail, VmNetworkView, VmView,
+    Me, NetworkSettingsView, NetworkView, NewFlavor, NewNetwork, NewPortForward, NewRule, NewSecurityGroup,
+    NewToken, NewUser, PortForwardView, QuotaLimits, QuotaView, SecurityGroupView, SetVmGroups, TenantView,
+    TokenView, UserView, VmAction, VmDetail, VmNetworkView, VmView,
 };
 
 /// Who is making a request, once authenticated (by session cookie or API token).
@@ -153,6 +153,8 @@ pub trait Vms: Send + Sync {
 /// caller's tenant (admins listing networks see every tenant's).
 #[async_trait]
 pub trait Networks: Send + Sync {
+    /// What tenant networking offers here (on or off, uplink, floating IPs; the pools for admins).
+    async fn network_settings(&self, caller: &Caller) -> Result<NetworkSettingsView, AppError>;
     async fn list_networks(&self, caller: &Caller) -> Result<Vec<NetworkView>, AppError>;
     async fn create_network(&self, caller: &Caller, req: NewNetwork) -> Result<NetworkView, AppError>;
     /// Only a network without cards can go.

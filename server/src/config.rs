@@ -71,13 +71,15 @@ pub struct NetworkSettings {
     pub mtu: u16,
     /// The uplink network between the portal's namespace and the one the portal runs in: its first
     /// address on `uplink_outer` (here), its second on the plane's side. Unset: no way in or out (no
-    /// egress, port forwards or floating IPs).
+    /// egress, port forwards or floating IPs); an empty value (`PORTAL_NETWORK__UPLINK=`) unsets it.
+    #[serde(deserialize_with = "empty_is_none")]
     pub uplink: Option<ipnet::Ipv4Net>,
     pub uplink_outer: String,
     /// Put the uplink's outer end in this named namespace instead of the portal's own (tests and e2e
     /// give the portal an "outside" namespace of their own this way).
     pub uplink_outer_netns: Option<String>,
-    /// Floating IPs come from this block (inside the uplink network).
+    /// Floating IPs come from this block (inside the uplink network); empty unsets it.
+    #[serde(deserialize_with = "empty_is_none")]
     pub floating_pool: Option<ipnet::Ipv4Net>,
     /// Host ports tenants may forward (inclusive).
     pub forward_ports: (u16, u16),
@@ -99,6 +101,22 @@ impl NetworkSettings {
             forward_ports: (20000, 29999),
             metadata_port: 8775,
         }
+    }
+}
+
+/// An optional setting where an empty value means unset: the environment source cannot express "none"
+/// for a key that has a default, but it can give an empty string.
+fn empty_is_none<'de, D, T>(de: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    match Option::<String>::deserialize(de)? {
+        Some(text) if !text.trim().is_empty() => {
+            text.trim().parse().map(Some).map_err(serde::de::Error::custom)
+        }
+        _ => Ok(None),
     }
 }
 
@@ -282,5 +300,35 @@ impl Settings {
     pub fn kvm_emulated(&self) -> bool {
         self.kvm_emulated
             .unwrap_or_else(|| std::path::Path::new("/sys/module/kvm_pvm").exists())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    struct Uplink {
+        #[serde(deserialize_with = "empty_is_none")]
+        uplink: Option<ipnet::Ipv4Net>,
+    }
+
+    fn uplink(value: &str) -> Result<Option<ipnet::Ipv4Net>, config::ConfigError> {
+        let c = config::Config::builder()
+            .set_default("uplink", "100.127.0.0/24")?
+            .set_override("uplink", value)?
+            .build()?;
+        Ok(c.try_deserialize::<Uplink>()?.uplink)
+    }
+
+    #[test]
+    fn an_empty_uplink_means_none_and_a_bad_one_is_refused() {
+        assert_eq!(uplink("").unwrap(), None);
+        assert_eq!(uplink("  ").unwrap(), None);
+        assert_eq!(
+            uplink("192.0.2.0/24").unwrap(),
+            Some("192.0.2.0/24".parse().unwrap())
+        );
+        assert!(uplink("not-a-net").is_err());
     }
 }

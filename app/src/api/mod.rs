@@ -6,5 +6,6 @@ pub mod auth;
 pub mod billing;
 pub mod catalogue;
 pub mod console;
+pub mod networks;
 pub mod tokens;
 pub mod vms;

@@ -16,6 +16,8 @@ pub async fn get_vm(id: String) -> Result<VmDetail, AppError> {
     crate::port::with_caller(|portal, caller, _| async move { portal.get_vm(&caller, id).await }).await
 }
 
+/// `network_id` empty: the tenant's default network; `security_group_ids` (comma-separated) empty: the
+/// default group.
 #[server(prefix = "/api/fn", endpoint = "launch_vm")]
 pub async fn launch_vm(
     name: String,
@@ -23,16 +25,25 @@ pub async fn launch_vm(
     flavor_id: String,
     ssh_key: String,
     user_data: String,
+    #[server(default)] network_id: String,
+    #[server(default)] security_group_ids: String,
 ) -> Result<VmView, AppError> {
     crate::port::with_caller(|portal, caller, _| async move {
+        let network_id = Some(network_id.trim().to_string()).filter(|id| !id.is_empty());
+        let security_group_ids = security_group_ids
+            .split(',')
+            .map(str::trim)
+            .filter(|id| !id.is_empty())
+            .map(str::to_string)
+            .collect();
         let req = crate::model::LaunchRequest {
             name,
             image_id,
             flavor_id,
             ssh_key,
             user_data,
-            network_id: None,
-            security_group_ids: Vec::new(),
+            network_id,
+            security_group_ids,
         };
         portal.launch_vm(&caller, req).await
     })

@@ -197,3 +197,34 @@ pub struct FloatingIpView {
 pub struct AttachFloatingIp {
     pub vm_id: Option<String>,
 }
+
+/// What this cloud's tenant networking offers, for the pages that explain it. `admin` is filled for admins
+/// only (the address pools are the operator's business).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct NetworkSettingsView {
+    /// Tenant networks are on: new VMs get a card, and networks and groups can be changed.
+    pub enabled: bool,
+    /// The public address port forwards listen on; `None`: no uplink, nothing reaches VMs from outside.
+    pub public_address: Option<String>,
+    /// Floating IPs can be allocated.
+    pub floating_ips: bool,
+    /// Host ports tenants may forward (inclusive).
+    pub forward_ports: (u16, u16),
+    pub admin: Option<NetworkPoolView>,
+}
+
+/// The operator's network settings, as admins see them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct NetworkPoolView {
+    /// Tenant networks get `/24` blocks of this pool.
+    pub pool: String,
+    pub mtu: u16,
+    /// The uplink network between the host and the portal's namespace, if any.
+    pub uplink: Option<String>,
+    /// Floating IPs come from this block, if any.
+    pub floating_pool: Option<String>,
+    /// The portal's network namespace.
+    pub namespace: String,
+}

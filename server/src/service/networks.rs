@@ -7,9 +7,9 @@ use std::net::Ipv4Addr;
 
 use app::error::AppError;
 use app::model::{
-    AttachFloatingIp, FloatingIpView, GroupRef, NetProtocol, NetworkView, NewNetwork, NewPortForward,
-    NewRule, NewSecurityGroup, NicView, PortForwardView, RuleView, SecurityGroupView, SetVmGroups,
-    VmNetworkView,
+    AttachFloatingIp, FloatingIpView, GroupRef, NetProtocol, NetworkPoolView, NetworkSettingsView,
+    NetworkView, NewNetwork, NewPortForward, NewRule, NewSecurityGroup, NicView, PortForwardView, RuleView,
+    SecurityGroupView, SetVmGroups, VmNetworkView,
 };
 use app::port::{Caller, Networks};
 use async_trait::async_trait;
@@ -234,6 +234,26 @@ impl Service {
 
 #[async_trait]
 impl Networks for Service {
+    async fn network_settings(&self, caller: &Caller) -> Result<NetworkSettingsView, AppError> {
+        let Some(net) = self.network() else {
+            return Ok(NetworkSettingsView::default());
+        };
+        let s = net.settings();
+        Ok(NetworkSettingsView {
+            enabled: true,
+            public_address: self.host_address(),
+            floating_ips: s.floating_pool.is_some() && net.uplink().is_some(),
+            forward_ports: s.forward_ports,
+            admin: caller.is_admin().then(|| NetworkPoolView {
+                pool: s.pool.to_string(),
+                mtu: s.mtu,
+                uplink: s.uplink.map(|u| u.to_string()),
+                floating_pool: s.floating_pool.map(|f| f.to_string()),
+                namespace: s.namespace.clone(),
+            }),
+        })
+    }
+
     async fn list_networks(&self, caller: &Caller) -> Result<Vec<NetworkView>, AppError> {
         let tenant = (!caller.is_admin()).then_some(caller.tenant_id.as_str());
         let rows = nets::list(self.pool(), tenant).await.map_err(internal)?;
