@@ -5,6 +5,9 @@
 //! | `/login`         | sign in                               |
 //! | `/`, `/instances`| tenant dashboard (signed in)          |
 //! | `/instances/:id` | one VM: actions, console, history  |
+//! | `/networks`      | networks (admins: every tenant's)     |
+//! | `/security-groups` | security groups and their rules     |
+//! | `/public-access` | port forwards and floating IPs        |
 //! | `/usage`         | usage (signed in)                     |
 //! | `/tokens`        | personal API tokens (signed in)       |
 //! | `/account`       | profile and password (signed in)      |
@@ -34,7 +37,10 @@ use crate::pages::admin::users::UsersPage;
 use crate::pages::dashboard::DashboardPage;
 use crate::pages::instance::InstancePage;
 use crate::pages::login::LoginPage;
+use crate::pages::networks::NetworksPage;
 use crate::pages::not_found::NotFoundPage;
+use crate::pages::public_access::PublicAccessPage;
+use crate::pages::security_groups::SecurityGroupsPage;
 use crate::pages::tokens::TokensPage;
 use crate::pages::usage::UsagePage;
 
@@ -80,6 +86,9 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("instances") view=DashboardPage/>
                     <Route path=path!("instances/:id") view=InstancePage/>
                     <Route path=path!("instances/:id/console") view=crate::pages::console::ConsolePage/>
+                    <Route path=path!("networks") view=NetworksPage/>
+                    <Route path=path!("security-groups") view=SecurityGroupsPage/>
+                    <Route path=path!("public-access") view=PublicAccessPage/>
                     <Route path=path!("usage") view=UsagePage/>
                     <Route path=path!("tokens") view=TokensPage/>
                     <Route path=path!("account") view=AccountPage/>

@@ -1,10 +1,11 @@
-//! The launch dialog: name, image, flavor, SSH key and user data. Submits `launch_vm`; the new VM appears
-//! in the list at once (in `creating`) and moves on live.
+//! The launch dialog: name, image, flavor, network and security groups (`launch_network.rs`), SSH key and
+//! user data. Submits `launch_vm`; the new VM appears in the list at once (in `creating`) and moves on live.
 
 use leptos::prelude::*;
 
 use crate::api::billing::my_quota;
 use crate::api::vms::{list_flavors, list_images, LaunchVm};
+use crate::components::launch_network::LaunchNetworkFields;
 use crate::components::vm::fmt_mib;
 use crate::components::{action_error, ErrorBox, Field, FieldError, FormError};
 use crate::model::{FlavorView, QuotaView};
@@ -102,6 +103,7 @@ pub fn LaunchDialog(launch: ServerAction<LaunchVm>, on_close: Callback<()>) -> i
                                             })}
                                             <FieldError error name="flavor_id"/>
                                         </div>
+                                        <LaunchNetworkFields error/>
                                         <div class="field">
                                             <label for="launch-ssh_key">"SSH public key"<span class="optional">" (optional)"</span></label>
                                             <textarea id="launch-ssh_key" name="ssh_key" rows="2"
@@ -116,7 +118,7 @@ pub fn LaunchDialog(launch: ServerAction<LaunchVm>, on_close: Callback<()>) -> i
                                             <p class="field-hint">"Up to 64 KiB, given to the guest on its config disk (/dev/vdb, a tar archive)."</p>
                                             <FieldError error name="user_data"/>
                                         </div>
-                                        <FormError error fields=&["name", "image_id", "flavor_id", "ssh_key", "user_data"]/>
+                                        <FormError error fields=&["name", "image_id", "flavor_id", "network_id", "security_group_ids", "ssh_key", "user_data"]/>
                                     </div>
                                     <footer class="modal-footer">
                                         <button type="button" class="btn" on:click=move |_| on_close.run(())>"Cancel"</button>

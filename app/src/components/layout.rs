@@ -124,6 +124,18 @@ fn SideNav(is_admin: bool) -> impl IntoView {
                 </A>
             </div>
             <div class="nav-section">
+                <div class="nav-heading">"Network"</div>
+                <A href="/networks" {..} class="nav-link" data-testid="nav-networks">
+                    <span class="nav-icon" aria-hidden="true">"\u{25c7}"</span>"Networks"
+                </A>
+                <A href="/security-groups" {..} class="nav-link" data-testid="nav-security-groups">
+                    <span class="nav-icon" aria-hidden="true">"\u{25eb}"</span>"Security groups"
+                </A>
+                <A href="/public-access" {..} class="nav-link" data-testid="nav-public-access">
+                    <span class="nav-icon" aria-hidden="true">"\u{21c4}"</span>"Public access"
+                </A>
+            </div>
+            <div class="nav-section">
                 <div class="nav-heading">"Identity"</div>
                 <A href="/tokens" {..} class="nav-link" data-testid="nav-tokens">
                     <span class="nav-icon" aria-hidden="true">"\u{25c8}"</span>"API tokens"

@@ -4,11 +4,14 @@ pub mod billing;
 pub mod errors;
 pub mod form;
 pub mod launch;
+pub mod launch_network;
 pub mod layout;
 pub mod live;
+pub mod network;
 pub mod quota;
 pub mod ui;
 pub mod vm;
+pub mod vm_network;
 
 pub use errors::{ErrorBox, FieldError, FormError};
 pub use form::{action_error, action_succeeded, Field};

@@ -1,5 +1,5 @@
-//! `/instances/:id`: one VM — state and actions, its configuration, its state history, and the console
-//! (screen, serial, log).
+//! `/instances/:id`: one VM — state and actions, its configuration, its network (addresses, groups, how to
+//! reach it: `components/vm_network.rs`), its state history, and the console (screen, serial, log).
 //! Follows state changes live; after deletion it says so and links back to the list.
 
 use leptos::prelude::*;
@@ -7,22 +7,32 @@ use leptos_meta::Title;
 use leptos_router::components::A;
 use leptos_router::hooks::use_params_map;
 
+use crate::api::networks::{CreatePortForward, SetVmGroups};
 use crate::api::vms::{get_vm, ActOnVm};
 use crate::components::console::VmConsole;
 use crate::components::vm::{size_line, StateBadge, VmActions};
+use crate::components::vm_network::NetworkPanel;
 use crate::components::{action_error, fmt_time, vm_changes, ErrorBox, FormError};
 use crate::error::AppError;
-use crate::model::{VmDetail, VmNetworkView, VmState};
+use crate::model::{VmDetail, VmState};
 
 #[component]
 pub fn InstancePage() -> impl IntoView {
     let params = use_params_map();
     let id = move || params.with(|p| p.get("id").unwrap_or_default());
     let act = ServerAction::<ActOnVm>::new();
+    // Network changes made from the page; owned here so their errors outlive the refetches below.
+    let net = NetActions {
+        forward: ServerAction::<CreatePortForward>::new(),
+        set_groups: ServerAction::<SetVmGroups>::new(),
+    };
     let changes = vm_changes();
     let detail = Resource::new(
-        move || (id(), changes.get(), act.version().get()),
-        |(id, _, _)| get_vm(id),
+        move || {
+            let net_versions = (net.forward.version().get(), net.set_groups.version().get());
+            (id(), changes.get(), act.version().get(), net_versions)
+        },
+        |(id, ..)| get_vm(id),
     );
     let act_error = action_error(act);
     // The console lives outside the refetched part so it stays connected across state updates; it is told
@@ -40,7 +50,7 @@ pub fn InstancePage() -> impl IntoView {
         <Transition fallback=|| view! { <p class="loading">"Loading instance…"</p> }>
             {move || Suspend::new(async move {
                 match detail.await {
-                    Ok(d) => view! { <Detail d act act_error/> }.into_any(),
+                    Ok(d) => view! { <Detail d act act_error net/> }.into_any(),
                     Err(AppError::NotFound { .. }) => view! {
                         <div class="alert alert-info" data-testid="vm-gone">
                             <strong class="alert-title">"This instance does not exist (any more)."</strong>
@@ -55,73 +65,20 @@ pub fn InstancePage() -> impl IntoView {
     }
 }
 
-/// Addresses, MAC, security groups and how to reach the VM.
-#[component]
-fn NetworkPanel(network: VmNetworkView) -> impl IntoView {
-    let VmNetworkView {
-        nics,
-        security_groups,
-        floating_ip,
-        port_forwards,
-        ssh_command,
-    } = network;
-    if nics.is_empty() {
-        return None;
-    }
-    let nics = nics
-        .into_iter()
-        .map(|n| {
-            view! {
-                <tr data-testid="vm-nic">
-                    <td>{n.network_name.clone()}</td>
-                    <td><code data-testid="vm-ip">{n.ip.clone()}</code></td>
-                    <td><code>{n.mac.clone()}</code></td>
-                    <td><code>{n.cidr.clone()}</code>" via "<code>{n.gateway.clone()}</code></td>
-                </tr>
-            }
-        })
-        .collect_view();
-    let groups = security_groups
-        .iter()
-        .map(|g| g.name.clone())
-        .collect::<Vec<_>>()
-        .join(", ");
-    let forwards = port_forwards
-        .iter()
-        .map(|f| {
-            format!(
-                "{}:{} \u{2192} {}/{}",
-                f.host_address,
-                f.host_port,
-                f.protocol.as_str(),
-                f.vm_port
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(", ");
-    Some(view! {
-        <section class="panel" data-testid="vm-network">
-            <div class="panel-header"><h2>"Network"</h2></div>
-            <table class="table">
-                <thead><tr><th>"Network"</th><th>"Address"</th><th>"MAC"</th><th>"Subnet"</th></tr></thead>
-                <tbody>{nics}</tbody>
-            </table>
-            <dl class="props">
-                <dt>"Security groups"</dt><dd data-testid="vm-groups">{groups}</dd>
-                <dt>"Floating IP"</dt><dd>{floating_ip.unwrap_or_else(|| "\u{2014}".into())}</dd>
-                <dt>"Port forwards"</dt><dd>{if forwards.is_empty() { "\u{2014}".to_string() } else { forwards }}</dd>
-                <dt>"SSH"</dt>
-                <dd>{match ssh_command {
-                    Some(cmd) => view! { <code class="copyable" data-testid="vm-ssh">{cmd}</code> }.into_any(),
-                    None => view! { <span>"Add a port forward to port 22 or a floating IP to reach the VM from outside."</span> }.into_any(),
-                }}</dd>
-            </dl>
-        </section>
-    })
+/// The page's network actions (see `components/vm_network.rs`).
+#[derive(Clone, Copy)]
+struct NetActions {
+    forward: ServerAction<CreatePortForward>,
+    set_groups: ServerAction<SetVmGroups>,
 }
 
 #[component]
-fn Detail(d: VmDetail, act: ServerAction<ActOnVm>, act_error: Signal<Option<AppError>>) -> impl IntoView {
+fn Detail(
+    d: VmDetail,
+    act: ServerAction<ActOnVm>,
+    act_error: Signal<Option<AppError>>,
+    net: NetActions,
+) -> impl IntoView {
     let VmDetail { vm, events, network } = d;
     let running = vm.state == VmState::Running;
     let events = events
@@ -163,7 +120,7 @@ fn Detail(d: VmDetail, act: ServerAction<ActOnVm>, act_error: Signal<Option<AppE
                 <dt>"Last started"</dt><dd>{vm.started_at.as_deref().map(fmt_time).unwrap_or_else(|| "—".into())}</dd>
             </dl>
         </section>
-        <NetworkPanel network=network/>
+        <NetworkPanel vm_id=vm.id.clone() network forward=net.forward set_groups=net.set_groups/>
         <section class="panel">
             <div class="panel-header"><h2>"History"</h2></div>
             <table class="table" data-testid="vm-events">
