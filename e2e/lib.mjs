@@ -57,6 +57,17 @@ export function kvmSkip(spec) {
   return reason;
 }
 
+/**
+ * For a spec that needs tenant networks: null where the portal has them (scripts/e2e.sh sets
+ * E2E_NETWORKS=1), else the reason its steps are skipped, printed loudly once.
+ */
+export function networksSkip(spec) {
+  if (process.env.E2E_NETWORKS === '1') return null;
+  const reason = `tenant networks are off (E2E_NETWORKS unset): the ${spec} e2e needs them (scripts/e2e.sh turns them on)`;
+  console.error(`\n!!!!!!!! SKIP: ${reason} !!!!!!!!\n`);
+  return reason;
+}
+
 export async function launch() {
   const browser = await chromium.launch({
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
@@ -152,10 +163,11 @@ export function unique(prefix) {
  * `fn(page)` runs as a test, and `step.session()` is the browser session (page, consoleErrors). After a
  * failed step, a screenshot `<label>-failure.png` and the browser's console errors are kept, and the
  * remaining steps are skipped. `{ vms: true }`: the steps start VMs, so without KVM each is skipped
- * (node:test skip, with the reason) and no browser is launched.
+ * (node:test skip, with the reason) and no browser is launched; `{ networks: true }` likewise without
+ * tenant networks.
  */
-export function browserSteps(label, { vms = false } = {}) {
-  const skip = vms ? kvmSkip(label) : null;
+export function browserSteps(label, { vms = false, networks = false } = {}) {
+  const skip = (networks ? networksSkip(label) : null) ?? (vms ? kvmSkip(label) : null);
   let session;
   let failed = false;
   before(async () => {
