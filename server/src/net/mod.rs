@@ -49,6 +49,10 @@ pub struct OpenNic {
     pub mac: MacAddr,
     pub mtu: u16,
     pub tap: OwnedFd,
+    /// The card's address and network, for the kernel's `ip=` argument.
+    pub ip: std::net::Ipv4Addr,
+    pub gateway: std::net::Ipv4Addr,
+    pub netmask: std::net::Ipv4Addr,
 }
 
 /// The host's tenant networking.
@@ -215,6 +219,9 @@ impl Networking {
                         mac: MacAddr(port.mac),
                         mtu: net.mtu,
                         tap,
+                        ip: port.ip,
+                        gateway: net.gateway,
+                        netmask: net.cidr.netmask(),
                     })
                 })
                 .collect::<Result<Vec<_>, NetError>>()

@@ -15,7 +15,7 @@ use super::vm_helpers::*;
 
 /// The Linux guest needs about a minute to reach user space on an emulating KVM host; the SSH server
 /// starts after that. Conditions are polled; this only bounds a broken run.
-const BOOT: Duration = Duration::from_secs(600);
+const BOOT: Duration = Duration::from_secs(420);
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -87,6 +87,53 @@ fn ssh(outside: &str, key: &Path, port: u16, host: &str, command: &str) -> Optio
         .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// What the host and the guest looked like, printed when the test fails.
+fn diagnose(plane: &str, data_dir: &Path) -> String {
+    let mut out = String::new();
+    for args in [
+        vec!["ip", "netns", "exec", plane, "ip", "-o", "addr"],
+        vec!["ip", "netns", "exec", plane, "ip", "neigh"],
+        vec!["ip", "netns", "exec", plane, "nft", "list", "ruleset"],
+    ] {
+        if let Ok(o) = Command::new(args[0]).args(&args[1..]).output() {
+            out.push_str(&format!(
+                "$ {}\n{}\n",
+                args.join(" "),
+                String::from_utf8_lossy(&o.stdout)
+            ));
+        }
+    }
+    for pattern in [
+        "net/dhcp/cpbr0/log",
+        "net/dhcp/cpbr0/leases",
+        "net/dhcp/cpbr0/hosts",
+    ] {
+        out.push_str(&format!(
+            "--- {pattern}\n{}\n",
+            std::fs::read_to_string(data_dir.join(pattern)).unwrap_or_default()
+        ));
+    }
+    if let Ok(vms) = std::fs::read_dir(data_dir.join("vms")) {
+        for vm in vms.flatten() {
+            let log = control(&vm.path(), json!({"cmd": "console-log"}));
+            let log = log["data"].as_str().unwrap_or_default();
+            let tail: String = log
+                .chars()
+                .rev()
+                .take(3000)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            out.push_str(&format!(
+                "--- console of {}\n{tail}\n",
+                vm.file_name().to_string_lossy()
+            ));
+        }
+    }
+    out
+}
+
 /// Retries `ssh` until it works (the guest boots, then starts its SSH server) or `BOOT` passes.
 async fn ssh_when_up(outside: &str, key: &Path, port: u16, host: &str, command: &str) -> String {
     let deadline = Instant::now() + BOOT;
@@ -103,7 +150,9 @@ async fn ssh_when_up(outside: &str, key: &Path, port: u16, host: &str, command: 
         {
             return out;
         }
-        assert!(Instant::now() < deadline, "ssh to {host}:{port} never worked");
+        if Instant::now() >= deadline {
+            return String::new();
+        }
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
 }
@@ -219,7 +268,11 @@ async fn ssh_into_a_linux_vm_through_a_port_forward_and_a_floating_ip() {
         "echo ok; wget -qO- http://169.254.169.254/latest/meta-data/instance-id",
     )
     .await;
-    assert!(out.starts_with("ok\n"), "{out}");
+    assert!(
+        out.starts_with("ok\n"),
+        "ssh through the forward failed: {out}\n{}",
+        diagnose(&plane, &app.data_dir)
+    );
     assert!(out.contains(&vm_id), "the metadata service names the VM: {out}");
 
     // A floating IP: in and out under the public address.
