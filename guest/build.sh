@@ -302,7 +302,8 @@ stage_busybox_root() {
     done < <(/bin/busybox --list-full | LC_ALL=C sort)
     # The SSH server (Debian's dropbear-bin) and the shared libraries it loads.
     stage_elf "$root" /usr/sbin/dropbear /usr/bin/dropbearkey
-    install -D -m 0755 "$GUEST_DIR/udhcpc.script" "$root/usr/share/udhcpc/default.script"
+    # (Debian's busybox looks for the DHCP client's script here, not in upstream's /usr/share/udhcpc)
+    install -D -m 0755 "$GUEST_DIR/udhcpc.script" "$root/etc/udhcpc/default.script"
     write_etc "$root"
 }
 
