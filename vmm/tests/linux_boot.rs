@@ -5,7 +5,8 @@
 //! answered over serial.sock, the framebuffer console drawn, no user process crashed, and `poweroff`
 //! ending the VMM with exit code 0. With a network card on a TAP in a namespace the test made (issue 13):
 //! the address from `ip=`, `ping` answered and `ssh root@guest 'echo ok'` with the config disk's key,
-//! the host key checked against the one the console showed.
+//! the host key checked against the one the console showed; without `ip=`, a DHCP lease from busybox
+//! udhcpd in that namespace, taken in the background.
 //!
 //! On hardware KVM this takes about a second. On the emulated KVM of the development hosts (kvm_pvm,
 //! see FACTS.md) every guest instruction is emulated and the boot takes minutes; the test prints the
@@ -285,6 +286,26 @@ fn run_bounded(mut cmd: Command, timeout: Duration) -> Option<std::process::Outp
     Some(child.wait_with_output().unwrap())
 }
 
+/// Pings `addr` from the test's namespace until it answers; the first answers wait for ARP and a slow
+/// guest, so this retries within the step's bound.
+fn ping_until_answered(net: &TestTap, addr: &str, vm: &mut TestVm, serial: &SerialClient) {
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    loop {
+        let mut ping = net.ns.command("ping");
+        ping.args(["-c", "1", "-W", "10", addr]);
+        if run_bounded(ping, Duration::from_secs(30)).is_some_and(|o| o.status.success()) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no ping answer from {addr}; serial:\n{}\nstderr:\n{}",
+            serial.text(),
+            vm.stderr()
+        );
+        assert!(vm.child.try_wait().unwrap().is_none(), "vmm exited");
+    }
+}
+
 /// The text after `prefix` on the first console line that has it.
 fn console_value(text: &str, prefix: &str) -> String {
     let line = text.lines().find(|l| l.contains(prefix)).unwrap();
@@ -359,23 +380,7 @@ fn minimal_linux_on_a_tap_answers_ping_and_ssh() {
         started.elapsed().as_secs_f64()
     );
 
-    // ping: the first answers wait for ARP and a slow guest, so retry within the step's bound.
-    let deadline = Instant::now() + STEP_TIMEOUT;
-    loop {
-        let mut ping = net.ns.command("ping");
-        ping.args(["-c", "1", "-W", "10", "10.0.5.2"]);
-        let out = run_bounded(ping, Duration::from_secs(30));
-        if out.is_some_and(|o| o.status.success()) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no ping answer from 10.0.5.2; serial:\n{}\nstderr:\n{}",
-            serial.text(),
-            vm.stderr()
-        );
-        assert!(vm.child.try_wait().unwrap().is_none(), "vmm exited");
-    }
+    ping_until_answered(&net, "10.0.5.2", &mut vm, &serial);
     eprintln!(
         "linux-net: vmm start -> ping answered: {:.1} s",
         started.elapsed().as_secs_f64()
@@ -437,6 +442,100 @@ fn minimal_linux_on_a_tap_answers_ping_and_ssh() {
         !out.status.success() && err.contains("Permission denied (publickey)"),
         "an unknown key was not refused as expected: {err}"
     );
+
+    serial.send_line("poweroff");
+    let (code, _) = vm.wait_exit_watching_state(STEP_TIMEOUT);
+    assert_eq!(code, 0, "serial:\n{}\nstderr:\n{}", serial.text(), vm.stderr());
+}
+
+/// Kills a helper process (the test's DHCP server) when the test ends, however it ends.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Without `ip=`, /init leaves eth0 to busybox udhcpc in the background: the boot goes on (the shell and
+/// sshd do not wait for a lease), the lease from a DHCP server in the test's namespace (busybox udhcpd on
+/// the TAP's host side) is reported on the console, and the guest answers ping at that address.
+#[test]
+fn minimal_linux_on_a_tap_without_ip_gets_a_dhcp_lease() {
+    let test = "minimal_linux_on_a_tap_without_ip_gets_a_dhcp_lease";
+    if !kvm_or_skip(test) {
+        return;
+    }
+    let Some(img) = linux_image(test, "minimal") else {
+        return;
+    };
+    for tool in ["ip", "ping", "busybox"] {
+        if Command::new(tool).arg("--help").output().is_err() {
+            eprintln!("SKIP: {test}: `{tool}` not installed (scripts/install-deps.sh)");
+            return;
+        }
+    }
+    let scratch = tempfile::tempdir().unwrap();
+    let mut net = TestTap::new("tapdhcp0", "10.0.6.1/24", 1500).unwrap();
+    let conf = scratch.path().join("udhcpd.conf");
+    let dir = scratch.path().display();
+    std::fs::write(scratch.path().join("leases"), "").unwrap();
+    std::fs::write(
+        &conf,
+        format!(
+            "start 10.0.6.50\nend 10.0.6.60\ninterface tapdhcp0\nlease_file {dir}/leases\n\
+             pidfile {dir}/udhcpd.pid\nopt router 10.0.6.1\nopt subnet 255.255.255.0\nopt dns 10.0.6.1\n"
+        ),
+    )
+    .unwrap();
+    let _dhcpd = KillOnDrop(
+        net.ns
+            .command("busybox")
+            .arg("udhcpd")
+            .arg("-f")
+            .arg(&conf)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let disks = json!([
+        {"path": config_disk(scratch.path(), "ssh-ed25519 AAAAtest user@host\n"), "read_only": true, "serial": "config"},
+    ]);
+    let started = Instant::now();
+    let mut vm = TestVm::start(VmOpts {
+        kernel: img.kernel,
+        initrd: Some(img.initrd),
+        cmdline: img.cmdline,
+        memory_mib: 128,
+        disk_mib: None,
+        extra: json!({
+            "cpuid_mask": img.cpuid_mask,
+            "virtio_discovery": img.virtio_discovery,
+            "disks": disks,
+        }),
+        nics: vec![("52:54:00:00:06:02".into(), 1500, net.take_fd().unwrap())],
+        ..VmOpts::probe_like("linux-dhcp")
+    });
+    let mut serial = vm.serial();
+    wait(&mut vm, &serial, BANNER, BOOT_TIMEOUT);
+    wait(
+        &mut vm,
+        &serial,
+        "init: eth0: DHCP in the background",
+        STEP_TIMEOUT,
+    );
+    wait(&mut vm, &serial, SSHD_READY, STEP_TIMEOUT);
+    wait(&mut vm, &serial, "(DHCP, router 10.0.6.1)", STEP_TIMEOUT);
+    eprintln!(
+        "linux-dhcp: vmm start -> lease reported: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let lease = console_value(&serial.text(), "init: eth0 ");
+    let addr = lease.split('/').next().unwrap().to_string();
+    assert!(addr.starts_with("10.0.6."), "lease line: {lease}");
+    ping_until_answered(&net, &addr, &mut vm, &serial);
 
     serial.send_line("poweroff");
     let (code, _) = vm.wait_exit_watching_state(STEP_TIMEOUT);
