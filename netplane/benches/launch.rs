@@ -3,6 +3,9 @@
 //! bridge. Measured with the real plane in a namespace made here, for hosts holding 10, 100 and 1,000
 //! VMs; medians over several launches. (The VMM's own start and the guest's boot are not part of it.)
 //!
+//! Since the firewall is updated in place when a launch changes only set and map elements, the figure no
+//! longer grows with the number of VMs (the whole replace cost ~150 ms at 1,000 VMs).
+//!
 //! `cargo bench -p netplane --bench launch` (root; skips loudly otherwise).
 
 #[path = "../tests/common/mod.rs"]

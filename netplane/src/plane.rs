@@ -5,12 +5,18 @@
 //! [`Plane::apply`] is idempotent and converges from any starting point (a fresh namespace, one left by a
 //! crashed portal, one with leftovers of deleted networks): it creates what is missing, corrects what
 //! differs and removes what the plane owns but the state no longer has (bridges and DHCP servers named
-//! with the plane's prefix). TAPs need no removal: each exists only while the VMM that holds its
-//! descriptor runs.
+//! with the plane's prefix). A VMM's TAP exists only while the VMM that holds its descriptor runs; a TAP
+//! with the plane's prefix that no port names (one made persistent by hand) is removed.
+//!
+//! The firewall is replaced as a whole by [`Plane::apply_all`] and on the first apply; later
+//! [`Plane::apply`]s that change only set and map elements (a VM launched or deleted) update the applied
+//! ruleset in place (`ruleset::Rendered::changes_from`), falling back to the whole replace if the kernel
+//! refuses the update.
 
 use std::net::Ipv4Addr;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use crate::dhcp::{Dhcp, DhcpError};
 use crate::links::{self, LinkError};
@@ -44,6 +50,9 @@ pub enum PlaneError {
 pub struct Plane {
     ns: Namespace,
     dhcp: Dhcp,
+    /// The ruleset this plane last applied (shared by clones), `None` before the first apply and after a
+    /// failed one.
+    applied: Arc<Mutex<Option<crate::ruleset::Rendered>>>,
 }
 
 impl Plane {
@@ -53,6 +62,7 @@ impl Plane {
         Ok(Plane {
             ns: Namespace::ensure(netns)?,
             dhcp: Dhcp::new(state_dir.join("dhcp")),
+            applied: Arc::default(),
         })
     }
 
@@ -61,8 +71,19 @@ impl Plane {
     }
 
     /// Makes the namespace match `state`: links and addresses first, then the firewall (one atomic
-    /// ruleset), then the DHCP servers.
+    /// batch: the element changes since the last apply when only those differ, else the whole ruleset),
+    /// then the DHCP servers.
     pub fn apply(&self, state: &NetState) -> Result<(), PlaneError> {
+        self.converge(state, false)
+    }
+
+    /// [`Plane::apply`] with the whole ruleset replaced whatever was applied before (periodic resync:
+    /// repairs a ruleset changed behind the plane's back).
+    pub fn apply_all(&self, state: &NetState) -> Result<(), PlaneError> {
+        self.converge(state, true)
+    }
+
+    fn converge(&self, state: &NetState, whole: bool) -> Result<(), PlaneError> {
         let uplink = state.uplink.clone();
         let floating: Vec<Ipv4Addr> = state.floating_ips.iter().map(|f| f.address).collect();
         self.ns.netlink(|h| async move {
@@ -95,6 +116,18 @@ impl Plane {
                 links::delete(&h, &stale.name).await?;
                 tracing::info!(bridge = %stale.name, "removed a bridge no network uses");
             }
+            // A TAP of ours that no port names has no VMM that should hold it (a VMM's TAP is not
+            // persistent and goes with its last descriptor): one left persistent by hand or by a crash.
+            for stray in all.iter().filter(|l| {
+                l.name.starts_with(TAP_PREFIX)
+                    && !state
+                        .networks
+                        .iter()
+                        .any(|n| n.ports.iter().any(|p| p.tap == l.name))
+            }) {
+                links::delete(&h, &stray.name).await?;
+                tracing::info!(tap = %stray.name, "removed a TAP no port uses");
+            }
             // TAPs of running VMMs rejoin their bridge (e.g. after the bridge was recreated).
             for net in &state.networks {
                 for port in &net.ports {
@@ -108,7 +141,7 @@ impl Plane {
             }
             Ok::<(), PlaneError>(())
         })??;
-        crate::nft::apply(&crate::ruleset::render(state), Some(self.ns.name()))?;
+        self.firewall(state, whole)?;
         for net in &state.networks {
             self.dhcp.ensure(&self.ns, net)?;
         }
@@ -117,6 +150,34 @@ impl Plane {
                 self.dhcp.stop(&bridge)?;
             }
         }
+        Ok(())
+    }
+
+    fn firewall(&self, state: &NetState, whole: bool) -> Result<(), PlaneError> {
+        let rendered = crate::ruleset::render_parts(state);
+        let mut applied = self.applied.lock().unwrap_or_else(|p| p.into_inner());
+        let update = match (&*applied, whole) {
+            (Some(before), false) => rendered.changes_from(before),
+            _ => None,
+        };
+        let netns = Some(self.ns.name());
+        match update {
+            Some(batch) if batch.is_empty() => return Ok(()),
+            Some(batch) => match crate::nft::apply(&batch, netns) {
+                Ok(()) => {
+                    *applied = Some(rendered);
+                    return Ok(());
+                }
+                Err(e) => tracing::warn!(
+                    error = %e,
+                    "updating the ruleset in place failed: replacing it whole"
+                ),
+            },
+            None => {}
+        }
+        *applied = None;
+        crate::nft::apply(rendered.text(), netns)?;
+        *applied = Some(rendered);
         Ok(())
     }
 
@@ -141,6 +202,7 @@ impl Plane {
             self.dhcp.stop(&bridge)?;
         }
         self.ns.delete()?;
+        *self.applied.lock().unwrap_or_else(|p| p.into_inner()) = None;
         Ok(())
     }
 }

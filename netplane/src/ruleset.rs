@@ -20,7 +20,11 @@
 //! problems to the portal up front.
 
 mod bridge;
+mod delta;
 mod inet;
+
+use delta::Elements;
+pub use delta::Rendered;
 
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
@@ -67,6 +71,12 @@ pub enum RulesetError {
 
 /// The whole ruleset for `state`: both tables deleted and recreated in one `nft -f` batch.
 pub fn render(state: &NetState) -> String {
+    render_parts(state).text
+}
+
+/// The whole ruleset for `state`, with what [`Rendered::changes_from`] needs to update an applied
+/// ruleset in place when only set and map elements differ.
+pub fn render_parts(state: &NetState) -> Rendered {
     let view = View::new(state);
     let mut out = Out::default();
     out.line(
@@ -80,7 +90,11 @@ pub fn render(state: &NetState) -> String {
     }
     inet::render(&view, &mut out);
     bridge::render(&view, &mut out);
-    out.text
+    Rendered {
+        text: out.text,
+        skeleton: out.skeleton,
+        elements: out.elements,
+    }
 }
 
 /// The batch that deletes both tables (a no-op when they do not exist).
@@ -209,19 +223,28 @@ fn l4name(protocol: Protocol) -> &'static str {
     }
 }
 
-/// The ruleset text being written.
+/// The ruleset text being written, and apart from it the same text without set and map elements
+/// (the skeleton) and the elements of each set and map.
 #[derive(Default)]
 struct Out {
     text: String,
+    skeleton: String,
+    /// The family of the table being written (`inet`, `bridge`).
+    family: &'static str,
+    elements: Elements,
 }
 
 impl Out {
     fn line(&mut self, depth: usize, text: &str) {
-        for _ in 0..depth {
-            self.text.push('\t');
+        if depth == 0 {
+            if text.starts_with("table inet ") {
+                self.family = "inet";
+            } else if text.starts_with("table bridge ") {
+                self.family = "bridge";
+            }
         }
-        self.text.push_str(text);
-        self.text.push('\n');
+        push_line(&mut self.text, depth, text);
+        push_line(&mut self.skeleton, depth, text);
     }
 
     /// A named set or map declaration (`kind` is `set` or `map`), with its elements if any.
@@ -231,15 +254,31 @@ impl Out {
             self.line(2, t);
         }
         if !elements.is_empty() {
-            self.line(2, "elements = {");
+            push_line(&mut self.text, 2, "elements = {");
             let last = elements.len() - 1;
             for (i, e) in elements.iter().enumerate() {
-                self.line(3, &if i == last { e.clone() } else { format!("{e},") });
+                push_line(
+                    &mut self.text,
+                    3,
+                    &if i == last { e.clone() } else { format!("{e},") },
+                );
             }
-            self.line(2, "}");
+            push_line(&mut self.text, 2, "}");
         }
         self.line(1, "}");
+        self.elements.insert(
+            (self.family.to_owned(), name.to_owned()),
+            elements.iter().cloned().collect(),
+        );
     }
+}
+
+fn push_line(text: &mut String, depth: usize, line: &str) {
+    for _ in 0..depth {
+        text.push('\t');
+    }
+    text.push_str(line);
+    text.push('\n');
 }
 
 /// The state as the ruleset sees it: only what can be rendered safely, first occurrence wins.

@@ -161,6 +161,17 @@ fn the_plane_converges_hands_out_leases_and_leaves_nothing_behind() {
         "a TAP goes with its last descriptor: {links}"
     );
 
+    // What no network or port names goes: a stray bridge and a persistent TAP with our prefixes; a
+    // TAP detached from its bridge rejoins it.
+    ip_in(&ns_name, &["link", "add", "cpbr9", "type", "bridge"]);
+    ip_in(&ns_name, &["tuntap", "add", "cptstray", "mode", "tap"]);
+    ip_in(&ns_name, &["link", "set", "cptveth1", "nomaster"]);
+    plane.apply(&state).unwrap();
+    let links = ip_in(&ns_name, &["-o", "link", "show"]);
+    assert!(!links.contains("cpbr9") && !links.contains("cptstray"), "{links}");
+    let on_bridge = ip_in(&ns_name, &["-o", "link", "show", "master", "cpbr1"]);
+    assert!(on_bridge.contains("cptveth1"), "{on_bridge}");
+
     // Network 2 deleted: its bridge and DHCP server go.
     let smaller = NetState {
         networks: vec![network(1, vec![vm_port])],

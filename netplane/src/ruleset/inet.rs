@@ -38,29 +38,44 @@ struct Groups<'a> {
 }
 
 impl<'a> Groups<'a> {
+    /// Numbers are stable under launches and deletes that keep the set of used groups and group lists
+    /// (chains in the state's group order, port sets in the order of their lists), so those change only
+    /// set and map elements and can update the applied ruleset in place (`delta.rs`).
     fn new(view: &View<'a>) -> Groups<'a> {
         let state = view.state;
-        let mut chains: Vec<&'a SecurityGroup> = Vec::new();
-        let mut port_sets = BTreeMap::new();
+        let used: BTreeSet<&str> = view
+            .ports
+            .iter()
+            .flat_map(|pv| pv.port.security_groups.iter().map(String::as_str))
+            .collect();
         for pv in &view.ports {
-            let mut indices = BTreeSet::new();
             for id in &pv.port.security_groups {
-                let Some(group) = state.security_groups.iter().find(|g| &g.id == id) else {
+                if !state.security_groups.iter().any(|g| &g.id == id) {
                     tracing::warn!(port = %pv.port.id, group = %id, "unknown security group: no rules");
-                    continue;
-                };
-                let i = match chains.iter().position(|g| g.id == group.id) {
-                    Some(i) => i,
-                    None => {
-                        chains.push(group);
-                        chains.len() - 1
-                    }
-                };
-                indices.insert(i);
+                }
             }
-            let next = port_sets.len();
-            port_sets.entry(indices.into_iter().collect()).or_insert(next);
         }
+        let mut chains: Vec<&'a SecurityGroup> = Vec::new();
+        for group in &state.security_groups {
+            if used.contains(group.id.as_str()) && !chains.iter().any(|g| g.id == group.id) {
+                chains.push(group);
+            }
+        }
+        let lists: BTreeSet<Vec<usize>> = view
+            .ports
+            .iter()
+            .map(|pv| {
+                let indices: BTreeSet<usize> = pv
+                    .port
+                    .security_groups
+                    .iter()
+                    .filter_map(|id| chains.iter().position(|g| &g.id == id))
+                    .collect();
+                indices.into_iter().collect()
+            })
+            .collect();
+        let port_sets: BTreeMap<Vec<usize>, usize> =
+            lists.into_iter().enumerate().map(|(i, l)| (l, i)).collect();
         let mut members = BTreeMap::new();
         for rule in chains.iter().flat_map(|g| &g.rules) {
             if let Source::Group(id) = &rule.source {

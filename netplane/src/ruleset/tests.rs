@@ -188,7 +188,7 @@ fn ports_are_keyed_by_bridge_and_address_to_their_groups() {
     let map = block(&text, "map port_sg {");
     let elements: Vec<&str> = map.iter().filter(|l| l.contains(": jump")).copied().collect();
     assert_eq!(elements.len(), 4, "{map:#?}");
-    assert!(elements[0].starts_with("\"br-n1\" . 10.1.0.11 comment \"port p11 vm vm-p11\" : jump ps_0"));
+    assert!(elements[0].starts_with("\"br-n1\" . 10.1.0.11 comment \"port p11 vm vm-p11\" : jump ps_2"));
     assert!(elements[1].starts_with("\"br-n1\" . 10.1.0.12 "));
     assert!(elements[2].starts_with("\"br-n1\" . 10.1.0.13 "));
     // p21 has the same groups as p12 (another order would share the chain too).
@@ -201,7 +201,7 @@ fn ports_are_keyed_by_bridge_and_address_to_their_groups() {
     let chain = block(&text, &format!("chain {p12} {{"));
     assert_eq!(
         chain,
-        ["jump sg_1", "jump sg_2", "drop comment \"ingress default deny\""]
+        ["jump sg_0", "jump sg_2", "drop comment \"ingress default deny\""]
     );
     // p13 has no groups: ingress denied.
     let p13 = chain_of(elements[2]).expect("chain");
@@ -214,7 +214,8 @@ fn ports_are_keyed_by_bridge_and_address_to_their_groups() {
 #[test]
 fn rules_render_protocols_ports_and_sources() {
     let text = render(&sample());
-    let web = block(&text, "chain sg_0 {");
+    // Chains in the state's group order: default, web, db.
+    let web = block(&text, "chain sg_1 {");
     assert_eq!(
         web,
         [
@@ -225,7 +226,7 @@ fn rules_render_protocols_ports_and_sources() {
             "ip saddr 10.1.0.0/24 meta l4proto icmp accept comment \"sg web rule 3\"",
         ]
     );
-    let default = block(&text, "chain sg_1 {");
+    let default = block(&text, "chain sg_0 {");
     assert!(default[1].starts_with("ip saddr @gm_0 accept"), "{default:#?}");
     let db = block(&text, "chain sg_2 {");
     assert!(

@@ -143,8 +143,9 @@ impl Networking {
         let bg = net.clone();
         tokio::spawn(async move {
             loop {
-                let _ = tokio::time::timeout(RESYNC, bg.inner.wake.notified()).await;
-                if let Err(e) = bg.apply().await {
+                // A change updates the firewall in place; the periodic resync replaces it whole.
+                let woken = tokio::time::timeout(RESYNC, bg.inner.wake.notified()).await;
+                if let Err(e) = bg.converge(woken.is_err()).await {
                     tracing::error!(error = %vmm_api::error_chain(&e), "applying the tenant networks failed");
                 }
             }
@@ -186,11 +187,23 @@ impl Networking {
 
     /// Makes the host match the database now; returns the state applied.
     pub async fn apply(&self) -> Result<NetState, NetError> {
+        self.converge(false).await
+    }
+
+    /// [`Networking::apply`]; `whole`: replace the firewall ruleset whole rather than update it.
+    async fn converge(&self, whole: bool) -> Result<NetState, NetError> {
         let _one = self.inner.applying.lock().await;
         let state = self.state().await?;
         let plane = self.inner.plane.clone();
         let applied = state.clone();
-        tokio::task::spawn_blocking(move || plane.apply(&applied)).await??;
+        tokio::task::spawn_blocking(move || {
+            if whole {
+                plane.apply_all(&applied)
+            } else {
+                plane.apply(&applied)
+            }
+        })
+        .await??;
         Ok(state)
     }
 

@@ -218,3 +218,125 @@ async fn vms_get_addresses_taps_and_leases_on_their_own_tenant_network() {
     let (_, networks) = acme.get("/networks").await;
     assert_eq!(networks[0]["ports"], 0, "{networks}");
 }
+
+/// Links of ours in the plane's namespace, by name.
+fn our_links(ns: &str) -> Vec<String> {
+    in_ns(ns, &["ip", "-o", "link", "show"])
+        .lines()
+        .filter_map(|l| l.split(':').nth(1))
+        .map(|n| n.trim().split('@').next().unwrap_or("").to_string())
+        .filter(|n| n.starts_with("cpbr") || n.starts_with("cpt"))
+        .collect()
+}
+
+fn dhcp_running(data_dir: &Path, bridge: &str) -> bool {
+    std::fs::read_to_string(data_dir.join("net/dhcp").join(bridge).join("pid"))
+        .ok()
+        .and_then(|p| p.trim().parse::<i32>().ok())
+        .is_some_and(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "dnsmasq")
+        })
+}
+
+fn table_present(ns: &str) -> bool {
+    let tables = in_ns(ns, &["nft", "list", "tables"]);
+    let table = netplane::ruleset::TABLE;
+    tables.contains(&format!("table inet {table}")) && tables.contains(&format!("table bridge {table}"))
+}
+
+#[tokio::test]
+async fn a_restarted_portal_repairs_the_plane_and_leaves_nothing_after_everything_is_deleted() {
+    let test = "a_restarted_portal_repairs_the_plane";
+    if !kvm_or_skip(test) || !tools_or_skip(test) {
+        return;
+    }
+    let ns = format!("cptest-{}-r", std::process::id());
+    let (_data, data_dir, _reaper, guest) = portal_data();
+    let _guard = PlaneGuard {
+        namespace: ns.clone(),
+        state_dir: data_dir.join("net"),
+    };
+    let env = [
+        ("PORTAL_NETWORK__ENABLED", "true"),
+        ("PORTAL_NETWORK__NAMESPACE", ns.as_str()),
+        ("PORTAL_NETWORK__POOL", "10.202.0.0/16"),
+        ("PORTAL_NETWORK__UPLINK", ""),
+        ("PORTAL_NETWORK__FLOATING_POOL", ""),
+    ];
+    let portal = PortalProcess::start_with_env(&data_dir, guest.path(), &env);
+    let app = super::helpers::TestApp::attach(&portal.base);
+    let api = member_api(&app, "acme").await;
+    let (image, flavor) = probe_and_micro(&api).await;
+    let vm = launch(&api, "keep", &image, &flavor).await;
+    wait_state(&api, &vm, "running", T).await;
+    let run_dir = data_dir.join("vms").join(&vm);
+    let status = control(&run_dir, json!({"cmd": "status"}));
+    let pid = status["pid"].as_i64().unwrap();
+    let tap = status["nics"][0]["tap"].as_str().unwrap().to_string();
+    let (_, v) = api.get(&format!("/vms/{vm}")).await;
+    let cidr = v["network"]["nics"][0]["cidr"].as_str().unwrap().to_string();
+    let bridge = format!("cpbr{}", cidr.split('.').nth(2).unwrap());
+    assert!(dhcp_running(&data_dir, &bridge) && table_present(&ns));
+
+    // The portal goes down; meanwhile the host drifts: its DHCP server dies, the ruleset is flushed, the
+    // VM's TAP leaves its bridge, and a bridge and a persistent TAP of ours appear that nothing uses.
+    portal.terminate();
+    let dnsmasq: i32 = std::fs::read_to_string(data_dir.join("net/dhcp").join(&bridge).join("pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    Command::new("kill").arg(dnsmasq.to_string()).status().unwrap();
+    for family in ["inet", "bridge"] {
+        in_ns(&ns, &["nft", "delete", "table", family, netplane::ruleset::TABLE]);
+    }
+    in_ns(&ns, &["ip", "link", "set", &tap, "nomaster"]);
+    in_ns(&ns, &["ip", "link", "add", "cpbr250", "type", "bridge"]);
+    in_ns(&ns, &["ip", "tuntap", "add", "cptstray0", "mode", "tap"]);
+    wait_for("the DHCP server to end", || !dhcp_running(&data_dir, &bridge)).await;
+    assert!(in_ns(&ns, &["nft", "list", "tables"]).trim().is_empty());
+
+    // The restarted portal converges: exactly our bridge and the VM's TAP on it, DHCP and rules back.
+    let portal = PortalProcess::start_with_env(&data_dir, guest.path(), &env);
+    let app = super::helpers::TestApp::attach(&portal.base);
+    let member = app.signed_in("acme-user", "acme-user-password-1").await;
+    let api = app.api(&member.token("after restart").await);
+    wait_for("the plane to converge", || {
+        let mut links = our_links(&ns);
+        links.sort();
+        let mut want = vec![bridge.clone(), tap.clone()];
+        want.sort();
+        links == want && dhcp_running(&data_dir, &bridge) && table_present(&ns)
+    })
+    .await;
+    let ports = in_ns(&ns, &["ip", "-o", "link", "show", "master", &bridge]);
+    assert!(ports.contains(&tap), "the VM's TAP rejoined: {ports}");
+    wait_state(&api, &vm, "running", T).await;
+    let status = control(&run_dir, json!({"cmd": "status"}));
+    assert_eq!(status["pid"].as_i64(), Some(pid), "the same VMM, re-adopted");
+    assert_eq!(status["nics"][0]["tap"], tap.as_str(), "{status}");
+
+    // Everything deleted: the VM, then its network — nothing of ours is left, and a restart adds nothing.
+    let (status, _) = action(&api, &vm, "delete").await;
+    assert_eq!(status, 202);
+    wait_for("the VM to be deleted", || !run_dir.exists()).await;
+    let (_, networks) = api.get("/networks").await;
+    for net in networks.as_array().unwrap() {
+        let (status, body) = api
+            .delete(&format!("/networks/{}", net["id"].as_str().unwrap()))
+            .await;
+        assert_eq!(status, 204, "{body}");
+    }
+    wait_for("no link of ours", || our_links(&ns).is_empty()).await;
+    wait_for("no DHCP server", || !dhcp_running(&data_dir, &bridge)).await;
+    assert!(!data_dir.join("net/dhcp").join(&bridge).exists());
+    drop(portal);
+    let portal = PortalProcess::start_with_env(&data_dir, guest.path(), &env);
+    let app = super::helpers::TestApp::attach(&portal.base);
+    app.signed_in("acme-user", "acme-user-password-1").await;
+    assert!(our_links(&ns).is_empty(), "{:?}", our_links(&ns));
+    assert!(std::fs::read_dir(data_dir.join("net/dhcp"))
+        .map(|d| d.count() == 0)
+        .unwrap_or(true));
+    drop(portal);
+}
