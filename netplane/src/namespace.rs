@@ -44,7 +44,14 @@ pub enum NamespaceError {
     Netlink(#[source] io::Error),
     #[error("A thread inside the namespace panicked")]
     Thread,
+    #[error("Netlink requests in {0} got no answer within {1:?}")]
+    NetlinkTimeout(String, std::time::Duration),
 }
+
+/// Bounds one [`Namespace::netlink`] call: the kernel answers netlink requests at once, so a call this
+/// slow is stuck (a lost reply); failing it lets the caller's next convergence try again instead of
+/// waiting for ever.
+const NETLINK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// A named network namespace.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,14 +145,15 @@ impl Namespace {
         self.enter(|| {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_io()
+                .enable_time()
                 .build()
                 .map_err(NamespaceError::Runtime)?;
             rt.block_on(async {
                 let (conn, handle, _) = rtnetlink::new_connection().map_err(NamespaceError::Netlink)?;
                 let task = tokio::spawn(conn);
-                let out = f(handle).await;
+                let out = tokio::time::timeout(NETLINK_TIMEOUT, f(handle)).await;
                 task.abort();
-                Ok(out)
+                out.map_err(|_| NamespaceError::NetlinkTimeout(self.name.clone(), NETLINK_TIMEOUT))
             })
         })?
     }

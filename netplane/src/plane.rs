@@ -72,7 +72,7 @@ impl Plane {
 
     /// Makes the namespace match `state`: links and addresses first, then the firewall (one atomic
     /// batch: the element changes since the last apply when only those differ, else the whole ruleset),
-    /// then the DHCP servers.
+    /// then the floating addresses on the uplink, then the DHCP servers.
     pub fn apply(&self, state: &NetState) -> Result<(), PlaneError> {
         self.converge(state, false)
     }
@@ -136,12 +136,17 @@ impl Plane {
                     }
                 }
             }
-            if let Some(up) = &uplink {
-                sync_floating(&h, &up.ifname, up.address, &floating).await?;
-            }
             Ok::<(), PlaneError>(())
         })??;
         self.firewall(state, whole)?;
+        // Floating addresses after the firewall: an address that answered before its DNAT rule existed
+        // would have its first packets delivered to the plane itself, and conntrack would keep the flow
+        // there.
+        if let Some(up) = &uplink {
+            let (ifname, own) = (up.ifname.clone(), up.address);
+            self.ns
+                .netlink(|h| async move { sync_floating(&h, &ifname, own, &floating).await })??;
+        }
         for net in &state.networks {
             self.dhcp.ensure(&self.ns, net)?;
         }

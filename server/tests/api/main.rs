@@ -11,6 +11,7 @@ mod helpers;
 mod isolation;
 mod networks;
 mod networks_ssh;
+mod networks_table;
 mod rest;
 mod revocation;
 mod supervision;

@@ -22,6 +22,8 @@ pub struct Devices {
     pub block: Option<Block>,
     pub rng: Option<Rng>,
     pub net: Option<Net>,
+    /// The card's address (`ip=` on the command line).
+    pub ip: Option<crate::ipv4::Config>,
     pub inputs: [Option<InputDevice>; MAX_INPUTS],
 }
 
@@ -164,6 +166,15 @@ fn run(line: &[u8], devs: &mut Devices, fb: &mut Option<Framebuffer>) {
                 serial::puts("\r\n");
             }
         }
+        cmd @ (Command::NetIp | Command::NetServe | Command::NetPing { .. }) => {
+            let Some(n) = devs.net.as_mut() else {
+                return err("no net device");
+            };
+            let Some(ip) = devs.ip else {
+                return err("no ip= on the command line");
+            };
+            run_ip(cmd, n, &ip);
+        }
         cmd @ (Command::NetMac | Command::NetEcho(_) | Command::NetStats) => {
             let Some(n) = devs.net.as_mut() else {
                 return err("no net device");
@@ -176,6 +187,64 @@ fn run(line: &[u8], devs: &mut Devices, fb: &mut Option<Framebuffer>) {
             };
             run_block(blk, b);
         }
+    }
+}
+
+fn put_addr(a: [u8; 4]) {
+    let mut out = [0u8; 15];
+    serial::write_bytes(crate::ipv4::fmt_addr(a, &mut out));
+}
+
+fn run_ip(cmd: Command, n: &mut Net, ip: &crate::ipv4::Config) {
+    use crate::ping::{self, PingError};
+    match cmd {
+        Command::NetIp => {
+            serial::puts("OK net ip ");
+            put_addr(ip.addr);
+            serial::puts("\r\n");
+        }
+        Command::NetServe => {
+            serial::puts("NET-SERVING ");
+            put_addr(ip.addr);
+            serial::puts("\r\n");
+            match ping::serve(n, ip) {
+                Ok(served) => {
+                    serial::puts("OK net served ");
+                    serial::put_dec(served.echoes);
+                    serial::puts(" echo ");
+                    serial::put_dec(served.arps);
+                    serial::puts(" arp\r\n");
+                }
+                Err(_) => err("net device failed"),
+            }
+        }
+        Command::NetPing { dst, src } => {
+            let mut sent = || {
+                serial::puts("NET-PING-SENT ");
+                put_addr(dst);
+                serial::puts("\r\n");
+            };
+            match ping::ping(n, ip, dst, src.unwrap_or(ip.addr), &mut sent) {
+                Ok(()) => {
+                    serial::puts("OK net ping reply from ");
+                    put_addr(dst);
+                    serial::puts("\r\n");
+                }
+                Err(PingError::NoRoute) => err("net ping: no route (no gateway)"),
+                Err(PingError::NoArp(hop)) => {
+                    serial::puts("ERR net ping: no arp reply from ");
+                    put_addr(hop);
+                    serial::puts("\r\n");
+                }
+                Err(PingError::NoReply) => {
+                    serial::puts("ERR net ping: no reply from ");
+                    put_addr(dst);
+                    serial::puts("\r\n");
+                }
+                Err(PingError::Device) => err("net device failed"),
+            }
+        }
+        _ => {}
     }
 }
 

@@ -17,6 +17,7 @@
 
 mod cmdline;
 mod font;
+mod ipv4;
 mod keymap;
 mod netframe;
 mod parse;
@@ -42,6 +43,8 @@ mod input;
 mod io;
 #[cfg(not(test))]
 mod net;
+#[cfg(not(test))]
+mod ping;
 #[cfg(not(test))]
 mod power;
 #[cfg(not(test))]
@@ -182,6 +185,7 @@ mod guest {
                 DEVICE_NET if devs.net.is_none() => Net::init(t, cmdline::net_offload(cmd)).map(|n| {
                     n.report();
                     devs.net = Some(n);
+                    devs.ip = cmdline::param(cmd, b"ip").and_then(crate::ipv4::Config::from_ip_param);
                 }),
                 DEVICE_RNG if devs.rng.is_none() => Rng::init(t).map(|r| devs.rng = Some(r)),
                 DEVICE_INPUT => match devs.inputs.iter_mut().find(|s| s.is_none()) {

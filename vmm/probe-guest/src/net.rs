@@ -2,6 +2,9 @@
 //! loop that sends each received frame back from the same buffer (no copy: the buffer goes from the
 //! receive queue to the transmit queue and back).
 //!
+//! The last buffer is kept for frames the probe makes itself ([`Net::send`]); [`Net::receive`] hands one
+//! received frame at a time to a caller that may turn it into a reply in place (`ping.rs`).
+//!
 //! Buffer `i` of the pool is always descriptor `i`, in the receive queue's table while the device may
 //! fill it and in the transmit queue's table while the device sends it; [`Slot`] records which, so a
 //! device returning a buffer it does not hold is noticed instead of corrupting the rings.
@@ -73,6 +76,14 @@ pub struct Net {
     failed: bool,
 }
 
+/// What [`Net::receive`] found.
+pub enum Received {
+    /// No frame was waiting.
+    Nothing,
+    /// A frame was handled (replied to or given back to the receive queue).
+    Frame,
+}
+
 impl Net {
     /// Negotiates (with the checksum and TSO offloads if `offload`), reads the configuration, sets up
     /// both queues and fills the receive queue.
@@ -92,7 +103,8 @@ impl Net {
         let buffers = (arena::NET_POOL_BYTES / buf_size)
             .min(rx.size() as usize)
             .min(tx.size() as usize);
-        if buffers == 0 {
+        // At least one receive buffer and the send buffer.
+        if buffers < 2 {
             transport.fail();
             return Err(Error::QueueUnavailable);
         }
@@ -113,7 +125,7 @@ impl Net {
             stats: Stats::default(),
             failed: false,
         };
-        for i in 0..net.buffers {
+        for i in 0..net.send_buffer() {
             let addr = net.buffer(i) as u64;
             net.rx.set_desc(i, addr, buf_size as u32, DESC_F_WRITE, 0);
             net.post_rx(i);
@@ -149,6 +161,107 @@ impl Net {
 
     pub fn stats(&self) -> Stats {
         self.stats
+    }
+
+    /// The buffer kept for [`Net::send`]: never in the receive queue.
+    fn send_buffer(&self) -> u16 {
+        self.buffers - 1
+    }
+
+    /// Sends `frame` (an Ethernet frame) from the send buffer and waits (bounded) until the device has
+    /// taken it. False if the frame does not fit, the device failed or did not take it; received
+    /// frames are left waiting meanwhile.
+    pub fn send(&mut self, frame: &[u8]) -> bool {
+        let id = self.send_buffer();
+        if self.failed || HDR_LEN + frame.len() > self.buf_size || self.slots[id as usize] != Slot::Driver {
+            return false;
+        }
+        let buf = self.buffer(id);
+        // SAFETY: the send buffer is the driver's (Slot::Driver): the device holds no descriptor for it,
+        // and HDR_LEN + frame.len() ≤ buf_size bytes are written.
+        let out = unsafe { core::slice::from_raw_parts_mut(buf, HDR_LEN + frame.len()) };
+        out[..HDR_LEN].fill(0);
+        out[HDR_LEN..].copy_from_slice(frame);
+        self.tx.set_desc(id, buf as u64, out.len() as u32, 0, 0);
+        self.slots[id as usize] = Slot::Tx;
+        self.tx.push(id);
+        self.tx.notify();
+        for _ in 0..crate::virtio::POLL_LIMIT {
+            self.complete_tx();
+            if self.slots[id as usize] == Slot::Driver {
+                self.stats.tx_frames += 1;
+                self.stats.tx_bytes += frame.len() as u64;
+                return true;
+            }
+            core::hint::spin_loop();
+        }
+        false
+    }
+
+    /// Takes transmissions the device finished: the send buffer back to the driver, replies back to the
+    /// receive queue.
+    fn complete_tx(&mut self) {
+        let mut reposted = false;
+        while let Some((id, _)) = self.tx.pop_used() {
+            if self.take(id, Slot::Tx) && id != self.send_buffer() {
+                self.post_rx(id);
+                reposted = true;
+            }
+        }
+        if reposted {
+            self.rx.notify_if_needed();
+        }
+    }
+
+    /// Hands the next received frame (if any) to `handle`, which may rewrite it in place into a reply
+    /// and return the reply's length: the reply is sent from the same buffer. Also finishes earlier
+    /// sends. `Err` if the device returned a buffer it did not hold (it is then out of service).
+    pub fn receive(
+        &mut self,
+        handle: &mut dyn FnMut(&mut [u8]) -> Option<usize>,
+    ) -> Result<Received, EchoError> {
+        if self.failed {
+            return Err(EchoError::Device);
+        }
+        self.complete_tx();
+        let Some((id, len)) = self.rx.pop_used() else {
+            return Ok(Received::Nothing);
+        };
+        if !self.take(id, Slot::Rx) || len as usize > self.buf_size {
+            self.failed = true;
+            self.transport.reset();
+            return Err(EchoError::Device);
+        }
+        let buf = self.buffer(id);
+        // SAFETY: the device returned buffer `id` (Slot::Driver now) with `len` ≤ buf_size bytes written.
+        let frame = unsafe { core::slice::from_raw_parts_mut(buf, len as usize) };
+        let reply = match frame.get_mut(HDR_LEN..) {
+            Some(eth) => {
+                self.stats.rx_frames += 1;
+                self.stats.rx_bytes += eth.len() as u64;
+                handle(eth).filter(|&n| n <= eth.len())
+            }
+            None => {
+                self.stats.bad += 1;
+                None
+            }
+        };
+        match reply {
+            Some(n) => {
+                frame[..HDR_LEN].fill(0);
+                self.stats.tx_frames += 1;
+                self.stats.tx_bytes += n as u64;
+                self.tx.set_desc(id, buf as u64, (HDR_LEN + n) as u32, 0, 0);
+                self.slots[id as usize] = Slot::Tx;
+                self.tx.push(id);
+                self.tx.notify();
+            }
+            None => {
+                self.post_rx(id);
+                self.rx.notify_if_needed();
+            }
+        }
+        Ok(Received::Frame)
     }
 
     fn buffer(&self, i: u16) -> *mut u8 {
@@ -195,6 +308,9 @@ impl Net {
                 if !self.take(id, Slot::Tx) {
                     outcome = Err(EchoError::Device);
                     break;
+                }
+                if id == self.send_buffer() {
+                    continue;
                 }
                 self.post_rx(id);
                 sent += 1;
@@ -289,11 +405,11 @@ impl Net {
     /// their buffers go back to the receive queue.
     fn reclaim_tx(&mut self) {
         for _ in 0..crate::virtio::POLL_LIMIT {
-            if !self.slots[..self.buffers as usize].contains(&Slot::Tx) {
+            if !self.slots[..self.send_buffer() as usize].contains(&Slot::Tx) {
                 break;
             }
             while let Some((id, _)) = self.tx.pop_used() {
-                if self.take(id, Slot::Tx) {
+                if self.take(id, Slot::Tx) && id != self.send_buffer() {
                     self.post_rx(id);
                 }
             }

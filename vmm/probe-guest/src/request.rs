@@ -49,6 +49,17 @@ pub enum Command<'a> {
     NetEcho(u64),
     /// `net stats`: the driver's frame and byte counters.
     NetStats,
+    /// `net ip`: the card's address from the command line's `ip=`.
+    NetIp,
+    /// `net serve`: answer ARP and echo requests for the card's address until serial input arrives,
+    /// then say how many were answered.
+    NetServe,
+    /// `net ping <dst> [from <src>]`: one echo request to `dst` (from the card's address, or `src`), and
+    /// wait for the reply until it comes or serial input arrives.
+    NetPing {
+        dst: [u8; 4],
+        src: Option<[u8; 4]>,
+    },
     /// `xsave`: XSETBV/XGETBV and XRSTOR/XSAVE/XSAVEOPT/XSAVEC round trips of AVX and AVX-512 state,
     /// and the faults they raise (software emulators behind /dev/kvm may not execute them; the VMM
     /// completes them then). See xstate.rs.
@@ -105,11 +116,24 @@ pub fn parse(line: &[u8]) -> Result<Command<'_>, &'static str> {
 pub const MAX_ECHO: u64 = u32::MAX as u64;
 
 fn parse_net(args: &[u8]) -> Result<Command<'static>, &'static str> {
-    const USAGE: &str = "usage: net mac | net echo <count> | net stats";
+    const USAGE: &str =
+        "usage: net mac | net echo <count> | net stats | net ip | net serve | net ping <a.b.c.d> [from <a.b.c.d>]";
     let (sub, rest) = next_word(args);
     match (sub, rest) {
         (b"mac", []) => Ok(Command::NetMac),
         (b"stats", []) => Ok(Command::NetStats),
+        (b"ip", []) => Ok(Command::NetIp),
+        (b"serve", []) => Ok(Command::NetServe),
+        (b"ping", rest) => {
+            let (dst, rest) = next_word(rest);
+            let dst = crate::ipv4::parse_addr(dst).ok_or(USAGE)?;
+            let src = match next_word(rest) {
+                ([], []) => None,
+                (b"from", src) => Some(crate::ipv4::parse_addr(trim_end(src)).ok_or(USAGE)?),
+                _ => return Err(USAGE),
+            };
+            Ok(Command::NetPing { dst, src })
+        }
         (b"echo", n) => match one_number(n) {
             Some(n) if n <= MAX_ECHO => Ok(Command::NetEcho(n)),
             _ => Err(USAGE),
@@ -187,7 +211,27 @@ mod tests {
 
     #[test]
     fn net_commands_want_their_arguments() {
-        let usage = Err("usage: net mac | net echo <count> | net stats");
+        let usage = Err(
+            "usage: net mac | net echo <count> | net stats | net ip | net serve | net ping <a.b.c.d> [from <a.b.c.d>]",
+        );
+        assert_eq!(parse(b"net ip"), Ok(Command::NetIp));
+        assert_eq!(parse(b"net serve"), Ok(Command::NetServe));
+        assert_eq!(
+            parse(b"net ping 10.0.5.2"),
+            Ok(Command::NetPing {
+                dst: [10, 0, 5, 2],
+                src: None
+            })
+        );
+        assert_eq!(
+            parse(b"net ping 10.0.5.2 from 10.0.5.9"),
+            Ok(Command::NetPing {
+                dst: [10, 0, 5, 2],
+                src: Some([10, 0, 5, 9])
+            })
+        );
+        assert_eq!(parse(b"net ping 10.0.5"), usage);
+        assert_eq!(parse(b"net ping 10.0.5.2 to 10.0.5.9"), usage);
         assert_eq!(parse(b"net"), usage);
         assert_eq!(parse(b"net echo"), usage);
         assert_eq!(parse(b"net echo x"), usage);
