@@ -168,13 +168,16 @@ impl LineTracker {
         }
     }
 
-    /// The line to show: the one being received if it has text (a prompt), else the last complete one.
+    /// The line to show: the last complete one, or the one being received if it is a prompt waiting for
+    /// input (ends in `: `, `# `, `$ ` or `> `). Serial output arrives a byte at a time on emulated KVM,
+    /// so any other open line is a line half printed.
     pub fn last_line(&self) -> &str {
         let open = self.open.trim();
-        if open.is_empty() {
-            &self.last
-        } else {
+        let prompt = self.open.ends_with(' ') && open.ends_with([':', '#', '$', '>']);
+        if prompt || self.last.is_empty() && open.ends_with("login:") {
             open
+        } else {
+            &self.last
         }
     }
 }
@@ -219,6 +222,8 @@ mod tests {
         assert_eq!(t.last_line(), "OK Started sshd", "blank lines keep the last one");
         t.feed("~ # ");
         assert_eq!(t.last_line(), "~ #", "an open prompt shows");
+        t.feed("\r\ncloud-portal gu");
+        assert_eq!(t.last_line(), "~ #", "a line half printed does not");
     }
 
     #[test]
