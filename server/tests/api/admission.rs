@@ -171,3 +171,33 @@ async fn the_host_page_shows_physical_committed_and_used_resources_with_the_vms_
     assert_eq!(host["disk"]["committed"], 1024);
     assert_eq!(host["vms"][0]["rss_bytes"], Value::Null);
 }
+
+#[tokio::test]
+async fn concurrent_launches_of_two_tenants_never_overshoot_the_host() {
+    if !kvm_or_skip("admission control under concurrency") {
+        return;
+    }
+    let (app, _guest) = small_host(512, 100).await;
+    let a = member_api(&app, "acme").await;
+    let b = member_api(&app, "bravo").await;
+    let (image, micro) = probe_and_micro(&a).await;
+    // 12 launches of 128 MiB at once, half from each tenant, on a host that holds 4.
+    let launches = (0..12).map(|i| {
+        let api = if i % 2 == 0 { &a } else { &b };
+        let body = json!({ "name": format!("vm{i}"), "image_id": image, "flavor_id": micro });
+        async move { api.post("/vms", &body).await }
+    });
+    let answers = futures_util::future::join_all(launches).await;
+    let admitted = answers.iter().filter(|(s, _)| *s == 202).count();
+    let refused: Vec<_> = answers.iter().filter(|(s, _)| *s == 409).collect();
+    assert_eq!(admitted, 4, "{answers:?}");
+    assert_eq!(refused.len(), 8, "{answers:?}");
+    for (_, body) in refused {
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(
+            message.starts_with("Not enough memory on the host: 128 MiB asked, 0 MiB free of 512 MiB"),
+            "{message}"
+        );
+    }
+    assert_eq!(vm_count(&a).await + vm_count(&b).await, 4);
+}
