@@ -2,7 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
+mod host;
 mod network;
+pub use host::*;
 pub use network::*;
 
 /// A user's role. Admins run the cloud (tenants, users, catalogue); members use their tenant's resources.
@@ -290,6 +292,9 @@ pub struct VmView {
     pub disk_gib: u32,
     pub created_at: String,
     pub started_at: Option<String>,
+    /// While `running`: how far the guest has booted (`None` in other states).
+    #[serde(default)]
+    pub boot: Option<GuestBoot>,
 }
 
 /// One entry of a VM's state history.

@@ -246,13 +246,21 @@ pub trait Consoles: Send + Sync {
     ) -> Result<crate::api::console::ConsoleLog, AppError>;
 }
 
+/// The machine VMs run on (admins only).
+#[async_trait]
+pub trait HostAdmin: Send + Sync {
+    /// CPUs, memory and disk (physical, what VMs may commit, committed, used) and the VMs on the host.
+    async fn host_view(&self, caller: &Caller) -> Result<crate::model::HostView, AppError>;
+}
+
 /// Everything the UI needs from the server, one trait per area.
 pub trait Portal:
-    Accounts + ApiTokens + Admin + Catalogue + Vms + Networks + Billing + Consoles + 'static
+    Accounts + ApiTokens + Admin + Catalogue + Vms + Networks + Billing + Consoles + HostAdmin + 'static
 {
 }
-impl<T: Accounts + ApiTokens + Admin + Catalogue + Vms + Networks + Billing + Consoles + 'static> Portal
-    for T
+impl<
+        T: Accounts + ApiTokens + Admin + Catalogue + Vms + Networks + Billing + Consoles + HostAdmin + 'static,
+    > Portal for T
 {
 }
 

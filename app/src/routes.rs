@@ -18,6 +18,7 @@
 //! | `/admin/quotas` | quotas (admins)                       |
 //! | `/admin/usage`  | usage of all tenants (admins)         |
 //! | `/admin/audit`  | audit log (admins)                    |
+//! | `/admin/host`   | the host: resources and its VMs (admins) |
 //! | anything else    | 404                                   |
 
 use leptos::prelude::*;
@@ -29,6 +30,7 @@ use crate::components::{AppLayout, PRODUCT_NAME};
 use crate::pages::account::AccountPage;
 use crate::pages::admin::audit::AuditPage;
 use crate::pages::admin::flavors::FlavorsPage;
+use crate::pages::admin::host::HostPage;
 use crate::pages::admin::images::ImagesPage;
 use crate::pages::admin::quotas::QuotasPage;
 use crate::pages::admin::tenants::TenantsPage;
@@ -99,6 +101,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("admin/quotas") view=QuotasPage/>
                     <Route path=path!("admin/usage") view=AdminUsagePage/>
                     <Route path=path!("admin/audit") view=AuditPage/>
+                    <Route path=path!("admin/host") view=HostPage/>
                 </ParentRoute>
             </Routes>
         </Router>

@@ -56,6 +56,12 @@ pub struct Settings {
     /// Largest image upload (kernel + initramfs + root disk), in MiB.
     pub max_image_upload_mib: u64,
     pub network: NetworkSettings,
+    /// `admission.*`: how much of the host VMs may commit (`capacity`).
+    #[serde(default)]
+    pub admission: crate::capacity::AdmissionSettings,
+    /// `boot.*`: when a booting guest counts as ready (`vm::boot_rule`).
+    #[serde(default)]
+    pub boot: crate::vm::BootSettings,
 }
 
 /// Tenant networks (README, "Networks"): realised in a network namespace the portal owns.
@@ -243,6 +249,16 @@ impl Settings {
                 reason: "the uplink needs at least a /30 and forward_ports a range low..=high".into(),
             });
         }
+        self.admission.validate().map_err(|reason| ConfigError::Invalid {
+            key: "admission",
+            reason,
+        })?;
+        if !(1..=86_400).contains(&self.boot.ready_timeout_secs) {
+            return Err(ConfigError::Invalid {
+                key: "boot.ready_timeout_secs",
+                reason: "must be between 1 and 86400".into(),
+            });
+        }
         if !matches!(self.log_format.as_str(), "pretty" | "json") {
             return Err(ConfigError::Invalid {
                 key: "log_format",
@@ -280,6 +296,8 @@ impl Settings {
             stop_vms_on_shutdown: false,
             max_image_upload_mib: 64,
             network: NetworkSettings::disabled(),
+            admission: crate::capacity::AdmissionSettings::default(),
+            boot: crate::vm::BootSettings::default(),
         }
     }
 }

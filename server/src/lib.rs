@@ -5,6 +5,7 @@ pub mod api;
 pub mod auth;
 pub mod billing;
 pub mod bootstrap;
+pub mod capacity;
 pub mod config;
 pub mod console;
 pub mod db;

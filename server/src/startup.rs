@@ -53,6 +53,8 @@ pub enum StartupError {
     AlreadyRunning(String),
     #[error("Failed to set up tenant networks")]
     Network(#[source] crate::net::NetError),
+    #[error("Failed to measure the host")]
+    Capacity(#[source] crate::capacity::CapacityError),
     #[error("Failed to reconcile VMs with running VMM processes")]
     Reconcile(#[source] crate::vm::SupervisorError),
     #[error("Failed to listen on {0}")]
@@ -100,6 +102,9 @@ impl Application {
         let instance = claim_data_dir(&data_dir)?;
         let pool = db::connect(&data_dir).await?;
         seed::seed(&pool, &settings.guest_dir).await?;
+        crate::capacity::record(&pool, &data_dir, &settings.admission)
+            .await
+            .map_err(StartupError::Capacity)?;
         // Before reconciling VMs: re-adopted VMMs keep TAPs that must find their bridges.
         let network = Networking::start(&settings.network, &data_dir, pool.clone())
             .await
@@ -109,6 +114,7 @@ impl Application {
             vms_dir: data_dir.join("vms"),
             stop_timeout: Duration::from_secs(settings.stop_timeout_secs),
             start_timeout: Duration::from_secs(settings.start_timeout_secs),
+            boot_ready_timeout: Duration::from_secs(settings.boot.ready_timeout_secs),
             kvm_emulated: settings.kvm_emulated(),
             network: network.clone(),
         };

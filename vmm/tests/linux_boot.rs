@@ -207,6 +207,11 @@ fn minimal_linux_boots_to_busybox_and_answers_on_serial() {
         STEP_TIMEOUT,
     );
     wait(&mut vm, &serial, "user-data: user-data-says-42", STEP_TIMEOUT);
+    // The line the portal's boot progress waits for (server/src/vm/boot_rule.rs): after the config disk.
+    wait(&mut vm, &serial, "cloud-portal: ready", STEP_TIMEOUT);
+    let text = serial.text();
+    let at = |needle: &str| text.find(needle).unwrap_or(usize::MAX);
+    assert!(at("init: ssh keys installed for root") < at("cloud-portal: ready"));
 
     // No network card: one quiet line, and the SSH server still comes up, its host key on the console.
     wait(&mut vm, &serial, "init: no eth0", STEP_TIMEOUT);

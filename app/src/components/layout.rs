@@ -168,6 +168,9 @@ fn SideNav(is_admin: bool) -> impl IntoView {
                     <A href="/admin/audit" {..} class="nav-link" data-testid="nav-audit">
                         <span class="nav-icon" aria-hidden="true">"\u{2261}"</span>"Audit log"
                     </A>
+                    <A href="/admin/host" {..} class="nav-link" data-testid="nav-host">
+                        <span class="nav-icon" aria-hidden="true">"\u{25a3}"</span>"Host"
+                    </A>
                 </div>
             })}
         </nav>

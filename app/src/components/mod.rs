@@ -1,6 +1,7 @@
 //! Reusable UI pieces: the signed-in layout, error displays, form fields and small layout helpers.
 
 pub mod billing;
+pub mod boot;
 pub mod errors;
 pub mod form;
 pub mod launch;

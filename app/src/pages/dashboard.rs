@@ -6,9 +6,10 @@ use leptos_meta::Title;
 use leptos_router::components::A;
 
 use crate::api::vms::{list_vms, ActOnVm, LaunchVm};
+use crate::components::boot::VmStatus;
 use crate::components::launch::LaunchDialog;
 use crate::components::quota::QuotaCards;
-use crate::components::vm::{size_line, StateBadge, VmActions};
+use crate::components::vm::{size_line, VmActions};
 use crate::components::{action_error, fmt_time, vm_changes, EmptyState, ErrorBox, FormError, PageHeader};
 use crate::model::{Me, VmView};
 
@@ -79,7 +80,7 @@ fn VmTable(list: Vec<VmView>, act: ServerAction<ActOnVm>) -> impl IntoView {
             view! {
                 <tr data-testid="vm-row" data-vm-name=vm.name.clone()>
                     <td class="strong"><A href=href>{name}</A></td>
-                    <td><StateBadge state=vm.state/>
+                    <td><VmStatus vm=vm.clone()/>
                         {(!vm.state_reason.is_empty()).then(|| view! {
                             <div class="muted small" title=vm.state_reason.clone()>{vm.state_reason.clone()}</div>
                         })}

@@ -9,8 +9,9 @@ use leptos_router::hooks::use_params_map;
 
 use crate::api::networks::{CreatePortForward, SetVmGroups};
 use crate::api::vms::{get_vm, ActOnVm};
+use crate::components::boot::{boot_summary, VmStatus};
 use crate::components::console::VmConsole;
-use crate::components::vm::{size_line, StateBadge, VmActions};
+use crate::components::vm::{size_line, VmActions};
 use crate::components::vm_network::NetworkPanel;
 use crate::components::{action_error, fmt_time, vm_changes, ErrorBox, FormError};
 use crate::error::AppError;
@@ -95,7 +96,7 @@ fn Detail(
     view! {
         <header class="page-header">
             <div>
-                <h1 data-testid="vm-name">{vm.name.clone()}" "<StateBadge state=vm.state/></h1>
+                <h1 data-testid="vm-name">{vm.name.clone()}" "<VmStatus vm=vm.clone()/></h1>
                 <p class="page-subtitle">{size_line(&vm)}</p>
                 {(!vm.state_reason.is_empty()).then(|| view! {
                     <p class="alert alert-warning" data-testid="vm-reason">{vm.state_reason.clone()}</p>
@@ -118,6 +119,7 @@ fn Detail(
                 <dt>"Flavor"</dt><dd>{vm.flavor_name.clone()}</dd>
                 <dt>"Created"</dt><dd>{fmt_time(&vm.created_at)}</dd>
                 <dt>"Last started"</dt><dd>{vm.started_at.as_deref().map(fmt_time).unwrap_or_else(|| "—".into())}</dd>
+                {boot_summary(&vm).map(|b| view! { <dt>"Guest"</dt><dd data-testid="vm-boot">{b}</dd> })}
             </dl>
         </section>
         <NetworkPanel vm_id=vm.id.clone() network forward=net.forward set_groups=net.set_groups/>

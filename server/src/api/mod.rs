@@ -10,6 +10,7 @@ mod console;
 mod error;
 mod events;
 mod extract;
+mod host;
 mod inputs;
 mod networks;
 mod openapi;
@@ -76,6 +77,7 @@ api_routes! {
     get "/usage.csv" => billing::my_usage_csv,
     get "/admin/usage" => billing::all_usage,
     get "/admin/usage.csv" => billing::all_usage_csv,
+    get "/admin/host" => host::host_view,
     get "/audit" => billing::audit_log,
     get "/audit/verify" => billing::verify_audit,
     put "/vms/{id}/security-groups" => networks::set_vm_groups,

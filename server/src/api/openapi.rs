@@ -10,7 +10,7 @@ use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use super::schema::Constraints;
-use super::{accounts, admin, billing, catalogue, console, events, networks, vms};
+use super::{accounts, admin, billing, catalogue, console, events, host, networks, vms};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -36,6 +36,7 @@ use super::{accounts, admin, billing, catalogue, console, events, networks, vms}
         networks::list_port_forwards, networks::create_port_forward, networks::delete_port_forward,
         networks::list_floating_ips, networks::allocate_floating_ip, networks::attach_floating_ip,
         networks::release_floating_ip,
+        host::host_view,
     ),
     components(schemas(app::wire::Envelope, app::wire::Detail)),
     modifiers(&BearerAuth, &Constraints, &ErrorAnswers),

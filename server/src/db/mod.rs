@@ -1,7 +1,9 @@
 //! The SQLite database: one pool, WAL mode, foreign keys on, migrations applied at start.
 //! Queries live in the submodules, one per table group; services never write SQL.
 
+pub mod admission;
 pub mod audit;
+pub mod boot;
 pub mod console;
 pub mod flavors;
 pub mod images;

@@ -5,6 +5,7 @@
 use app::model::VmState;
 use sqlx::{FromRow, SqlitePool};
 
+use super::admission::{self, AdmissionError, HostFull};
 use super::networks;
 use super::quotas::{self, QuotaError, QuotaExceeded, Usage};
 use super::usage;
@@ -14,6 +15,9 @@ use super::usage;
 pub enum VmWriteError {
     #[error(transparent)]
     Quota(#[from] QuotaExceeded),
+    /// The host cannot hold it (admission control).
+    #[error(transparent)]
+    HostFull(#[from] HostFull),
     /// No address or block left for the VM's card.
     #[error("{0}")]
     Addresses(String),
@@ -26,6 +30,15 @@ impl From<networks::AllocError> for VmWriteError {
         match e {
             networks::AllocError::Db(d) => Self::Db(d),
             other => Self::Addresses(other.to_string()),
+        }
+    }
+}
+
+impl From<AdmissionError> for VmWriteError {
+    fn from(e: AdmissionError) -> Self {
+        match e {
+            AdmissionError::Full(f) => Self::HostFull(f),
+            AdmissionError::Db(d) => Self::Db(d),
         }
     }
 }
@@ -63,6 +76,13 @@ pub struct VmRow {
     pub created_at: i64,
     pub updated_at: i64,
     pub started_at: Option<i64>,
+    /// When the guest announced readiness in this run (`vm::boot`); `None` while it boots.
+    pub guest_ready_at: Option<i64>,
+    pub guest_ready_after_ms: Option<i64>,
+    /// Which rule saw it: `marker`, `login`, `none` (no signal in time), or empty while booting.
+    pub guest_ready_rule: String,
+    /// The last line of serial output while booting.
+    pub boot_line: String,
 }
 
 impl VmRow {
@@ -74,7 +94,8 @@ impl VmRow {
 
 const SELECT: &str = "SELECT v.id, v.tenant_id, v.created_by, v.name, v.image_id, i.name AS image_name, \
      v.flavor_id, f.name AS flavor_name, v.vcpus, v.memory_mib, v.disk_gib, v.state, v.state_reason, v.ssh_key, \
-     v.user_data, v.pid, v.pid_start_ticks, v.vmm_run_id, v.created_at, v.updated_at, v.started_at \
+     v.user_data, v.pid, v.pid_start_ticks, v.vmm_run_id, v.created_at, v.updated_at, v.started_at, \
+     v.guest_ready_at, v.guest_ready_after_ms, v.guest_ready_rule, v.boot_line \
      FROM vms v JOIN images i ON i.id = v.image_id JOIN flavors f ON f.id = v.flavor_id";
 
 /// A tenant's VMs that are not deleted, newest first.
@@ -137,6 +158,7 @@ pub async fn insert(pool: &SqlitePool, vm: &NewVm<'_>, now: i64) -> Result<(), V
         disk_gib: vm.disk_gib,
     };
     quotas::check(&mut tx, vm.tenant_id, add).await?;
+    admission::check(&mut tx, vm.memory_mib, vm.disk_gib.saturating_mul(1024)).await?;
     sqlx::query(
         "INSERT INTO vms (id, tenant_id, created_by, name, image_id, flavor_id, vcpus, memory_mib, disk_gib, \
          state, ssh_key, user_data, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'creating', ?, ?, ?, ?)",
@@ -257,6 +279,7 @@ pub async fn transition(
             disk_gib: 0,
         };
         quotas::check(&mut tx, &tenant_id, add).await?;
+        admission::check(&mut tx, memory_mib, 0).await?;
     }
     let started = matches!(t.to, VmState::Running);
     let deleted = matches!(t.to, VmState::Deleted);
@@ -291,7 +314,8 @@ pub async fn transition(
 pub async fn vmm_started(pool: &SqlitePool, id: &str, run_id: &str, now: i64) -> Result<bool, sqlx::Error> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     let done = sqlx::query(
-        "UPDATE vms SET vmm_run_id = ?, pid = NULL, pid_start_ticks = NULL WHERE id = ? AND vmm_run_id IS NULL",
+        "UPDATE vms SET vmm_run_id = ?, pid = NULL, pid_start_ticks = NULL, guest_ready_at = NULL, \
+         guest_ready_after_ms = NULL, guest_ready_rule = '', boot_line = '' WHERE id = ? AND vmm_run_id IS NULL",
     )
     .bind(run_id)
     .bind(id)

@@ -13,6 +13,7 @@ mod billing;
 mod catalogue;
 mod console;
 mod events;
+mod host;
 pub mod images;
 mod networks;
 mod revocation;

@@ -2,7 +2,7 @@
 //! "not found" on every route, and actions are checked against the state machine before anything happens.
 
 use app::error::AppError;
-use app::model::{LaunchRequest, VmAction, VmDetail, VmEventView, VmState, VmView};
+use app::model::{BootPhase, GuestBoot, LaunchRequest, VmAction, VmDetail, VmEventView, VmState, VmView};
 use app::port::{Caller, Vms};
 use async_trait::async_trait;
 
@@ -27,7 +27,26 @@ pub(crate) fn vm_view(row: &vms::VmRow) -> VmView {
         disk_gib: u32::try_from(row.disk_gib).unwrap_or(0),
         created_at: format_time(row.created_at),
         started_at: row.started_at.map(format_time),
+        boot: guest_boot(row),
     }
+}
+
+/// A running VM's boot progress (`vm::boot_watch` records it).
+fn guest_boot(row: &vms::VmRow) -> Option<GuestBoot> {
+    if row.state() != VmState::Running {
+        return None;
+    }
+    let phase = match row.guest_ready_rule.as_str() {
+        "" => BootPhase::Booting,
+        "none" => BootPhase::NoSignal,
+        _ => BootPhase::Ready,
+    };
+    Some(GuestBoot {
+        phase,
+        line: row.boot_line.clone(),
+        ready_after_ms: row.guest_ready_after_ms.and_then(|ms| u64::try_from(ms).ok()),
+        ready_at: row.guest_ready_at.map(format_time),
+    })
 }
 
 fn event_view(row: &vms::EventRow) -> VmEventView {
@@ -48,6 +67,7 @@ pub(crate) fn write_error(e: vms::VmWriteError) -> AppError {
             message: format!("{q}."),
         },
         vms::VmWriteError::Addresses(message) => AppError::conflict(message),
+        vms::VmWriteError::HostFull(full) => AppError::conflict(format!("{full}.")),
         vms::VmWriteError::Db(e) => internal(e),
     }
 }

@@ -7,6 +7,8 @@
 //! VM no longer in the state it expects does nothing: the action that changed it meanwhile wins.
 
 mod actions;
+mod boot_rule;
+mod boot_watch;
 mod control;
 mod disk;
 pub mod fault;
@@ -17,6 +19,7 @@ mod reconcile;
 mod supervisor;
 mod vmm_config;
 
+pub use boot_rule::BootSettings;
 pub use control::ControlError;
 pub use process::Outcome;
 pub use supervisor::{Supervisor, SupervisorError, VmChange, VmSettings};

@@ -22,6 +22,9 @@ impl Supervisor {
                 Probe::Running { process, run_id } => {
                     tracing::info!(vm_id = vm.id, pid = process.pid, state = %vm.state(), "re-adopting a running VMM");
                     self.adopt(vm, process, &run_id).await?;
+                    if vm.state() == VmState::Running && vm.guest_ready_rule.is_empty() {
+                        self.watch_boot(&vm.id);
+                    }
                     self.resume(&vm.id, vm.state());
                 }
                 Probe::Free(claim) => {

@@ -48,6 +48,9 @@ pub struct VmSettings {
     pub stop_timeout: Duration,
     /// A VMM that has not reported `running` by then is killed and the VM marked crashed.
     pub start_timeout: Duration,
+    /// A running guest that has not announced readiness by then (from its VMM's start) is shown as
+    /// running without a readiness signal (`boot_rule`).
+    pub boot_ready_timeout: Duration,
     /// KVM here emulates guest instructions (kvm_pvm): Linux images get their `emulated_cmdline`.
     pub kvm_emulated: bool,
     /// Tenant networks: a VM's cards get their TAPs from here. `None`: VMs have no card.
@@ -193,6 +196,19 @@ impl Supervisor {
         Ok(done)
     }
 
+    /// Tells subscribers that something shown about the VM changed without a state change (its boot
+    /// progress): they refetch as for a state change.
+    pub(super) async fn announce(&self, vm_id: &str) {
+        if let Ok(Some(vm)) = vms::get(self.pool(), vm_id).await {
+            let state = vm.state();
+            let _ = self.inner.changes.send(VmChange {
+                vm_id: vm.id,
+                tenant_id: vm.tenant_id,
+                state,
+            });
+        }
+    }
+
     pub(super) async fn system(
         &self,
         vm_id: &str,
@@ -333,14 +349,18 @@ impl Supervisor {
             }
             if self.host().state(vm_id).await.is_ok_and(|s| s == "running") {
                 fault::point("boot.before_running");
-                self.system(
-                    vm_id,
-                    &[VmState::Starting],
-                    VmState::Running,
-                    "",
-                    "VMM running the guest",
-                )
-                .await;
+                if self
+                    .system(
+                        vm_id,
+                        &[VmState::Starting],
+                        VmState::Running,
+                        "",
+                        "VMM running the guest",
+                    )
+                    .await
+                {
+                    self.watch_boot(vm_id);
+                }
                 return;
             }
             if tokio::time::Instant::now() > deadline {
@@ -356,7 +376,7 @@ impl Supervisor {
         }
     }
 
-    fn is_running_process(&self, vm_id: &str) -> bool {
+    pub(super) fn is_running_process(&self, vm_id: &str) -> bool {
         lock(&self.inner.handles)
             .get(vm_id)
             .is_some_and(|h| !*h.ended.borrow())

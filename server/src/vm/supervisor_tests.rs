@@ -182,6 +182,7 @@ async fn fixture() -> Fixture {
         vms_dir: dir.path().join("vms"),
         stop_timeout: Duration::from_millis(100),
         start_timeout: Duration::from_secs(10),
+        boot_ready_timeout: Duration::from_secs(600),
         kvm_emulated: false,
         network: None,
     };

@@ -145,6 +145,10 @@ mod tests {
             created_at: 0,
             updated_at: 0,
             started_at: None,
+            guest_ready_at: None,
+            guest_ready_after_ms: None,
+            guest_ready_rule: String::new(),
+            boot_line: String::new(),
         }
     }
 

@@ -2,8 +2,10 @@
 #![allow(clippy::unwrap_used)]
 
 mod accounts;
+mod admission;
 mod bad_input;
 mod billing;
+mod boot_progress;
 mod catalogue;
 mod console;
 mod headers;

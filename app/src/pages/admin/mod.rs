@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod flavors;
+pub mod host;
 pub mod images;
 pub mod quotas;
 pub mod tenants;
