@@ -169,10 +169,13 @@ fn a_jailed_vmm_runs_unprivileged_in_its_own_view_and_cgroup_and_cannot_reach_an
             "{f} missing from /vm: {vm_dir:?}"
         );
     }
-    // The run directory is the VM's alone.
+    // The run directory is the VM's group's alone, sticky: root's files in it stay root's.
     use std::os::unix::fs::MetadataExt;
     let meta = std::fs::metadata(&a.run_dir).unwrap();
-    assert_eq!((meta.uid(), meta.mode() & 0o777), (ja.uid, 0o700));
+    assert_eq!(
+        (meta.uid(), meta.gid(), meta.mode() & 0o7777),
+        (0, ja.gid, 0o1770)
+    );
 
     // Another VM's disk: not in A's view at all, and A's uid cannot open it from the host's view either
     // (the portal gives each VM's disks to its uid, mode 0600, as here).

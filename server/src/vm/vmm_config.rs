@@ -106,6 +106,7 @@ pub fn build(
         cpuid_mask,
         rng: true,
         virtio_discovery,
+        jail: None,
     })
 }
 
@@ -145,6 +146,7 @@ mod tests {
             created_at: 0,
             updated_at: 0,
             started_at: None,
+            sandbox_uid: None,
         }
     }
 

@@ -9,6 +9,7 @@ mod console;
 mod headers;
 mod helpers;
 mod isolation;
+mod jail;
 mod networks;
 mod networks_ssh;
 mod rest;

@@ -197,6 +197,15 @@ pub async fn member_api(app: &Site, tenant: &str) -> Api {
     app.api(&token)
 }
 
+/// `first,last`: 64 uids chosen by the data directory's path.
+fn sandbox_uids(data_dir: &Path) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    data_dir.hash(&mut h);
+    let first = 300_000 + (h.finish() % 10_000) * 64;
+    format!("{first},{}", first + 63)
+}
+
 /// The `portal` binary as a separate process, so a test can stop and restart it like an operator would.
 pub struct PortalProcess {
     pub child: Child,
@@ -224,6 +233,10 @@ impl PortalProcess {
             .env("PORTAL_STOP_TIMEOUT_SECS", "10")
             // Tests that want tenant networks turn them on with a namespace of their own.
             .env("PORTAL_NETWORK__ENABLED", "false")
+            // Jailed VMMs, as in production; a block of uids of its own per data directory, so portals
+            // running side by side never give two VMs one uid.
+            .env("PORTAL_SANDBOX__UID_RANGE", sandbox_uids(data_dir))
+            .env("PORTAL_SANDBOX__CGROUP_PARENT", "cloud-portal-tests")
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(

@@ -4,7 +4,7 @@
 //! disks, entropy source, console log; `runner::HostAccess`), [`enter`] runs these steps in this order:
 //!
 //! 1. cgroup: create the VM's cgroup with its limits and move this process into it (`vmm_api::cgroup`);
-//! 2. the run directory becomes the VM uid's (mode 0700); rlimits: RLIMIT_NOFILE, RLIMIT_NPROC (per uid, and the uid is this VM's alone), RLIMIT_CORE 0;
+//! 2. the run directory becomes the VM group's (mode 01770, see `own_run_dir`); rlimits: RLIMIT_NOFILE, RLIMIT_NPROC (per uid, and the uid is this VM's alone), RLIMIT_CORE 0;
 //! 3. mounts (`mounts.rs`): a private mount namespace whose root is a tmpfs holding only the run directory
 //!    (at `/vm`) and a `/proc` that shows only this uid's processes, entered with `pivot_root`;
 //! 4. identity (`identity.rs`): no supplementary groups, the VM's gid and uid, no capabilities in any set
@@ -52,14 +52,16 @@ pub struct Jailed {
     pub landlock: bool,
 }
 
-/// The run directory is the VM's: its uid owns it, mode 0700, so the jailed VMM can make its sockets and
-/// record its exit there and no other VM's uid can enter it.
-fn own_run_dir(run_dir: &Path, uid: u32, gid: u32) -> Result<(), JailError> {
+/// The run directory becomes the VM's: group the VM's gid, mode 01770 (owner unchanged, root's when the
+/// portal made it). The jailed VMM can make its sockets and record its exit there and no other VM's uid
+/// can enter it; the sticky bit keeps the files root wrote there (`vmm.pid`, `vmm.lock`, `vmm.json`,
+/// `vmm.log`) out of its reach: it can neither replace nor remove them.
+fn own_run_dir(run_dir: &Path, gid: u32) -> Result<(), JailError> {
     use std::os::unix::fs::PermissionsExt;
     let io = |e: std::io::Error| nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
-    std::os::unix::fs::chown(run_dir, Some(uid), Some(gid))
-        .and_then(|()| std::fs::set_permissions(run_dir, std::fs::Permissions::from_mode(0o700)))
-        .map_err(|e| JailError::Identity("give the run directory to the VM's uid", io(e)))
+    std::os::unix::fs::chown(run_dir, None, Some(gid))
+        .and_then(|()| std::fs::set_permissions(run_dir, std::fs::Permissions::from_mode(0o1770)))
+        .map_err(|e| JailError::Identity("give the run directory to the VM's group", io(e)))
 }
 
 /// Builds the jail of `jail` around this process, whose run directory is `run_dir`. On error the process
@@ -74,7 +76,7 @@ pub fn enter(jail: &JailConfig, run_dir: &Path) -> Result<Jailed, JailError> {
         .create(&jail.cgroup, &jail.limits)
         .and_then(|()| cgroups.join(&jail.cgroup, std::process::id()))
         .map_err(JailError::Cgroup)?;
-    own_run_dir(run_dir, jail.uid, jail.gid)?;
+    own_run_dir(run_dir, jail.gid)?;
     identity::set_rlimits(&jail.limits)?;
     mounts::enter_root(run_dir)?;
     identity::drop_to(jail.uid, jail.gid)?;
