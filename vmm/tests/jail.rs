@@ -150,7 +150,7 @@ fn a_jailed_vmm_runs_unprivileged_in_its_own_view_and_cgroup_and_cannot_reach_an
     }
     assert_eq!(status_field(pid, "NoNewPrivs:"), "1");
     // Every thread (vCPU, sockets, signals) has the same credentials.
-    for task in names(&Path::new(&format!("/proc/{pid}/task"))) {
+    for task in names(Path::new(&format!("/proc/{pid}/task"))) {
         let st = std::fs::read_to_string(format!("/proc/{pid}/task/{task}/status")).unwrap();
         assert!(
             st.contains(&format!("Uid:\t{0}\t{0}\t{0}\t{0}", ja.uid)),

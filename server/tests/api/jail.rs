@@ -52,6 +52,46 @@ fn readable_as(uid: u32, path: &Path) -> bool {
 }
 
 #[tokio::test]
+async fn the_health_check_says_whether_vmms_are_jailed() {
+    let off = super::helpers::spawn_app_with(|s| s.sandbox.mode = server::config::SandboxMode::Off).await;
+    let body: serde_json::Value = reqwest::get(format!("{}/healthz", off.base))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["sandbox"], "off");
+    if rustix::process::geteuid().is_root() {
+        let on = super::helpers::spawn_app().await;
+        let body: serde_json::Value = reqwest::get(format!("{}/healthz", on.base))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(body["sandbox"], "on");
+    }
+}
+
+/// The VMM `pid` runs jailed: not root, no effective capability, `no_new_privs`, its root the jail's.
+pub fn assert_jailed(pid: i64) {
+    assert_ne!(status_field(pid, "Uid:").split_whitespace().next(), Some("0"));
+    assert_eq!(status_field(pid, "CapEff:"), "0000000000000000");
+    assert_eq!(status_field(pid, "NoNewPrivs:"), "1");
+    assert_eq!(names(Path::new(&format!("/proc/{pid}/root"))), vec!["proc", "vm"]);
+}
+
+/// Waits until cgroup `path` is gone from every hierarchy.
+pub async fn wait_cgroup_gone(path: &str) {
+    let cgroups = Hierarchy::detect(Path::new(CGROUP_ROOT)).unwrap();
+    let deadline = Instant::now() + T;
+    while cgroups.dirs(path).iter().any(|d| d.exists()) {
+        assert!(Instant::now() < deadline, "cgroup {path} stayed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
 async fn every_vmm_is_jailed_under_its_own_uid_view_and_cgroup() {
     let test = "every_vmm_is_jailed_under_its_own_uid_view_and_cgroup";
     if !kvm_or_skip(test) {
@@ -146,11 +186,7 @@ async fn every_vmm_is_jailed_under_its_own_uid_view_and_cgroup() {
     let (status, v) = action(&api, &a, "stop").await;
     assert_eq!(status, 202, "{v}");
     wait_state(&api, &a, "stopped", T).await;
-    let deadline = Instant::now() + T;
-    while cgroups.dirs(&cgroup).iter().any(|d| d.exists()) {
-        assert!(Instant::now() < deadline, "the cgroup of a stopped VM stayed");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_cgroup_gone(&cgroup).await;
     // Started again, it is jailed under the same uid (kept in the database while the VM exists).
     let (status, v) = action(&api, &a, "start").await;
     assert_eq!(status, 202, "{v}");

@@ -71,21 +71,32 @@ pub fn enter(jail: &JailConfig, run_dir: &Path) -> Result<Jailed, JailError> {
     if euid != 0 {
         return Err(JailError::NotRoot(euid));
     }
+    let t0 = std::time::Instant::now();
+    let us = |t: std::time::Instant| u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX);
     let cgroups = Hierarchy::detect(Path::new(vmm_api::cgroup::CGROUP_ROOT)).map_err(JailError::Cgroup)?;
     cgroups
         .create(&jail.cgroup, &jail.limits)
         .and_then(|()| cgroups.join(&jail.cgroup, std::process::id()))
         .map_err(JailError::Cgroup)?;
+    let cgroup_us = us(t0);
     own_run_dir(run_dir, jail.gid)?;
     identity::set_rlimits(&jail.limits)?;
+    let t = std::time::Instant::now();
     mounts::enter_root(run_dir)?;
+    let mounts_us = us(t);
     identity::drop_to(jail.uid, jail.gid)?;
+    let t = std::time::Instant::now();
     let landlock = landlock::restrict()?;
+    let landlock_us = us(t);
     tracing::info!(
         uid = jail.uid,
         cgroup = %jail.cgroup,
         cgroup_version = cgroups.version(),
         landlock,
+        cgroup_us,
+        mounts_us,
+        landlock_us,
+        total_us = us(t0),
         "jail entered"
     );
     Ok(Jailed {
