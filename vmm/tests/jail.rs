@@ -229,3 +229,44 @@ fn a_jailed_vmm_runs_unprivileged_in_its_own_view_and_cgroup_and_cannot_reach_an
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[test]
+fn a_jail_that_cannot_be_built_stops_the_vmm_before_the_guest_runs() {
+    let test = "a_jail_that_cannot_be_built_stops_the_vmm_before_the_guest_runs";
+    if !kvm_or_skip(test) || !root_or_skip(test) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path().join("run");
+    // The cgroup's parent does not exist: the jail cannot be built.
+    let jail = JailConfig {
+        cgroup: format!("vmm-tests-absent-{}/vm", std::process::id()),
+        ..jail(9)
+    };
+    let cfg = json!({
+        "vm_id": "no-jail", "vcpus": 1, "memory_mib": 64, "kernel": common::probe_guest(),
+        "run_dir": run_dir, "jail": jail,
+    });
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vmm"))
+        .arg("--config-json")
+        .arg(cfg.to_string())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(vmm_api::exit_codes::EXIT_VMM_ERROR),
+        "{stderr}"
+    );
+    assert!(stderr.contains("cannot build the jail"), "{stderr}");
+    assert!(
+        !stderr.contains("guest running"),
+        "the guest ran unjailed:\n{stderr}"
+    );
+    assert!(!run_dir.join("control.sock").exists());
+    let status = std::fs::read_to_string(vmm_api::run_dir::RunDir::new(&run_dir).exit_status()).unwrap();
+    assert!(
+        status.contains(&vmm_api::exit_codes::EXIT_VMM_ERROR.to_string()),
+        "{status}"
+    );
+}
