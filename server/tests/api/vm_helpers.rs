@@ -71,6 +71,25 @@ pub fn kill_vmms_under(data_dir: &Path) {
         .arg("-f")
         .arg(format!("vmm --config {}", data_dir.display()))
         .status();
+    remove_test_cgroups(data_dir);
+}
+
+/// Removes the cgroups of the VMs under `data_dir` (their VMMs were just killed, so no portal watched them
+/// end), waiting a moment for the killed processes to leave them.
+fn remove_test_cgroups(data_dir: &Path) {
+    let Ok(cgroups) = vmm_api::cgroup::Hierarchy::detect(Path::new(vmm_api::cgroup::CGROUP_ROOT)) else {
+        return;
+    };
+    let Ok(entries) = std::fs::read_dir(data_dir.join("vms")) else {
+        return;
+    };
+    for vm in entries.flatten() {
+        let path = format!("cloud-portal-tests/{}", vm.file_name().to_string_lossy());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while cgroups.remove(&path).is_err() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
 /// For portals run as processes: a data directory (and its canonical path), a reaper for the VMMs started
