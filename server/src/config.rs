@@ -62,6 +62,27 @@ pub struct Settings {
     /// `boot.*`: when a booting guest counts as ready (`vm::boot_rule`).
     #[serde(default)]
     pub boot: crate::vm::BootSettings,
+    /// The jail every VMM runs in (README, "Jail and threat model").
+    pub sandbox: SandboxSettings,
+}
+
+/// `[sandbox]`: each VMM under its own uid from `uid_range`, in its own cgroup under `cgroup_parent`, in a
+/// mount namespace holding only its files, without capabilities, with Landlock.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SandboxSettings {
+    /// `on` (default) or `off`: VMMs run as root with the host's whole view (logged loudly at start).
+    pub mode: SandboxMode,
+    /// First and last uid (inclusive) given to VMs, one each; the gid is the same number.
+    pub uid_range: (u32, u32),
+    /// The VMs' cgroups are `<cgroup_parent>/<vm id>` in the cpu, memory and pids hierarchies.
+    pub cgroup_parent: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SandboxMode {
+    On,
+    Off,
 }
 
 /// Tenant networks (README, "Networks"): realised in a network namespace the portal owns.
@@ -168,6 +189,9 @@ impl Settings {
             .and_then(|b| b.set_default("network.floating_pool", "100.127.0.128/25"))
             .and_then(|b| b.set_default("network.forward_ports", vec![20000, 29999]))
             .and_then(|b| b.set_default("network.metadata_port", 8775))
+            .and_then(|b| b.set_default("sandbox.mode", "on"))
+            .and_then(|b| b.set_default("sandbox.uid_range", vec![200_000, 265_535]))
+            .and_then(|b| b.set_default("sandbox.cgroup_parent", "cloud-portal"))
             .map_err(ConfigError::Load)?
             .add_source(config::File::with_name(&file).required(false))
             .add_source(
@@ -176,7 +200,8 @@ impl Settings {
                     .separator("__")
                     .try_parsing(true)
                     .list_separator(",")
-                    .with_list_parse_key("trusted_proxies"),
+                    .with_list_parse_key("trusted_proxies")
+                    .with_list_parse_key("sandbox.uid_range"),
             )
             .build()
             .and_then(config::Config::try_deserialize)
@@ -220,6 +245,23 @@ impl Settings {
             return Err(ConfigError::Invalid {
                 key: "stop_timeout_secs",
                 reason: "start and stop timeouts must be between 1 and 3600 seconds".into(),
+            });
+        }
+        let (first, last) = self.sandbox.uid_range;
+        if first == 0 || first > last {
+            return Err(ConfigError::Invalid {
+                key: "sandbox.uid_range",
+                reason: "must be two uids, first <= last, neither 0".into(),
+            });
+        }
+        let parent = &self.sandbox.cgroup_parent;
+        if parent.is_empty()
+            || parent.starts_with('/')
+            || parent.split('/').any(|p| p.is_empty() || p == "..")
+        {
+            return Err(ConfigError::Invalid {
+                key: "sandbox.cgroup_parent",
+                reason: "must be a relative cgroup path such as cloud-portal".into(),
             });
         }
         let n = &self.network;
@@ -298,6 +340,26 @@ impl Settings {
             network: NetworkSettings::disabled(),
             admission: crate::capacity::AdmissionSettings::default(),
             boot: crate::vm::BootSettings::default(),
+            sandbox: SandboxSettings::for_tests(),
+        }
+    }
+}
+
+impl SandboxSettings {
+    /// Tests jail their VMMs as the portal does, wherever they can (as root); elsewhere the sandbox is off
+    /// and the tests that need it skip loudly.
+    pub fn for_tests() -> Self {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        // A block of 64 uids per test app (apps of one test process run side by side, each with its own
+        // database), varied by process too.
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let block = (std::process::id().wrapping_mul(7) + NEXT.fetch_add(1, Ordering::Relaxed)) % 10_000;
+        let first = 1_000_000 + block * 64;
+        let root = rustix::process::geteuid().is_root();
+        Self {
+            mode: if root { SandboxMode::On } else { SandboxMode::Off },
+            uid_range: (first, first + 63),
+            cgroup_parent: "cloud-portal-tests".into(),
         }
     }
 }

@@ -57,6 +57,8 @@ pub enum StartupError {
     Capacity(#[source] crate::capacity::CapacityError),
     #[error("Failed to reconcile VMs with running VMM processes")]
     Reconcile(#[source] crate::vm::SupervisorError),
+    #[error("Cannot jail the VMMs")]
+    Sandbox(#[from] crate::vm::SandboxError),
     #[error("Failed to listen on {0}")]
     Bind(SocketAddr, #[source] std::io::Error),
     #[error("Server failed")]
@@ -109,6 +111,7 @@ impl Application {
         let network = Networking::start(&settings.network, &data_dir, pool.clone())
             .await
             .map_err(StartupError::Network)?;
+        let sandbox = crate::vm::Sandbox::start(&settings.sandbox)?;
         let vm_settings = VmSettings {
             vmm_binary: settings.vmm_binary(),
             vms_dir: data_dir.join("vms"),
@@ -117,10 +120,16 @@ impl Application {
             boot_ready_timeout: Duration::from_secs(settings.boot.ready_timeout_secs),
             kvm_emulated: settings.kvm_emulated(),
             network: network.clone(),
+            sandbox,
         };
         tracing::info!(vmm = %vm_settings.vmm_binary.display(), emulated = vm_settings.kvm_emulated, "VM supervisor");
         let supervisor = Supervisor::new(pool.clone(), vm_settings);
         supervisor.reconcile().await.map_err(StartupError::Reconcile)?;
+        // After reconciling: VMMs still running keep their (busy) cgroups.
+        match db::sandbox::vm_ids(&pool).await {
+            Ok(ids) => supervisor.settings().sandbox.sweep(&ids),
+            Err(e) => tracing::warn!(error = %e, "cannot list VMs to sweep their cgroups"),
+        }
         let service = Service::new(
             pool.clone(),
             &settings,

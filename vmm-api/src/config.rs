@@ -184,6 +184,10 @@ pub struct VmConfig {
     /// the DSDT, for kernels such as Debian's that lack the command-line option) or `both`.
     #[serde(default)]
     pub virtio_discovery: VirtioDiscovery,
+    /// The jail the VMM builds around itself before the guest runs (`crate::jail`); none: it runs with
+    /// the rights it was started with (the VMM's own tests, a VMM started by hand).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jail: Option<crate::jail::JailConfig>,
 }
 
 /// Where virtio-mmio devices are announced to the guest.
@@ -256,6 +260,9 @@ impl VmConfig {
             }
         }
         self.validate_nics()?;
+        if let Some(problem) = self.jail.as_ref().and_then(|j| j.problem()) {
+            return bad(problem);
+        }
         if let Some(fb) = self.framebuffer {
             if !(64..=MAX_FB_WIDTH).contains(&fb.width) || !(64..=MAX_FB_HEIGHT).contains(&fb.height) {
                 return bad(format!(

@@ -7,6 +7,8 @@
 //! - `control`: the `control.sock` protocol (typed requests and responses) and, with the `client` feature,
 //!   the one client that speaks it (tokio);
 //! - `exit_codes`: how a VMM reports its end;
+//! - `jail` and `cgroup`: the sandbox a VMM builds around itself (identity, limits) and the per-VM cgroups
+//!   both sides manage;
 //! - `run_dir`: the run directory they share (file names, the run lock that makes a VM's VMM exclusive, the
 //!   pid record by which a restarted portal finds it again).
 //!
@@ -21,11 +23,15 @@ pub mod cpuid;
 pub mod layout;
 
 #[cfg(feature = "std")]
+pub mod cgroup;
+#[cfg(feature = "std")]
 pub mod config;
 #[cfg(feature = "std")]
 pub mod control;
 #[cfg(feature = "std")]
 pub mod exit_codes;
+#[cfg(feature = "std")]
+pub mod jail;
 #[cfg(feature = "std")]
 pub mod run_dir;
 

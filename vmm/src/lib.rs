@@ -16,6 +16,7 @@ pub mod bus;
 pub mod control;
 pub mod devices;
 pub mod framebuffer;
+pub mod jail;
 pub mod memory;
 pub mod rfb;
 pub mod runner;

@@ -1,6 +1,9 @@
 //! `vmm --config <file.json> [--run-id <id>] [--lock-fd <n>]` or `vmm --config-json '<json>'`: runs one VM
 //! until it stops.
 //!
+//! With a jail in its config (the portal always gives one unless `sandbox.mode = "off"`), it opens every
+//! host file it needs and then builds its jail (`vmm::jail`) before any thread starts or the guest runs.
+//!
 //! Before anything else it makes the VM its own (see `vmm_api::run_dir`): the run lock — inherited from the
 //! portal as descriptor `<n>`, or taken here when started by hand — and a lock on every disk. A VM or disk
 //! that another VMM holds makes it exit with `EXIT_LOCKED` without touching the run directory.
@@ -91,6 +94,16 @@ fn claim(
     })
 }
 
+/// Ends a VMM that failed before the guest could run, recording why in the run directory.
+fn fail_early(dir: &RunDir, run_id: Option<&str>, e: &dyn std::error::Error, what: &str) -> ! {
+    tracing::error!(error = %vmm::runner::error_chain(e), "{what}");
+    let code = exit_codes::EXIT_VMM_ERROR;
+    if let Err(e) = exit_codes::write_status(&dir.exit_status(), code, run_id) {
+        tracing::warn!(error = %e, "cannot record the exit status");
+    }
+    std::process::exit(code);
+}
+
 fn main() {
     let started = Instant::now();
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -135,9 +148,8 @@ fn main() {
         }
     };
     let dir = RunDir::new(&cfg.run_dir);
-    let status_file = dir.exit_status();
     // A stale file from an earlier run would tell the supervisor this run already ended.
-    let _ = std::fs::remove_file(&status_file);
+    let _ = std::fs::remove_file(dir.exit_status());
     match PidRecord::of_self(run_id) {
         Some(record) => {
             if let Err(e) = record.write(&dir) {
@@ -146,7 +158,20 @@ fn main() {
         }
         None => tracing::warn!("cannot read this process's start time"),
     }
-    let code = vmm::runner::run(cfg, taps, started);
+    let host = match vmm::runner::HostAccess::open(&cfg, taps) {
+        Ok(h) => h,
+        Err(e) => fail_early(&dir, run_id, &e, "cannot open the VM's host files"),
+    };
+    let mut cfg = cfg;
+    // A config with a jail never runs the guest outside it.
+    if let Some(jail) = cfg.jail.clone() {
+        match vmm::jail::enter(&jail, &cfg.run_dir) {
+            Ok(jailed) => cfg.run_dir = jailed.run_dir,
+            Err(e) => fail_early(&dir, run_id, &e, "cannot build the jail"),
+        }
+    }
+    let status_file = RunDir::new(&cfg.run_dir).exit_status();
+    let code = vmm::runner::run(cfg, host, started);
     tracing::info!(code, name = exit_codes::name(code), "vmm exiting");
     // Written while the run lock is still held: whoever takes the lock next reads the final status.
     if let Err(e) = exit_codes::write_status(&status_file, code, run_id) {

@@ -73,10 +73,39 @@ fn handle_termination_signals(shared: &Arc<Shared>) -> Result<(), RunError> {
     .map_err(RunError::SpawnSignals)
 }
 
-/// Runs the VM described by `cfg` until it ends; returns the process exit code. `taps` are the cards'
-/// descriptors, claimed at the start of `main` (`builder::claim_inherited_taps`).
-pub fn run(cfg: VmConfig, taps: Vec<OwnedFd>, started: Instant) -> i32 {
-    match run_inner(cfg, taps, started) {
+/// Everything the VMM reaches outside its run directory, opened before a jail is entered
+/// (ARCHITECTURE.md, "The jail"): `/dev/kvm`, the host files (kernel, initrd, disks, entropy source, TAPs;
+/// a failure there is reported as a crashed VM once the sockets are up) and the console log.
+pub struct HostAccess {
+    kvm: Kvm,
+    files: Result<HostFiles, builder::BuildError>,
+    log_file: Option<std::fs::File>,
+}
+
+impl HostAccess {
+    /// Opens it all; `taps` are the cards' descriptors, claimed at the start of `main`
+    /// (`builder::claim_inherited_taps`).
+    pub fn open(cfg: &VmConfig, taps: Vec<OwnedFd>) -> Result<Self, RunError> {
+        let kvm = Kvm::new().map_err(RunError::OpenKvm)?;
+        let log_file = match &cfg.console_log {
+            Some(p) => Some(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)
+                    .map_err(|e| RunError::ConsoleLog(p.clone(), e))?,
+            ),
+            None => None,
+        };
+        // Opened once: every boot, including in-process reboots, reads the same descriptors.
+        let files = HostFiles::open(cfg, taps);
+        Ok(Self { kvm, files, log_file })
+    }
+}
+
+/// Runs the VM described by `cfg` until it ends; returns the process exit code.
+pub fn run(cfg: VmConfig, host: HostAccess, started: Instant) -> i32 {
+    match run_inner(cfg, host, started) {
         Ok(code) => code,
         Err(e) => {
             tracing::error!(error = %error_chain(&e), "VMM failed");
@@ -88,19 +117,10 @@ pub fn run(cfg: VmConfig, taps: Vec<OwnedFd>, started: Instant) -> i32 {
 /// "outer: inner: innermost" for logs (shared with the portal, which words crash reasons alike).
 pub use vmm_api::error_chain;
 
-fn run_inner(cfg: VmConfig, taps: Vec<OwnedFd>, started: Instant) -> Result<i32, RunError> {
+fn run_inner(cfg: VmConfig, host: HostAccess, started: Instant) -> Result<i32, RunError> {
     vcpu::install_kick_handler().map_err(RunError::Signal)?;
     std::fs::create_dir_all(&cfg.run_dir).map_err(|e| RunError::RunDir(cfg.run_dir.clone(), e))?;
-    let log_file = match &cfg.console_log {
-        Some(p) => Some(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(p)
-                .map_err(|e| RunError::ConsoleLog(p.clone(), e))?,
-        ),
-        None => None,
-    };
+    let HostAccess { kvm, files, log_file } = host;
     let shared = Arc::new(Shared::new(&cfg.vm_id, started));
     handle_termination_signals(&shared)?;
     if let Some(secs) = std::env::var("VMM_DEBUG_SAMPLE_SECS")
@@ -124,10 +144,7 @@ fn run_inner(cfg: VmConfig, taps: Vec<OwnedFd>, started: Instant) -> Result<i32,
         Some(fb) => Some(start_vnc(&cfg, &runtime, (fb.width, fb.height))?),
         None => None,
     };
-    let kvm = Kvm::new().map_err(RunError::OpenKvm)?;
-
-    // Opened once: every boot, including in-process reboots, reads the same descriptors.
-    let code = match HostFiles::open(&cfg, taps) {
+    let code = match files {
         Ok(files) => boot_loop(&kvm, &cfg, &files, &shared, &hub, &runtime)?,
         Err(e) => {
             shared.begin_boot(false);

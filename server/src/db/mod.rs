@@ -10,6 +10,7 @@ pub mod images;
 pub mod networks;
 pub mod public_access;
 pub mod quotas;
+pub mod sandbox;
 pub mod security_groups;
 pub mod tenants;
 pub mod tokens;

@@ -83,6 +83,8 @@ pub struct VmRow {
     pub guest_ready_rule: String,
     /// The last line of serial output while booting.
     pub boot_line: String,
+    /// The uid (and gid) the VM's VMM is jailed as (`db::sandbox`); none until it first starts jailed.
+    pub sandbox_uid: Option<i64>,
 }
 
 impl VmRow {
@@ -95,7 +97,7 @@ impl VmRow {
 const SELECT: &str = "SELECT v.id, v.tenant_id, v.created_by, v.name, v.image_id, i.name AS image_name, \
      v.flavor_id, f.name AS flavor_name, v.vcpus, v.memory_mib, v.disk_gib, v.state, v.state_reason, v.ssh_key, \
      v.user_data, v.pid, v.pid_start_ticks, v.vmm_run_id, v.created_at, v.updated_at, v.started_at, \
-     v.guest_ready_at, v.guest_ready_after_ms, v.guest_ready_rule, v.boot_line \
+     v.guest_ready_at, v.guest_ready_after_ms, v.guest_ready_rule, v.boot_line, v.sandbox_uid \
      FROM vms v JOIN images i ON i.id = v.image_id JOIN flavors f ON f.id = v.flavor_id";
 
 /// A tenant's VMs that are not deleted, newest first.

@@ -120,6 +120,11 @@ impl Service {
         }
     }
 
+    /// `on` or `off`: whether VMMs run jailed (README, "Jail and threat model"), for the health check.
+    pub fn sandbox_mode(&self) -> &'static str {
+        self.supervisor().settings().sandbox.mode()
+    }
+
     /// Stops every running VM (portal shutdown with `stop_vms_on_shutdown`).
     pub async fn stop_all_vms(&self) {
         self.supervisor().stop_all().await;

@@ -110,6 +110,7 @@ impl Supervisor {
             fault::point("delete.vmm_gone");
             this.host().remove(&id).await?;
             fault::point("delete.files_removed");
+            crate::db::sandbox::release_uid(this.pool(), &id).await?;
             this.system(
                 &id,
                 &[VmState::Deleting],

@@ -39,6 +39,8 @@ pub enum HostError {
     Control(#[from] ControlError),
     #[error("The VM's files are missing")]
     NoFiles,
+    #[error("Cannot jail the VMM")]
+    Sandbox(#[from] super::sandbox::SandboxError),
     #[error("Failed to set up the VM's network cards")]
     Network(#[from] crate::net::NetError),
 }
@@ -131,6 +133,8 @@ pub struct LocalHost {
     kvm_emulated: bool,
     /// Opens the TAPs of a VM's cards; `None`: VMs run without cards.
     network: Option<crate::net::Networking>,
+    /// The jail each VMM gets in its config.
+    sandbox: super::sandbox::Sandbox,
     /// VMMs this process started, until watched: waiting on our own child gives its exact exit status.
     children: Mutex<HashMap<i32, tokio::process::Child>>,
 }
@@ -142,6 +146,7 @@ impl LocalHost {
             vms_dir,
             kvm_emulated,
             network: None,
+            sandbox: super::sandbox::Sandbox::Off,
             children: Mutex::new(HashMap::new()),
         }
     }
@@ -149,6 +154,12 @@ impl LocalHost {
     /// Gives the VMMs their network cards from `network`.
     pub fn with_network(mut self, network: Option<crate::net::Networking>) -> Self {
         self.network = network;
+        self
+    }
+
+    /// Jails the VMMs as `sandbox` says.
+    pub fn with_sandbox(mut self, sandbox: super::sandbox::Sandbox) -> Self {
+        self.sandbox = sandbox;
         self
     }
 
@@ -166,6 +177,14 @@ impl Host for LocalHost {
     async fn prepare(&self, vm: &VmRow, image: &ImageRow) -> Result<(), HostError> {
         let dir = self.vms_dir.join(&vm.id);
         std::fs::create_dir_all(&dir).map_err(|e| HostError::Dir(dir.clone(), e))?;
+        // Made afresh: an earlier run's files are the VM uid's, in a sticky directory (see `vmm::jail`).
+        for old in [disk::root_disk(&dir), disk::config_disk(&dir)] {
+            match std::fs::remove_file(&old) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(HostError::Dir(old, e)),
+            }
+        }
         let size = u64::try_from(vm.disk_gib).unwrap_or(1) << 30;
         disk::create_root_disk(
             image.root_disk_path.as_deref().map(Path::new),
@@ -219,6 +238,13 @@ impl Host for LocalHost {
             self.kvm_emulated,
         )?;
         let taps = vmm_config::add_nics(&mut config, nics);
+        config.jail = self
+            .sandbox
+            .jail(&vm.id, vm.sandbox_uid, config.vcpus, config.memory_mib)?;
+        if let Some(jail) = &config.jail {
+            let (root, cfg_disk) = (disk::root_disk(dir.path()), disk::config_disk(dir.path()));
+            super::sandbox::own_disks(jail, &[root.as_path(), cfg_disk.as_path()])?;
+        }
         let json = serde_json::to_vec_pretty(&config).map_err(|e| HostError::Config(e.into()))?;
         std::fs::write(dir.config(), json).map_err(HostError::Config)?;
         run_lock.set_run_id(run_id)?;
@@ -230,6 +256,7 @@ impl Host for LocalHost {
     fn watch(&self, vm_id: &str, proc_: VmmProcess, run_id: &str, ended: mpsc::UnboundedSender<Ended>) {
         let child = lock(&self.children).remove(&proc_.pid);
         let dir = self.dir(vm_id);
+        let sandbox = self.sandbox.clone();
         let (vm_id, run_id) = (vm_id.to_string(), run_id.to_string());
         tokio::spawn(async move {
             let waited = match child {
@@ -241,6 +268,8 @@ impl Host for LocalHost {
             };
             let outcome = Outcome::decide(process::read_exit_status(&dir, &run_id), waited);
             let ended_at = process::exit_time(&dir, &run_id);
+            // The process is gone, so its cgroup is empty.
+            sandbox.remove_cgroup(&vm_id);
             // No receiver: the supervisor is gone, and the next start reconciles.
             let _ = ended.send(Ended {
                 vm_id,
@@ -285,6 +314,7 @@ impl Host for LocalHost {
     }
 
     async fn remove(&self, vm_id: &str) -> Result<(), HostError> {
+        self.sandbox.remove_cgroup(vm_id);
         let dir = self.vms_dir.join(vm_id);
         match tokio::fs::remove_dir_all(&dir).await {
             Ok(()) => Ok(()),

@@ -16,10 +16,12 @@ mod host;
 pub mod lifecycle;
 mod process;
 mod reconcile;
+mod sandbox;
 mod supervisor;
 mod vmm_config;
 
 pub use boot_rule::BootSettings;
 pub use control::ControlError;
 pub use process::Outcome;
+pub use sandbox::{Sandbox, SandboxError};
 pub use supervisor::{Supervisor, SupervisorError, VmChange, VmSettings};

@@ -34,6 +34,8 @@ pub enum SupervisorError {
     Missing(String),
     #[error(transparent)]
     Host(#[from] HostError),
+    #[error(transparent)]
+    SandboxUid(#[from] crate::db::sandbox::SandboxDbError),
     #[error("The VMM of VM {0} could not be ended; it is left in its state")]
     StillRunning(String),
 }
@@ -55,6 +57,8 @@ pub struct VmSettings {
     pub kvm_emulated: bool,
     /// Tenant networks: a VM's cards get their TAPs from here. `None`: VMs have no card.
     pub network: Option<crate::net::Networking>,
+    /// The VMMs' jail (`sandbox.rs`); `Sandbox::Off` only when the admin chose it.
+    pub sandbox: super::Sandbox,
 }
 
 /// A state change, as broadcast to event-stream subscribers.
@@ -107,7 +111,8 @@ impl Supervisor {
             settings.vms_dir.clone(),
             settings.kvm_emulated,
         )
-        .with_network(settings.network.clone());
+        .with_network(settings.network.clone())
+        .with_sandbox(settings.sandbox.clone());
         Self::with_host(pool, settings, Arc::new(host))
     }
 
@@ -299,6 +304,13 @@ impl Supervisor {
             let ended_at = self.host().last_run(&vm.id, stale).ended_at.unwrap_or(now);
             vms::vmm_ended(self.pool(), &vm.id, stale, ended_at, now).await?;
         }
+        // The VM's jail uid, allocated in SQL on its first jailed start and kept until it is deleted.
+        let mut vm = vm.clone();
+        if let Some((first, last)) = self.settings().sandbox.uid_range() {
+            let uid = crate::db::sandbox::allocate_uid(self.pool(), &vm.id, first, last).await?;
+            vm.sandbox_uid = Some(i64::from(uid));
+        }
+        let vm = &vm;
         vms::vmm_started(self.pool(), &vm.id, &run_id, now).await?;
         fault::point("boot.before_spawn");
         let proc_ = match self.host().spawn(claim, vm, &image, &run_id).await {

@@ -185,6 +185,7 @@ async fn fixture() -> Fixture {
         boot_ready_timeout: Duration::from_secs(600),
         kvm_emulated: false,
         network: None,
+        sandbox: crate::vm::Sandbox::Off,
     };
     let sup = Supervisor::with_host(pool.clone(), settings, Arc::new(host.clone()));
     Fixture {

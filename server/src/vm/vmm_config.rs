@@ -106,6 +106,7 @@ pub fn build(
         cpuid_mask,
         rng: true,
         virtio_discovery,
+        jail: None,
     })
 }
 
@@ -149,6 +150,7 @@ mod tests {
             guest_ready_after_ms: None,
             guest_ready_rule: String::new(),
             boot_line: String::new(),
+            sandbox_uid: None,
         }
     }
 

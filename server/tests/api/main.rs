@@ -11,6 +11,7 @@ mod console;
 mod headers;
 mod helpers;
 mod isolation;
+mod jail;
 mod networks;
 mod networks_ssh;
 mod networks_table;

@@ -71,6 +71,25 @@ pub fn kill_vmms_under(data_dir: &Path) {
         .arg("-f")
         .arg(format!("vmm --config {}", data_dir.display()))
         .status();
+    remove_test_cgroups(data_dir);
+}
+
+/// Removes the cgroups of the VMs under `data_dir` (their VMMs were just killed, so no portal watched them
+/// end), waiting a moment for the killed processes to leave them.
+fn remove_test_cgroups(data_dir: &Path) {
+    let Ok(cgroups) = vmm_api::cgroup::Hierarchy::detect(Path::new(vmm_api::cgroup::CGROUP_ROOT)) else {
+        return;
+    };
+    let Ok(entries) = std::fs::read_dir(data_dir.join("vms")) else {
+        return;
+    };
+    for vm in entries.flatten() {
+        let path = format!("cloud-portal-tests/{}", vm.file_name().to_string_lossy());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while cgroups.remove(&path).is_err() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
 /// For portals run as processes: a data directory (and its canonical path), a reaper for the VMMs started
@@ -197,6 +216,15 @@ pub async fn member_api(app: &Site, tenant: &str) -> Api {
     app.api(&token)
 }
 
+/// `first,last`: 64 uids chosen by the data directory's path.
+fn sandbox_uids(data_dir: &Path) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    data_dir.hash(&mut h);
+    let first = 300_000 + (h.finish() % 10_000) * 64;
+    format!("{first},{}", first + 63)
+}
+
 /// The `portal` binary as a separate process, so a test can stop and restart it like an operator would.
 pub struct PortalProcess {
     pub child: Child,
@@ -224,6 +252,10 @@ impl PortalProcess {
             .env("PORTAL_STOP_TIMEOUT_SECS", "10")
             // Tests that want tenant networks turn them on with a namespace of their own.
             .env("PORTAL_NETWORK__ENABLED", "false")
+            // Jailed VMMs, as in production; a block of uids of its own per data directory, so portals
+            // running side by side never give two VMs one uid.
+            .env("PORTAL_SANDBOX__UID_RANGE", sandbox_uids(data_dir))
+            .env("PORTAL_SANDBOX__CGROUP_PARENT", "cloud-portal-tests")
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(

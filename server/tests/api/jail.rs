@@ -1,0 +1,201 @@
+//! The VMM jail through the portal (README, "Jail and threat model"), with real KVM and the probe guest,
+//! as root (skipped loudly otherwise): each VM's VMM runs under its own uid without capabilities, sees
+//! only its own run directory, owns its disks where no other VM's uid can read them, sits in a cgroup with
+//! its flavor's limits, and the cgroup goes when the VMM ends.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use vmm_api::cgroup::{Hierarchy, CGROUP_ROOT};
+use vmm_api::jail::Limits;
+
+use super::helpers::spawn_app_with_vms;
+use super::vm_helpers::*;
+
+const T: Duration = GUEST_WAIT;
+
+fn status_field(pid: i64, key: &str) -> String {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(key))
+        .unwrap_or_else(|| panic!("no {key} in /proc/{pid}/status"))
+        .trim()
+        .to_string()
+}
+
+fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Whether `uid` can read `path` from the host's view (as a VMM that escaped its own would try).
+fn readable_as(uid: u32, path: &Path) -> bool {
+    std::process::Command::new("setpriv")
+        .args([
+            format!("--reuid={uid}"),
+            format!("--regid={uid}"),
+            "--clear-groups".into(),
+        ])
+        .args(["head", "-c", "1"])
+        .arg(path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap()
+        .success()
+}
+
+#[tokio::test]
+async fn the_health_check_says_whether_vmms_are_jailed() {
+    let off = super::helpers::spawn_app_with(|s| s.sandbox.mode = server::config::SandboxMode::Off).await;
+    let body: serde_json::Value = reqwest::get(format!("{}/healthz", off.base))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["sandbox"], "off");
+    if rustix::process::geteuid().is_root() {
+        let on = super::helpers::spawn_app().await;
+        let body: serde_json::Value = reqwest::get(format!("{}/healthz", on.base))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(body["sandbox"], "on");
+    }
+}
+
+/// The VMM `pid` runs jailed: not root, no effective capability, `no_new_privs`, its root the jail's.
+pub fn assert_jailed(pid: i64) {
+    assert_ne!(status_field(pid, "Uid:").split_whitespace().next(), Some("0"));
+    assert_eq!(status_field(pid, "CapEff:"), "0000000000000000");
+    assert_eq!(status_field(pid, "NoNewPrivs:"), "1");
+    assert_eq!(names(Path::new(&format!("/proc/{pid}/root"))), vec!["proc", "vm"]);
+}
+
+/// Waits until cgroup `path` is gone from every hierarchy.
+pub async fn wait_cgroup_gone(path: &str) {
+    let cgroups = Hierarchy::detect(Path::new(CGROUP_ROOT)).unwrap();
+    let deadline = Instant::now() + T;
+    while cgroups.dirs(path).iter().any(|d| d.exists()) {
+        assert!(Instant::now() < deadline, "cgroup {path} stayed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn every_vmm_is_jailed_under_its_own_uid_view_and_cgroup() {
+    let test = "every_vmm_is_jailed_under_its_own_uid_view_and_cgroup";
+    if !kvm_or_skip(test) {
+        return;
+    }
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("SKIP: {test}: the jail needs the portal to run as root");
+        return;
+    }
+    let app = spawn_app_with_vms().await;
+    let api = member_api(&app, "acme").await;
+    let (image, flavor) = probe_and_micro(&api).await;
+    let a = launch(&api, "alpha", &image, &flavor).await;
+    let b = launch(&api, "beta", &image, &flavor).await;
+    wait_state(&api, &a, "running", T).await;
+    wait_state(&api, &b, "running", T).await;
+    let run_a = app.data_dir.join("vms").join(&a);
+    let run_b = app.data_dir.join("vms").join(&b);
+    wait_console(&run_a, "PROBE-GUEST READY", T);
+    let pid_of = |run: &Path| control(run, json!({"cmd": "status"}))["pid"].as_i64().unwrap();
+    let (pid_a, pid_b) = (pid_of(&run_a), pid_of(&run_b));
+
+    // Identity: a uid of its own (not root, not B's), no capability in any set, no way to gain one.
+    let uid_a: u32 = status_field(pid_a, "Uid:")
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let uid_b: u32 = status_field(pid_b, "Uid:")
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_ne!(uid_a, 0);
+    assert_ne!(uid_a, uid_b, "two VMs share a uid");
+    assert_eq!(status_field(pid_a, "Uid:"), format!("{0}\t{0}\t{0}\t{0}", uid_a));
+    for set in ["CapInh:", "CapPrm:", "CapEff:", "CapBnd:", "CapAmb:"] {
+        assert_eq!(status_field(pid_a, set), "0000000000000000", "{set}");
+    }
+    assert_eq!(status_field(pid_a, "NoNewPrivs:"), "1");
+    let seccomp = status_field(pid_a, "Seccomp:");
+    eprintln!("{test}: Seccomp: {seccomp} (per-thread filters are installed by vmm::seccomp when present)");
+
+    // View: the VMM's root is its jail — its run directory and /proc, nothing else of the host.
+    let root = std::path::PathBuf::from(format!("/proc/{pid_a}/root"));
+    assert_eq!(names(&root), vec!["proc", "vm"]);
+    let inside = names(&root.join("vm"));
+    for f in [
+        "control.sock",
+        "serial.sock",
+        "vnc.sock",
+        "disk.raw",
+        "config.tar",
+    ] {
+        assert!(inside.contains(&f.to_string()), "{f} not in the jail: {inside:?}");
+    }
+    // B's disk is not even there in A's view.
+    let b_disk = run_b.join("disk.raw");
+    assert!(!root.join(b_disk.strip_prefix("/").unwrap()).exists());
+    assert!(!root.join("vm").join(&b).exists());
+
+    // Files: the disks are the VM's uid's alone, the run directory its group's; another VM's uid can read
+    // neither B's disk nor anything in B's run directory, even from the host's view.
+    let disk = std::fs::metadata(run_a.join("disk.raw")).unwrap();
+    assert_eq!((disk.uid(), disk.mode() & 0o777), (uid_a, 0o600));
+    let dir = std::fs::metadata(&run_a).unwrap();
+    assert_eq!((dir.gid(), dir.mode() & 0o7777), (uid_a, 0o1770));
+    assert!(readable_as(uid_b, &b_disk), "B's own uid reads its disk");
+    assert!(!readable_as(uid_a, &b_disk), "A's uid read B's disk");
+    assert!(
+        !readable_as(uid_a, &run_b.join("config.tar")),
+        "A's uid read B's config disk"
+    );
+
+    // Limits: A sits in its cgroup with its flavor's limits (t1.micro: 1 vCPU, 128 MiB).
+    let cgroups = Hierarchy::detect(Path::new(CGROUP_ROOT)).unwrap();
+    let cgroup = format!("cloud-portal-tests/{a}");
+    let member = std::fs::read_to_string(format!("/proc/{pid_a}/cgroup")).unwrap();
+    assert!(member.contains(&cgroup), "{member}");
+    for (file, value) in cgroups.limit_files(&cgroup, &Limits::for_vm(1, 128)) {
+        assert_eq!(
+            std::fs::read_to_string(&file).unwrap().trim(),
+            value,
+            "{}",
+            file.display()
+        );
+    }
+
+    // The jailed guest still stops gracefully, and its cgroup goes with its VMM.
+    let (status, v) = action(&api, &a, "stop").await;
+    assert_eq!(status, 202, "{v}");
+    wait_state(&api, &a, "stopped", T).await;
+    wait_cgroup_gone(&cgroup).await;
+    // Started again, it is jailed under the same uid (kept in the database while the VM exists).
+    let (status, v) = action(&api, &a, "start").await;
+    assert_eq!(status, 202, "{v}");
+    wait_state(&api, &a, "running", T).await;
+    let again: u32 = status_field(pid_of(&run_a), "Uid:")
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(again, uid_a);
+}

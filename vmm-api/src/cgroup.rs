@@ -1,0 +1,243 @@
+//! Per-VM cgroups (cpu, memory, pids) on either hierarchy: v1 (one mount per controller, as on this
+//! project's CI host, a systemd "hybrid" layout) or v2 (one unified tree, most current distributions).
+//!
+//! Plain file writes rather than a cgroup crate: the whole job is "make a directory, write four numbers,
+//! write a pid, remove the directory", the v1/v2 difference is a file-name table, and the same code runs in
+//! the VMM (create and join, as root, before it drops privileges) and in the portal (check at start,
+//! remove after the VMM has ended and sweep the leftovers of VMs that are gone).
+
+use std::path::{Path, PathBuf};
+
+use crate::jail::Limits;
+
+/// Where cgroup hierarchies are mounted.
+pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+/// The v1 controllers a VM's cgroup uses (one hierarchy each).
+const V1_CONTROLLERS: [&str; 3] = ["cpu", "memory", "pids"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum CgroupError {
+    #[error("No cgroup hierarchy with the cpu, memory and pids controllers under {0} (neither v2 nor v1)")]
+    Missing(PathBuf),
+    #[error("Failed to create the cgroup {0}")]
+    Create(PathBuf, #[source] std::io::Error),
+    #[error("Failed to write {0}")]
+    Write(PathBuf, #[source] std::io::Error),
+    #[error("Failed to remove the cgroup {0}")]
+    Remove(PathBuf, #[source] std::io::Error),
+}
+
+/// The cgroup hierarchy of this machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hierarchy {
+    /// Unified: `<root>/<path>/{cpu.max,memory.max,pids.max,cgroup.procs}`.
+    V2 { root: PathBuf },
+    /// Per controller: `<root>/{cpu,memory,pids}/<path>/...`.
+    V1 { root: PathBuf },
+}
+
+impl Hierarchy {
+    /// Finds the hierarchy mounted at `root`: v2 when its root offers all three controllers, else v1 when
+    /// all three controllers are mounted (a hybrid layout's `unified` tree has no controllers).
+    pub fn detect(root: &Path) -> Result<Self, CgroupError> {
+        if let Ok(controllers) = std::fs::read_to_string(root.join("cgroup.controllers")) {
+            let has = |c: &str| controllers.split_whitespace().any(|x| x == c);
+            if V1_CONTROLLERS.iter().all(|c| has(c)) {
+                return Ok(Self::V2 { root: root.into() });
+            }
+        }
+        if V1_CONTROLLERS
+            .iter()
+            .all(|c| root.join(c).join("cgroup.procs").exists())
+        {
+            return Ok(Self::V1 { root: root.into() });
+        }
+        Err(CgroupError::Missing(root.into()))
+    }
+
+    pub fn version(&self) -> u8 {
+        match self {
+            Self::V2 { .. } => 2,
+            Self::V1 { .. } => 1,
+        }
+    }
+
+    /// The directories of cgroup `path` (one on v2, one per controller on v1).
+    pub fn dirs(&self, path: &str) -> Vec<PathBuf> {
+        match self {
+            Self::V2 { root } => vec![root.join(path)],
+            Self::V1 { root } => V1_CONTROLLERS.iter().map(|c| root.join(c).join(path)).collect(),
+        }
+    }
+
+    /// Makes the parent of the VMs' cgroups and, on v2, lets its children use the three controllers.
+    /// Idempotent; the portal calls it at start so a missing hierarchy is an error there.
+    pub fn prepare_parent(&self, parent: &str) -> Result<(), CgroupError> {
+        for dir in self.dirs(parent) {
+            std::fs::create_dir_all(&dir).map_err(|e| CgroupError::Create(dir.clone(), e))?;
+        }
+        if let Self::V2 { root } = self {
+            // Each level from the root down must delegate the controllers to the next.
+            let enable = "+cpu +memory +pids";
+            let mut dir = root.clone();
+            write(&dir.join("cgroup.subtree_control"), enable)?;
+            for part in parent.split('/') {
+                dir.push(part);
+                write(&dir.join("cgroup.subtree_control"), enable)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates cgroup `path` with `limits` (its parent must be prepared).
+    pub fn create(&self, path: &str, limits: &Limits) -> Result<(), CgroupError> {
+        for dir in self.dirs(path) {
+            match std::fs::create_dir(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(CgroupError::Create(dir, e)),
+            }
+        }
+        for (file, value) in self.limit_files(path, limits) {
+            write(&file, &value)?;
+        }
+        Ok(())
+    }
+
+    /// The files that carry `limits` for cgroup `path`, with their values.
+    pub fn limit_files(&self, path: &str, l: &Limits) -> Vec<(PathBuf, String)> {
+        match self {
+            Self::V2 { root } => {
+                let dir = root.join(path);
+                vec![
+                    (
+                        dir.join("cpu.max"),
+                        format!("{} {}", l.cpu_quota_us, l.cpu_period_us),
+                    ),
+                    (dir.join("memory.max"), l.memory_bytes.to_string()),
+                    (dir.join("pids.max"), l.pids_max.to_string()),
+                ]
+            }
+            Self::V1 { root } => {
+                let cpu = root.join("cpu").join(path);
+                vec![
+                    // The period first: a quota is checked against the period in force.
+                    (cpu.join("cpu.cfs_period_us"), l.cpu_period_us.to_string()),
+                    (cpu.join("cpu.cfs_quota_us"), l.cpu_quota_us.to_string()),
+                    (
+                        root.join("memory").join(path).join("memory.limit_in_bytes"),
+                        l.memory_bytes.to_string(),
+                    ),
+                    (
+                        root.join("pids").join(path).join("pids.max"),
+                        l.pids_max.to_string(),
+                    ),
+                ]
+            }
+        }
+    }
+
+    /// Moves process `pid` (all its threads) into cgroup `path`.
+    pub fn join(&self, path: &str, pid: u32) -> Result<(), CgroupError> {
+        for dir in self.dirs(path) {
+            write(&dir.join("cgroup.procs"), &pid.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Removes cgroup `path`; a cgroup that is not there is fine. Fails (EBUSY) while a process is in it.
+    pub fn remove(&self, path: &str) -> Result<(), CgroupError> {
+        for dir in self.dirs(path) {
+            match std::fs::remove_dir(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(CgroupError::Remove(dir, e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// The names of the cgroups under `parent` (in any controller on v1).
+    pub fn children(&self, parent: &str) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .dirs(parent)
+            .iter()
+            .filter_map(|d| std::fs::read_dir(d).ok())
+            .flat_map(|entries| entries.flatten())
+            .filter(|e| e.path().is_dir())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+}
+
+fn write(path: &Path, value: &str) -> Result<(), CgroupError> {
+    std::fs::write(path, value).map_err(|e| CgroupError::Write(path.to_path_buf(), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A v2 root as the kernel lays it out (the files a test needs).
+    fn v2_root() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("cgroup.controllers"),
+            "cpuset cpu io memory hugetlb pids rdma\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("cgroup.subtree_control"), "").unwrap();
+        dir
+    }
+
+    #[test]
+    fn v2_is_detected_and_a_vm_cgroup_gets_its_limits_and_its_process() {
+        let root = v2_root();
+        let h = Hierarchy::detect(root.path()).unwrap();
+        assert_eq!(h.version(), 2);
+        h.prepare_parent("cloud-portal").unwrap();
+        let enabled =
+            std::fs::read_to_string(root.path().join("cloud-portal/cgroup.subtree_control")).unwrap();
+        assert_eq!(enabled, "+cpu +memory +pids");
+        let limits = Limits::for_vm(2, 256);
+        h.create("cloud-portal/vm-1", &limits).unwrap();
+        h.join("cloud-portal/vm-1", 4242).unwrap();
+        let read = |f: &str| std::fs::read_to_string(root.path().join("cloud-portal/vm-1").join(f)).unwrap();
+        assert_eq!(read("cpu.max"), "250000 100000");
+        assert_eq!(read("memory.max"), limits.memory_bytes.to_string());
+        assert_eq!(read("pids.max"), "256");
+        assert_eq!(read("cgroup.procs"), "4242");
+        assert_eq!(h.children("cloud-portal"), vec!["vm-1".to_string()]);
+        h.remove("cloud-portal/absent").unwrap();
+    }
+
+    #[test]
+    fn v1_is_detected_per_controller_and_a_hybrid_unified_tree_is_not_v2() {
+        let root = tempfile::tempdir().unwrap();
+        // Hybrid: the unified tree at the root offers no controllers.
+        std::fs::write(root.path().join("cgroup.controllers"), "").unwrap();
+        assert!(matches!(
+            Hierarchy::detect(root.path()),
+            Err(CgroupError::Missing(_))
+        ));
+        for c in V1_CONTROLLERS {
+            std::fs::create_dir(root.path().join(c)).unwrap();
+            std::fs::write(root.path().join(c).join("cgroup.procs"), "").unwrap();
+        }
+        let h = Hierarchy::detect(root.path()).unwrap();
+        assert_eq!(h.version(), 1);
+        h.prepare_parent("cloud-portal").unwrap();
+        h.create("cloud-portal/vm-1", &Limits::for_vm(1, 64)).unwrap();
+        let read = |f: &str| std::fs::read_to_string(root.path().join(f)).unwrap();
+        assert_eq!(read("cpu/cloud-portal/vm-1/cpu.cfs_quota_us"), "150000");
+        assert_eq!(read("cpu/cloud-portal/vm-1/cpu.cfs_period_us"), "100000");
+        assert_eq!(read("pids/cloud-portal/vm-1/pids.max"), "256");
+        assert!(root
+            .path()
+            .join("memory/cloud-portal/vm-1/memory.limit_in_bytes")
+            .exists());
+    }
+}
