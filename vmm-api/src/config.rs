@@ -184,6 +184,10 @@ pub struct VmConfig {
     /// the DSDT, for kernels such as Debian's that lack the command-line option) or `both`.
     #[serde(default)]
     pub virtio_discovery: VirtioDiscovery,
+    /// What the VMM's per-thread system-call filters do with a call outside their allow-list (default
+    /// `kill`: the VMM records the call and exits with `EXIT_SECCOMP`).
+    #[serde(default)]
+    pub seccomp: crate::seccomp::SeccompMode,
 }
 
 /// Where virtio-mmio devices are announced to the guest.

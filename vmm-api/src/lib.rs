@@ -7,6 +7,7 @@
 //! - `control`: the `control.sock` protocol (typed requests and responses) and, with the `client` feature,
 //!   the one client that speaks it (tokio);
 //! - `exit_codes`: how a VMM reports its end;
+//! - `seccomp`: the filter mode and the violation record a VMM leaves (`syscall_names` names the call);
 //! - `run_dir`: the run directory they share (file names, the run lock that makes a VM's VMM exclusive, the
 //!   pid record by which a restarted portal finds it again).
 //!
@@ -28,6 +29,10 @@ pub mod control;
 pub mod exit_codes;
 #[cfg(feature = "std")]
 pub mod run_dir;
+#[cfg(feature = "std")]
+pub mod seccomp;
+#[cfg(feature = "std")]
+pub mod syscall_names;
 
 /// "outer: inner: innermost": an error with its chain of sources, for logs and for reasons shown to
 /// people. Both ends of the process boundary (the VMM's logs, the portal's crash reasons) word error

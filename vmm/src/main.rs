@@ -146,6 +146,15 @@ fn main() {
         }
         None => tracing::warn!("cannot read this process's start time"),
     }
+    // Before any thread: the filters compiled, the SIGSYS handler in place, the spawner started.
+    if let Err(e) = vmm::seccomp::init(cfg.seccomp, &dir, run_id) {
+        tracing::error!(error = %vmm::runner::error_chain(&e), "cannot set up the seccomp filters");
+        std::process::exit(exit_codes::EXIT_VMM_ERROR);
+    }
+    if let Err(e) = vmm::threads::start_spawner() {
+        tracing::error!(error = %vmm::runner::error_chain(&e), "cannot start the spawner thread");
+        std::process::exit(exit_codes::EXIT_VMM_ERROR);
+    }
     let code = vmm::runner::run(cfg, taps, started);
     tracing::info!(code, name = exit_codes::name(code), "vmm exiting");
     // Written while the run lock is still held: whoever takes the lock next reads the final status.
