@@ -111,6 +111,7 @@ impl Application {
             start_timeout: Duration::from_secs(settings.start_timeout_secs),
             kvm_emulated: settings.kvm_emulated(),
             network: network.clone(),
+            seccomp: settings.vmm_seccomp,
         };
         tracing::info!(vmm = %vm_settings.vmm_binary.display(), emulated = vm_settings.kvm_emulated, "VM supervisor");
         let supervisor = Supervisor::new(pool.clone(), vm_settings);

@@ -107,7 +107,10 @@ mod tests {
     #[test]
     fn a_record_of_this_run_names_the_call_and_the_thread() {
         let v = Violation::parse("run_id=r1\nsyscall=59 thread=vcpu\n", "r1").unwrap();
-        assert_eq!(v.reason(), "seccomp violation: syscall 59 (execve) in a vcpu thread");
+        assert_eq!(
+            v.reason(),
+            "seccomp violation: syscall 59 (execve) in a vcpu thread"
+        );
         assert_eq!(
             Violation::parse("run_id=r1\nsyscall=99999 thread=main\n", "r1")
                 .unwrap()
@@ -118,7 +121,10 @@ mod tests {
 
     #[test]
     fn another_runs_record_or_a_clean_one_is_no_violation() {
-        assert_eq!(Violation::parse("run_id=r0\nsyscall=59 thread=vcpu\n", "r1"), None);
+        assert_eq!(
+            Violation::parse("run_id=r0\nsyscall=59 thread=vcpu\n", "r1"),
+            None
+        );
         assert_eq!(Violation::parse("run_id=r1\n", "r1"), None);
         assert_eq!(Violation::parse("", "r1"), None);
         assert_eq!(Violation::parse("run_id=r1\nsyscall=x thread=vcpu\n", "r1"), None);

@@ -273,7 +273,10 @@ fn forbidden_syscall() -> Response {
     let path = c"/nonexistent-seccomp-probe";
     let argv = [path.as_ptr(), std::ptr::null()];
     let envp = [std::ptr::null()];
-    tracing::warn!(mode = crate::seccomp::mode().as_str(), "debug request: calling execve");
+    tracing::warn!(
+        mode = crate::seccomp::mode().as_str(),
+        "debug request: calling execve"
+    );
     // SAFETY: a NUL-terminated path and NULL-terminated argument and environment arrays that outlive the
     // call; the path does not exist, so without a filter the call fails with ENOENT and returns.
     unsafe { libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };

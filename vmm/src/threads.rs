@@ -129,6 +129,8 @@ pub fn start_spawner() -> Result<(), ThreadError> {
     std::thread::Builder::new()
         .name("spawner".into())
         .spawn(move || {
+            // Process-directed signals (SIGTERM) must go to the threads that expect them, never here.
+            SignalMask::all_but_sigsys().apply();
             enter_or_exit(ThreadKind::Spawner);
             for job in rx {
                 job();
@@ -142,6 +144,41 @@ pub fn start_spawner() -> Result<(), ThreadError> {
     Ok(())
 }
 
+/// A thread's blocked-signal set, carried from the caller of [`spawn`] to the new thread.
+struct SignalMask(libc::sigset_t);
+
+// SAFETY: a sigset_t is plain data (a bit array), valid in any thread.
+unsafe impl Send for SignalMask {}
+
+impl SignalMask {
+    fn of_caller() -> Self {
+        // SAFETY: sigset_t is plain data; sigemptyset initialises it.
+        let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `set` is valid; with a null new set, pthread_sigmask only reads the current mask into it.
+        unsafe {
+            libc::sigemptyset(&mut set);
+            libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), &mut set);
+        }
+        Self(set)
+    }
+
+    fn all_but_sigsys() -> Self {
+        // SAFETY: sigset_t is plain data; sigfillset initialises it and sigdelset edits it.
+        let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `set` is a valid sigset_t and SIGSYS a valid signal number.
+        unsafe {
+            libc::sigfillset(&mut set);
+            libc::sigdelset(&mut set, libc::SIGSYS);
+        }
+        Self(set)
+    }
+
+    fn apply(&self) {
+        // SAFETY: sets this thread's mask to an initialised set; the old mask is not wanted.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.0, std::ptr::null_mut()) };
+    }
+}
+
 /// Starts `f` on a new thread called `name`, in the current tracing span, under the seccomp filter of
 /// `kind`.
 pub fn spawn<F, T>(kind: ThreadKind, name: impl Into<String>, f: F) -> Result<JoinHandle<T>, ThreadError>
@@ -152,7 +189,11 @@ where
     let name = name.into();
     let span = tracing::Span::current();
     let builder = std::thread::Builder::new().name(name.clone());
+    // The new thread starts with the caller's signal mask, as if the caller had created it (the runner
+    // blocks SIGTERM/SIGINT everywhere but in the signal thread), not with the spawner's.
+    let mask = SignalMask::of_caller();
     let body = move || {
+        mask.apply();
         enter_or_exit(kind);
         let _entered = span.enter();
         f()

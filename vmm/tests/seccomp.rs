@@ -66,7 +66,10 @@ fn every_thread_of_a_running_vmm_is_filtered() {
         std::thread::sleep(Duration::from_millis(20));
     };
     for (name, mode) in &threads {
-        assert_eq!(mode, "2", "thread {name} is not filtered (Seccomp: {mode}); all: {threads:?}");
+        assert_eq!(
+            mode, "2",
+            "thread {name} is not filtered (Seccomp: {mode}); all: {threads:?}"
+        );
     }
     assert!(
         vm.stderr().contains("seccomp filters ready") && vm.stderr().contains("\"kill\""),
@@ -74,7 +77,12 @@ fn every_thread_of_a_running_vmm_is_filtered() {
         vm.stderr()
     );
     // Status (memory and CPU figures read from /proc) still works under the filters.
-    assert!(vm.control(json!({"cmd": "status"}))["rss_bytes"].as_u64().unwrap() > 0);
+    assert!(
+        vm.control(json!({"cmd": "status"}))["rss_bytes"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
 }
 
 #[test]
@@ -93,7 +101,10 @@ fn a_forbidden_call_ends_the_vmm_and_names_the_call_and_thread() {
     assert_eq!(vm.wait_exit(TIMEOUT), EXIT_SECCOMP, "stderr:\n{}", vm.stderr());
     let run_id = ""; // started by hand: no run id
     let v = Violation::read(&vm.run_dir, run_id).expect("no violation recorded");
-    assert_eq!(v.reason(), "seccomp violation: syscall 59 (execve) in a control thread");
+    assert_eq!(
+        v.reason(),
+        "seccomp violation: syscall 59 (execve) in a control thread"
+    );
     assert!(
         vm.stderr()
             .contains("seccomp violation: syscall 59 (execve) in a control thread"),

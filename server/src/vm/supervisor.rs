@@ -52,6 +52,8 @@ pub struct VmSettings {
     pub kvm_emulated: bool,
     /// Tenant networks: a VM's cards get their TAPs from here. `None`: VMs have no card.
     pub network: Option<crate::net::Networking>,
+    /// The VMMs' seccomp mode (`kill` unless configured otherwise).
+    pub seccomp: vmm_api::seccomp::SeccompMode,
 }
 
 /// A state change, as broadcast to event-stream subscribers.
@@ -104,6 +106,7 @@ impl Supervisor {
             settings.vms_dir.clone(),
             settings.kvm_emulated,
         )
+        .with_seccomp(settings.seccomp)
         .with_network(settings.network.clone());
         Self::with_host(pool, settings, Arc::new(host))
     }

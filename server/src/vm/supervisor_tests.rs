@@ -184,6 +184,7 @@ async fn fixture() -> Fixture {
         start_timeout: Duration::from_secs(10),
         kvm_emulated: false,
         network: None,
+        seccomp: Default::default(),
     };
     let sup = Supervisor::with_host(pool.clone(), settings, Arc::new(host.clone()));
     Fixture {

@@ -13,6 +13,7 @@ mod networks;
 mod networks_ssh;
 mod rest;
 mod revocation;
+mod seccomp;
 mod supervision;
 mod vm_helpers;
 mod vms;

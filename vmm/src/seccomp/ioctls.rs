@@ -6,8 +6,8 @@ use std::mem::size_of;
 
 use kvm_bindings::{
     kvm_cpuid2, kvm_dirty_log, kvm_enable_cap, kvm_fpu, kvm_ioeventfd, kvm_irqfd, kvm_lapic_state,
-    kvm_mp_state, kvm_msrs, kvm_pit_config, kvm_regs, kvm_sregs, kvm_translation, kvm_userspace_memory_region,
-    kvm_vcpu_events, kvm_xcrs, kvm_xsave,
+    kvm_mp_state, kvm_msrs, kvm_pit_config, kvm_regs, kvm_sregs, kvm_translation,
+    kvm_userspace_memory_region, kvm_vcpu_events, kvm_xcrs, kvm_xsave,
 };
 
 const KVMIO: u64 = 0xAE;
@@ -68,12 +68,12 @@ pub const KVM_SET_XSAVE: u64 = iow(0xa5, size_of::<kvm_xsave>());
 pub const KVM_GET_XCRS: u64 = ior(0xa6, size_of::<kvm_xcrs>());
 pub const KVM_SET_XCRS: u64 = iow(0xa7, size_of::<kvm_xcrs>());
 pub const KVM_GET_XSAVE2: u64 = ior(0xcf, size_of::<kvm_xsave>());
-// TAP (the `libc` constants are the kernel's numbers)
-pub const TUNGETIFF: u64 = libc::TUNGETIFF as u64;
-pub const TUNSETVNETHDRSZ: u64 = libc::TUNSETVNETHDRSZ as u64;
-pub const TUNSETOFFLOAD: u64 = libc::TUNSETOFFLOAD as u64;
+// TAP (the `libc` constants are the kernel's numbers, `c_ulong` on x86-64)
+pub const TUNGETIFF: u64 = libc::TUNGETIFF;
+pub const TUNSETVNETHDRSZ: u64 = libc::TUNSETVNETHDRSZ;
+pub const TUNSETOFFLOAD: u64 = libc::TUNSETOFFLOAD;
 // Sockets
-pub const FIONBIO: u64 = libc::FIONBIO as u64;
+pub const FIONBIO: u64 = libc::FIONBIO;
 
 #[cfg(test)]
 mod tests {

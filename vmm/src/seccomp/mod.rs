@@ -13,6 +13,8 @@
 mod ioctls;
 pub mod rules;
 mod sigsys;
+#[cfg(test)]
+mod tests;
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -58,8 +60,13 @@ pub fn program(kind: ThreadKind, mode: SeccompMode) -> Result<Option<BpfProgram>
         SeccompMode::Log => SeccompAction::Log,
         SeccompMode::Off => return Ok(None),
     };
-    let filter = SeccompFilter::new(rules::rules(kind)?, mismatch, SeccompAction::Allow, TargetArch::x86_64)
-        .map_err(SeccompError::Build)?;
+    let filter = SeccompFilter::new(
+        rules::rules(kind)?,
+        mismatch,
+        SeccompAction::Allow,
+        TargetArch::x86_64,
+    )
+    .map_err(SeccompError::Build)?;
     BpfProgram::try_from(filter)
         .map(Some)
         .map_err(|e| SeccompError::Compile(kind.name(), e))

@@ -37,7 +37,12 @@ impl List {
     }
 
     /// Allows `call` when argument `arg` matches one of the (operator, value) tests.
-    fn allow_when(mut self, call: i64, arg: u8, tests: Vec<(SeccompCmpOp, u64)>) -> Result<Self, SeccompError> {
+    fn allow_when(
+        mut self,
+        call: i64,
+        arg: u8,
+        tests: Vec<(SeccompCmpOp, u64)>,
+    ) -> Result<Self, SeccompError> {
         let entry = self.0.entry(call).or_default();
         for (op, value) in tests {
             let cond = SeccompCondition::new(arg, SeccompCmpArgLen::Dword, op, value)
@@ -75,8 +80,14 @@ fn common() -> Result<List, SeccompError> {
             libc::SYS_exit_group,
         ])
         .allow_when(libc::SYS_mmap, 2, vec![(SeccompCmpOp::MaskedEq(PROT_EXEC), 0)])?
-        .allow_when(libc::SYS_mprotect, 2, vec![(SeccompCmpOp::MaskedEq(PROT_EXEC), 0)])?
-        .allow_arg(libc::SYS_madvise, 2, &[libc::MADV_DONTNEED as u64])
+        .allow_when(
+            libc::SYS_mprotect,
+            2,
+            vec![(SeccompCmpOp::MaskedEq(PROT_EXEC), 0)],
+        )?
+        .allow_arg(libc::SYS_madvise, 2, &[libc::MADV_DONTNEED as u64])?
+        // Debug builds of std check that a descriptor is open before closing it.
+        .allow_arg(libc::SYS_fcntl, 1, &[libc::F_GETFD as u64])
 }
 
 /// `fcntl` as std and vmm-sys-util use it: descriptor flags, status flags, `try_clone`.
@@ -85,7 +96,6 @@ fn fcntl(l: List) -> Result<List, SeccompError> {
         libc::SYS_fcntl,
         1,
         &[
-            libc::F_GETFD as u64,
             libc::F_SETFD as u64,
             libc::F_GETFL as u64,
             libc::F_SETFL as u64,
@@ -122,12 +132,8 @@ pub fn rules(kind: ThreadKind) -> Result<Rules, SeccompError> {
             libc::SYS_read,         // eventfds
             libc::SYS_pread64,      // virtio-blk
             libc::SYS_pwrite64,
-            libc::SYS_preadv,
-            libc::SYS_pwritev,
-            libc::SYS_fsync,
             libc::SYS_fdatasync,
             libc::SYS_getrusage, // its CPU time, recorded as it ends
-            libc::SYS_tgkill,    // kicks the other vCPUs when the run ends
             // A network card's activation (a guest register write) sets up the card's event loop.
             libc::SYS_eventfd2,
             libc::SYS_epoll_create1,
@@ -154,7 +160,8 @@ pub fn rules(kind: ThreadKind) -> Result<Rules, SeccompError> {
             TUNSETOFFLOAD,
         ])?,
         ThreadKind::Signals => base.allow(&[libc::SYS_rt_sigtimedwait]),
-        ThreadKind::Sampler => base.allow(&[libc::SYS_clock_nanosleep, libc::SYS_nanosleep, libc::SYS_tgkill]),
+        // `pthread_kill` is `getpid` + `tgkill`, with every signal blocked in between: both must pass.
+        ThreadKind::Sampler => base.allow(&[libc::SYS_clock_nanosleep, libc::SYS_getpid, libc::SYS_tgkill]),
         ThreadKind::Control => socket_server(base.allow(&[
             libc::SYS_statx, // `read_to_string` sizes its buffer
             libc::SYS_fstat,
@@ -162,11 +169,15 @@ pub fn rules(kind: ThreadKind) -> Result<Rules, SeccompError> {
             libc::SYS_mincore,   // guest pages resident, for `status`
             libc::SYS_getrusage, // process CPU time
             libc::SYS_getpid,
-            libc::SYS_tgkill, // `pause` kicks the vCPUs
+            libc::SYS_tgkill,          // `pause` kicks the vCPUs
+            libc::SYS_clock_nanosleep, // and polls until they are parked
         ]))?
         .allow_arg(libc::SYS_openat, 2, &[OPEN_READ, OPEN_CREATE])?,
         ThreadKind::Serial => socket_server(base)?,
-        ThreadKind::Vnc => socket_server(base)?.ioctls(&[FIONBIO, KVM_GET_DIRTY_LOG])?,
+        // (`clock_nanosleep`: the listener backs off after a failed accept.)
+        ThreadKind::Vnc => {
+            socket_server(base.allow(&[libc::SYS_clock_nanosleep]))?.ioctls(&[FIONBIO, KVM_GET_DIRTY_LOG])?
+        }
         ThreadKind::Net => base.allow(&[
             libc::SYS_epoll_wait,
             libc::SYS_epoll_pwait,
@@ -187,7 +198,7 @@ pub fn rules(kind: ThreadKind) -> Result<Rules, SeccompError> {
             libc::SYS_statx,
             libc::SYS_eventfd2,
             libc::SYS_clock_nanosleep,
-            libc::SYS_nanosleep,
+            libc::SYS_getpid, // with tgkill: kicking the vCPUs (`pthread_kill`)
             libc::SYS_tgkill,
             libc::SYS_rename,
             libc::SYS_unlink,

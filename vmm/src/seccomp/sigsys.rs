@@ -87,7 +87,12 @@ fn lines(nr: i64, kind: &str) -> (Line, Line) {
 extern "C" fn on_sigsys(_sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut c_void) {
     // SAFETY: the kernel passes a valid siginfo_t for an SA_SIGINFO handler; for SIGSYS from seccomp
     // the `_sigsys` member of its union is the one filled in, `si_syscall` at this offset.
-    let nr = unsafe { info.cast::<u8>().add(SI_SYSCALL_OFFSET).cast::<i32>().read_unaligned() };
+    let nr = unsafe {
+        info.cast::<u8>()
+            .add(SI_SYSCALL_OFFSET)
+            .cast::<i32>()
+            .read_unaligned()
+    };
     let kind = crate::threads::current_kind().map_or("main", |k| k.name());
     let (record, log) = lines(i64::from(nr), kind);
     record.write_to(RECORD_FD.load(Ordering::Relaxed));
