@@ -106,6 +106,8 @@ pub fn build(
         cpuid_mask,
         rng: true,
         virtio_discovery,
+        // The host sets the configured mode (`Settings::vmm_seccomp`); filters on unless told otherwise.
+        seccomp: vmm_api::seccomp::SeccompMode::default(),
     })
 }
 
