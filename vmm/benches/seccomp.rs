@@ -24,7 +24,6 @@ fn firecracker(kind: ThreadKind) -> &'static str {
     match kind {
         ThreadKind::Main => "50 (vmm)",
         ThreadKind::Vcpu => "27 (vcpu)",
-        ThreadKind::Control => "- (api: 21)",
         _ => "-",
     }
 }
