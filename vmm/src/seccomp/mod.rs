@@ -100,11 +100,18 @@ pub fn init(mode: SeccompMode, dir: &RunDir, run_id: Option<&str>) -> Result<(),
             programs.push((kind, p));
         }
     }
-    let counts: Vec<String> = ThreadKind::ALL
-        .iter()
-        .map(|k| format!("{}={}", k.name(), allowed_calls(*k).unwrap_or(0)))
-        .collect();
-    tracing::info!(mode = mode.as_str(), allowed = %counts.join(" "), "seccomp filters ready");
+    if mode == SeccompMode::Off {
+        tracing::warn!(
+            mode = mode.as_str(),
+            "seccomp filters off: threads run unfiltered"
+        );
+    } else {
+        let counts: Vec<String> = ThreadKind::ALL
+            .iter()
+            .map(|k| format!("{}={}", k.name(), allowed_calls(*k).unwrap_or(0)))
+            .collect();
+        tracing::info!(mode = mode.as_str(), allowed = %counts.join(" "), "seccomp filters ready");
+    }
     // A second init (tests) keeps the first: threads already run under its programs.
     let _ = COMPILED.set(Compiled { mode, programs });
     Ok(())
