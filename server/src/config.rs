@@ -43,6 +43,10 @@ pub struct Settings {
     pub log_format: String,
     /// The `vmm` binary; unset: `vmm` next to the `portal` binary.
     pub vmm_binary: Option<PathBuf>,
+    /// What the VMMs' per-thread seccomp filters do with a system call outside their allow-list: `kill`
+    /// (default: the VM crashes with the call named), `log` (the kernel logs it) or `off`.
+    #[serde(default)]
+    pub vmm_seccomp: vmm_api::seccomp::SeccompMode,
     /// Built guest images (`guest/out`, with `manifest.json`), registered as images at start.
     pub guest_dir: PathBuf,
     /// A graceful stop waits this long for the guest to power off, then forces it.
@@ -331,6 +335,7 @@ impl Settings {
             client_ip_header: None,
             trusted_proxies: vec![IpAddr::from([127, 0, 0, 1])],
             vmm_binary: None,
+            vmm_seccomp: vmm_api::seccomp::SeccompMode::Kill,
             guest_dir: PathBuf::from("guest/out"),
             stop_timeout_secs: 10,
             start_timeout_secs: 30,

@@ -121,6 +121,7 @@ impl Application {
             kvm_emulated: settings.kvm_emulated(),
             network: network.clone(),
             sandbox,
+            seccomp: settings.vmm_seccomp,
         };
         tracing::info!(vmm = %vm_settings.vmm_binary.display(), emulated = vm_settings.kvm_emulated, "VM supervisor");
         let supervisor = Supervisor::new(pool.clone(), vm_settings);

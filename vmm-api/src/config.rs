@@ -188,6 +188,10 @@ pub struct VmConfig {
     /// the rights it was started with (the VMM's own tests, a VMM started by hand).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jail: Option<crate::jail::JailConfig>,
+    /// What the VMM's per-thread system-call filters do with a call outside their allow-list (default
+    /// `kill`: the VMM records the call and exits with `EXIT_SECCOMP`).
+    #[serde(default)]
+    pub seccomp: crate::seccomp::SeccompMode,
 }
 
 /// Where virtio-mmio devices are announced to the guest.

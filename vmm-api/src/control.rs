@@ -57,6 +57,10 @@ pub enum Request {
         path: PathBuf,
     },
     ConsoleLog,
+    /// Test builds only (feature `debug-requests`): the connection's thread calls `execve`, which every
+    /// seccomp filter refuses, so tests can watch a violation end the VMM and reach the portal.
+    #[cfg(feature = "debug-requests")]
+    DebugForbiddenSyscall,
 }
 
 /// One key transition (Linux input keycode).

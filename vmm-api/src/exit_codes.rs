@@ -12,6 +12,7 @@
 //! | 7 | the guest reported a crash (KVM system event CRASH, e.g. pvpanic) |
 //! | 8 | refused to start: another VMM holds this VM's run directory or one of its disks (see `run_dir`); a
 //! |   | refused VMM touches nothing in the run directory, so it never disturbs the one that runs |
+//! | 9 | a seccomp filter refused a system call (`seccomp`: the call and thread are in `seccomp-violation`) |
 
 pub const EXIT_OK: i32 = 0;
 pub const EXIT_VMM_ERROR: i32 = 1;
@@ -22,6 +23,7 @@ pub const EXIT_FAIL_ENTRY: i32 = 5;
 pub const EXIT_KVM_RUN: i32 = 6;
 pub const EXIT_GUEST_CRASH: i32 = 7;
 pub const EXIT_LOCKED: i32 = 8;
+pub const EXIT_SECCOMP: i32 = 9;
 
 /// All codes with a short name, for logs and documentation.
 pub const TABLE: &[(i32, &str)] = &[
@@ -34,6 +36,7 @@ pub const TABLE: &[(i32, &str)] = &[
     (EXIT_KVM_RUN, "kvm-run-error"),
     (EXIT_GUEST_CRASH, "guest-crash"),
     (EXIT_LOCKED, "locked"),
+    (EXIT_SECCOMP, "seccomp-violation"),
 ];
 
 /// File in the run directory where the VMM records how it ended:

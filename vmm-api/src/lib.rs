@@ -9,6 +9,7 @@
 //! - `exit_codes`: how a VMM reports its end;
 //! - `jail` and `cgroup`: the sandbox a VMM builds around itself (identity, limits) and the per-VM cgroups
 //!   both sides manage;
+//! - `seccomp`: the filter mode and the violation record a VMM leaves (`syscall_names` names the call);
 //! - `run_dir`: the run directory they share (file names, the run lock that makes a VM's VMM exclusive, the
 //!   pid record by which a restarted portal finds it again).
 //!
@@ -34,6 +35,10 @@ pub mod exit_codes;
 pub mod jail;
 #[cfg(feature = "std")]
 pub mod run_dir;
+#[cfg(feature = "std")]
+pub mod seccomp;
+#[cfg(feature = "std")]
+pub mod syscall_names;
 
 /// "outer: inner: innermost": an error with its chain of sources, for logs and for reasons shown to
 /// people. Both ends of the process boundary (the VMM's logs, the portal's crash reasons) word error

@@ -98,6 +98,11 @@ impl RunDir {
         self.path.join(exit_codes::STATUS_FILE)
     }
 
+    /// Where a VMM records a system call its seccomp filters refused (`seccomp::Violation`).
+    pub fn seccomp_violation(&self) -> PathBuf {
+        self.path.join(crate::seccomp::VIOLATION_FILE)
+    }
+
     /// The run id written into the lock file by whoever last took the lock to start a VMM. While the lock
     /// is held it names the run of the VMM that holds it.
     pub fn current_run_id(&self) -> Option<String> {

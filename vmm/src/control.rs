@@ -262,7 +262,28 @@ pub fn handle(ctx: &ControlCtx, line: &str) -> (Response, Option<VmEvent>) {
             let data = String::from_utf8_lossy(&ctx.hub.console_log()).into_owned();
             (Response::ConsoleLog { ok: True, data }, None)
         }
+        #[cfg(feature = "debug-requests")]
+        Request::DebugForbiddenSyscall => (forbidden_syscall(), None),
     }
+}
+
+/// Test builds: calls `execve`, which no filter allows; in `kill` mode the VMM ends here.
+#[cfg(feature = "debug-requests")]
+fn forbidden_syscall() -> Response {
+    let path = c"/nonexistent-seccomp-probe";
+    let argv = [path.as_ptr(), std::ptr::null()];
+    let envp = [std::ptr::null()];
+    tracing::warn!(
+        mode = crate::seccomp::mode().as_str(),
+        "debug request: calling execve"
+    );
+    // SAFETY: a NUL-terminated path and NULL-terminated argument and environment arrays that outlive the
+    // call; the path does not exist, so without a filter the call fails with ENOENT and returns.
+    unsafe { libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+    Response::error(format!(
+        "execve was not refused: {}",
+        std::io::Error::last_os_error()
+    ))
 }
 
 fn ms(us: u64) -> f64 {

@@ -8,7 +8,7 @@
 //! (irqchip, PIT) → guest RAM (`memory`, dirty-tracked) registered as memslots → framebuffer slot →
 //! legacy devices → virtio-mmio devices → kernel, initrd, command line, ACPI, zero page → vCPUs → run
 //! loop (`runner`), with `control` and the serial hub serving the unix sockets. Every thread is started
-//! through `threads::spawn`.
+//! through `threads::spawn`, under the seccomp filter of its kind (`seccomp`).
 
 pub mod boot;
 pub mod builder;
@@ -20,6 +20,7 @@ pub mod jail;
 pub mod memory;
 pub mod rfb;
 pub mod runner;
+pub mod seccomp;
 pub mod state;
 pub mod stats;
 #[cfg(any(test, feature = "test-support"))]

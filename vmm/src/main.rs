@@ -162,13 +162,23 @@ fn main() {
         Ok(h) => h,
         Err(e) => fail_early(&dir, run_id, &e, "cannot open the VM's host files"),
     };
+    // Before the jail and any thread: the filters compiled, the violation record opened (at its host
+    // path) and the SIGSYS handler in place.
+    if let Err(e) = vmm::seccomp::init(cfg.seccomp, &dir, run_id) {
+        fail_early(&dir, run_id, &e, "cannot set up the seccomp filters");
+    }
     let mut cfg = cfg;
-    // A config with a jail never runs the guest outside it.
+    // A config with a jail never runs the guest outside it. Built while the process has one thread.
     if let Some(jail) = cfg.jail.clone() {
         match vmm::jail::enter(&jail, &cfg.run_dir) {
             Ok(jailed) => cfg.run_dir = jailed.run_dir,
             Err(e) => fail_early(&dir, run_id, &e, "cannot build the jail"),
         }
+    }
+    // Every later thread is started by the spawner, which carries no filter of its own kind yet.
+    if let Err(e) = vmm::threads::start_spawner() {
+        let status = RunDir::new(&cfg.run_dir);
+        fail_early(&status, run_id, &e, "cannot start the spawner thread");
     }
     let status_file = RunDir::new(&cfg.run_dir).exit_status();
     let code = vmm::runner::run(cfg, host, started);

@@ -42,6 +42,8 @@ pub enum RunError {
     SpawnSignals(#[source] ThreadError),
     #[error("Failed to start the VNC server")]
     Vnc(#[source] crate::rfb::RfbError),
+    #[error("Failed to filter the main thread's system calls")]
+    Seccomp(#[source] ThreadError),
 }
 
 /// SIGTERM and SIGINT become a forced stop (exit code 0, sockets removed): they are blocked in every
@@ -145,7 +147,11 @@ fn run_inner(cfg: VmConfig, host: HostAccess, started: Instant) -> Result<i32, R
         None => None,
     };
     let code = match files {
-        Ok(files) => boot_loop(&kvm, &cfg, &files, &shared, &hub, &runtime)?,
+        Ok(files) => {
+            // Setup is done: from here on the main thread only builds boots from what is open.
+            threads::enter_kind(ThreadKind::Main).map_err(RunError::Seccomp)?;
+            boot_loop(&kvm, &cfg, &files, &shared, &hub, &runtime)?
+        }
         Err(e) => {
             shared.begin_boot(false);
             tracing::error!(error = %error_chain(&e), "failed to build the VM");

@@ -252,10 +252,8 @@ impl Shared {
     pub fn unregister_vcpu_thread(&self) {
         // SAFETY: pthread_self has no preconditions.
         let me = unsafe { libc::pthread_self() };
-        // SAFETY: gettid has no preconditions.
-        let tid = unsafe { libc::gettid() };
         self.exited_vcpu_ms
-            .fetch_add(crate::stats::threads_cpu_ms(&[tid]), Ordering::Relaxed);
+            .fetch_add(crate::stats::this_thread_cpu_ms(), Ordering::Relaxed);
         // SAFETY: pthread_equal only compares two thread ids.
         lock(&self.vcpu_threads).retain(|(pt, _)| unsafe { libc::pthread_equal(*pt, me) } == 0);
     }

@@ -131,6 +131,8 @@ pub struct LocalHost {
     vmm_binary: PathBuf,
     vms_dir: PathBuf,
     kvm_emulated: bool,
+    /// What the VMMs' seccomp filters do with a refused call.
+    seccomp: vmm_api::seccomp::SeccompMode,
     /// Opens the TAPs of a VM's cards; `None`: VMs run without cards.
     network: Option<crate::net::Networking>,
     /// The jail each VMM gets in its config.
@@ -145,6 +147,7 @@ impl LocalHost {
             vmm_binary,
             vms_dir,
             kvm_emulated,
+            seccomp: vmm_api::seccomp::SeccompMode::default(),
             network: None,
             sandbox: super::sandbox::Sandbox::Off,
             children: Mutex::new(HashMap::new()),
@@ -152,6 +155,12 @@ impl LocalHost {
     }
 
     /// Gives the VMMs their network cards from `network`.
+    /// The seccomp mode of the VMMs started from now on (`Settings::vmm_seccomp`).
+    pub fn with_seccomp(mut self, mode: vmm_api::seccomp::SeccompMode) -> Self {
+        self.seccomp = mode;
+        self
+    }
+
     pub fn with_network(mut self, network: Option<crate::net::Networking>) -> Self {
         self.network = network;
         self
@@ -237,6 +246,7 @@ impl Host for LocalHost {
             disk::config_disk(dir.path()),
             self.kvm_emulated,
         )?;
+        config.seccomp = self.seccomp;
         let taps = vmm_config::add_nics(&mut config, nics);
         config.jail = self
             .sandbox
@@ -266,7 +276,7 @@ impl Host for LocalHost {
                     None
                 }
             };
-            let outcome = Outcome::decide(process::read_exit_status(&dir, &run_id), waited);
+            let outcome = process::read_outcome(&dir, &run_id, waited);
             let ended_at = process::exit_time(&dir, &run_id);
             // The process is gone, so its cgroup is empty.
             sandbox.remove_cgroup(&vm_id);
@@ -308,7 +318,7 @@ impl Host for LocalHost {
         let started = PidRecord::read(&dir).is_some_and(|r| r.run_id.as_deref() == Some(run_id));
         RunRecord {
             started,
-            outcome: Outcome::decide(process::read_exit_status(&dir, run_id), None),
+            outcome: process::read_outcome(&dir, run_id, None),
             ended_at: process::exit_time(&dir, run_id),
         }
     }

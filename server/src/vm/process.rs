@@ -13,6 +13,7 @@ use command_fds::{CommandFdExt, FdMapping};
 use tokio::process::{Child, Command};
 use vmm_api::exit_codes::{self, ExitStatus};
 use vmm_api::run_dir::{self, PidRecord, RunDir, RunLock};
+use vmm_api::seccomp::Violation;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessError {
@@ -187,10 +188,24 @@ pub fn read_exit_status(dir: &RunDir, run_id: &str) -> Option<ExitStatus> {
     dir.exit_status_of(run_id)
 }
 
+/// What ended the VMM of `run_id`: a system call its seccomp filters refused (the VMM dies in its SIGSYS
+/// handler, leaving that record instead of an exit status), else [`Outcome::decide`].
+pub fn read_outcome(dir: &RunDir, run_id: &str, waited: Option<std::process::ExitStatus>) -> Outcome {
+    match Violation::read(dir.path(), run_id) {
+        Some(v) => Outcome::Failed(v.reason()),
+        None => Outcome::decide(read_exit_status(dir, run_id), waited),
+    }
+}
+
 /// When the VMM of `run_id` recorded its exit (unix seconds), if it did.
 pub fn exit_time(dir: &RunDir, run_id: &str) -> Option<i64> {
-    read_exit_status(dir, run_id)?;
-    let modified = std::fs::metadata(dir.exit_status()).ok()?.modified().ok()?;
+    let file = if read_exit_status(dir, run_id).is_some() {
+        dir.exit_status()
+    } else {
+        Violation::read(dir.path(), run_id)?;
+        dir.seccomp_violation()
+    };
+    let modified = std::fs::metadata(file).ok()?.modified().ok()?;
     let secs = modified.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
     i64::try_from(secs).ok()
 }
@@ -270,5 +285,24 @@ mod tests {
             Outcome::Failed("VMM killed by signal 9".into())
         );
         assert!(matches!(Outcome::decide(None, None), Outcome::Failed(_)));
+    }
+
+    #[test]
+    fn a_seccomp_violation_of_this_run_is_the_crash_reason() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = RunDir::new(tmp.path());
+        std::fs::write(dir.seccomp_violation(), "run_id=r1\nsyscall=59 thread=vcpu\n").unwrap();
+        assert_eq!(
+            read_outcome(&dir, "r1", None),
+            Outcome::Failed("seccomp violation: syscall 59 (execve) in a vcpu thread".into())
+        );
+        assert!(exit_time(&dir, "r1").is_some());
+        // Another run's record, or none: the exit status decides as before.
+        assert_eq!(
+            read_outcome(&dir, "r2", None),
+            Outcome::Failed("VMM process vanished without recording an exit status".into())
+        );
+        exit_codes::write_status(&dir.exit_status(), 0, Some("r2")).unwrap();
+        assert_eq!(read_outcome(&dir, "r2", None), Outcome::PoweredOff);
     }
 }

@@ -59,6 +59,8 @@ pub struct VmSettings {
     pub network: Option<crate::net::Networking>,
     /// The VMMs' jail (`sandbox.rs`); `Sandbox::Off` only when the admin chose it.
     pub sandbox: super::Sandbox,
+    /// The VMMs' seccomp mode (`kill` unless configured otherwise).
+    pub seccomp: vmm_api::seccomp::SeccompMode,
 }
 
 /// A state change, as broadcast to event-stream subscribers.
@@ -111,6 +113,7 @@ impl Supervisor {
             settings.vms_dir.clone(),
             settings.kvm_emulated,
         )
+        .with_seccomp(settings.seccomp)
         .with_network(settings.network.clone())
         .with_sandbox(settings.sandbox.clone());
         Self::with_host(pool, settings, Arc::new(host))

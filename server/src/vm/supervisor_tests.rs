@@ -186,6 +186,7 @@ async fn fixture() -> Fixture {
         kvm_emulated: false,
         network: None,
         sandbox: crate::vm::Sandbox::Off,
+        seccomp: Default::default(),
     };
     let sup = Supervisor::with_host(pool.clone(), settings, Arc::new(host.clone()));
     Fixture {

@@ -107,6 +107,8 @@ pub fn build(
         rng: true,
         virtio_discovery,
         jail: None,
+        // The host sets the configured mode (`Settings::vmm_seccomp`); filters on unless told otherwise.
+        seccomp: vmm_api::seccomp::SeccompMode::default(),
     })
 }
 

@@ -17,6 +17,7 @@ mod networks_ssh;
 mod networks_table;
 mod rest;
 mod revocation;
+mod seccomp;
 mod supervision;
 mod vm_helpers;
 mod vms;

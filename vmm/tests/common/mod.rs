@@ -417,6 +417,9 @@ impl TestVm {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(st) = self.child.try_wait().unwrap() {
+                if st.code().is_none() {
+                    eprintln!("vmm ended by {st}; stderr:\n{}", self.stderr());
+                }
                 return st.code().unwrap_or(-1);
             }
             if Instant::now() > deadline {
