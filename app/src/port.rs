@@ -132,6 +132,13 @@ pub trait Catalogue: Send + Sync {
         flavor_id: String,
         disabled: bool,
     ) -> Result<FlavorView, AppError>;
+    /// Admins: the hourly price of usage intervals opened from now on (past usage keeps its price).
+    async fn set_flavor_price(
+        &self,
+        caller: &Caller,
+        flavor_id: String,
+        hourly_price_minor: i64,
+    ) -> Result<FlavorView, AppError>;
     /// Public images and the caller's tenant's own (admins: all).
     async fn list_images(&self, caller: &Caller) -> Result<Vec<ImageView>, AppError>;
     /// Removes an image no VM uses (admins).

@@ -2,6 +2,7 @@
 //! Queries live in the submodules, one per table group; services never write SQL.
 
 pub mod audit;
+pub mod audit_targets;
 pub mod console;
 pub mod flavors;
 pub mod images;

@@ -2,10 +2,12 @@
 #![allow(clippy::unwrap_used)]
 
 mod accounts;
+mod audit_trail;
 mod bad_input;
 mod billing;
 mod catalogue;
 mod console;
+mod flavor_prices;
 mod headers;
 mod helpers;
 mod isolation;
