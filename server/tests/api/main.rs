@@ -15,6 +15,7 @@ mod networks;
 mod networks_ssh;
 mod rest;
 mod revocation;
+mod serial_replay;
 mod supervision;
 mod vm_helpers;
 mod vms;
