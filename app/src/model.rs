@@ -380,8 +380,10 @@ impl QuotaView {
         }
         if i64::from(vcpus) > left.vcpus {
             return Some(format!(
-                "Needs {vcpus} vCPUs; {} of {} left.",
-                left.vcpus, self.limits.vcpus
+                "Needs {vcpus} {}; {} of {} left.",
+                if vcpus == 1 { "vCPU" } else { "vCPUs" },
+                left.vcpus,
+                self.limits.vcpus
             ));
         }
         if i64::from(memory_mib) > left.memory_mib {

@@ -218,6 +218,8 @@ pub trait Billing: Send + Sync {
     async fn my_quota(&self, caller: &Caller) -> Result<QuotaView, AppError>;
     /// Every tenant's limits and usage (admins).
     async fn list_quotas(&self, caller: &Caller) -> Result<Vec<QuotaView>, AppError>;
+    /// Admins: the limits of tenants without their own.
+    async fn quota_defaults(&self, caller: &Caller) -> Result<QuotaLimits, AppError>;
     /// Sets a tenant's limits (admins); `tenant_id` `"*"` sets the defaults for tenants without their own.
     async fn set_quota(
         &self,

@@ -100,6 +100,15 @@ impl Billing for Service {
         Ok(out)
     }
 
+    async fn quota_defaults(&self, caller: &Caller) -> Result<QuotaLimits, AppError> {
+        caller.require_admin()?;
+        let mut conn = self.pool().acquire().await.map_err(internal)?;
+        let limits = quotas::limits(&mut conn, quotas::DEFAULTS)
+            .await
+            .map_err(internal)?;
+        Ok(limits_view(limits))
+    }
+
     async fn set_quota(
         &self,
         caller: &Caller,

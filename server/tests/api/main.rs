@@ -13,6 +13,7 @@ mod helpers;
 mod isolation;
 mod networks;
 mod networks_ssh;
+mod quota_defaults;
 mod rest;
 mod revocation;
 mod serial_replay;
