@@ -39,7 +39,7 @@ describe('quotas', () => {
     await dialog.waitFor();
     const problem = dialog.getByTestId('quota-problem');
     await problem.waitFor();
-    assert.match(await problem.textContent(), /vCPUs/);
+    assert.match(await problem.textContent(), /Needs 1 vCPU;/);
     const color = await problem.evaluate((el) => getComputedStyle(el).color);
     assert.equal(color, 'rgb(217, 45, 32)', 'the problem is shown in red');
     await dialog.locator('input[name="name"]').fill('too-big');
