@@ -232,8 +232,8 @@ describe('console', () => {
       .locator('[data-status][data-state="disconnected"], [data-status][data-state="stopped"]')
       .waitFor({ timeout: timeouts.guest });
     await until('the VM stopped', async () => (await vmState(page)) === 'stopped', timeouts.guest);
-    // The page re-reads the VM's state every few seconds.
-    await status(page, 'stopped').waitFor();
+    // The page re-reads the VM's state every few seconds; a stopped VM shows a plain line, not a console.
+    await page.getByTestId('console-off').filter({ hasText: 'stopped' }).waitFor();
     // Every script, style and vendored module loaded (the browser itself asks for /favicon.ico).
     assert.deepEqual(notFound.filter((p) => p !== '/favicon.ico'), []);
     const errors = step.session().consoleErrors.filter((e) => !/WebSocket|ERR_CONNECTION|status of (404|409)/.test(e));

@@ -385,8 +385,10 @@ impl QuotaView {
         }
         if i64::from(vcpus) > left.vcpus {
             return Some(format!(
-                "Needs {vcpus} vCPUs; {} of {} left.",
-                left.vcpus, self.limits.vcpus
+                "Needs {vcpus} {}; {} of {} left.",
+                if vcpus == 1 { "vCPU" } else { "vCPUs" },
+                left.vcpus,
+                self.limits.vcpus
             ));
         }
         if i64::from(memory_mib) > left.memory_mib {
@@ -418,6 +420,8 @@ pub struct InvoiceLine {
     pub seconds: i64,
     pub hourly_price_minor: i64,
     pub amount_minor: i64,
+    /// The amount in hundredths of a minor unit (1/100 of a cent), rounded once.
+    pub amount_hundredths: i64,
 }
 
 /// A tenant's (or, for admins, everyone's) usage for one calendar month (UTC).
@@ -427,9 +431,14 @@ pub struct Invoice {
     /// `YYYY-MM`.
     pub month: String,
     pub lines: Vec<InvoiceLine>,
+    /// The exact sum of the lines, rounded once.
     pub total_minor: i64,
+    /// The same in hundredths of a minor unit.
+    pub total_hundredths: i64,
     /// Cost per day of the month (index 0 = the 1st), in minor units.
     pub daily_minor: Vec<i64>,
+    /// The same in hundredths of a minor unit.
+    pub daily_hundredths: Vec<i64>,
     /// The month is not over: figures run up to now.
     pub partial: bool,
 }
@@ -443,7 +452,10 @@ pub struct AuditView {
     pub actor: String,
     pub tenant_id: Option<String>,
     pub action: String,
+    /// As stored and hashed: `kind:id`.
     pub target: String,
+    /// For people: `kind name (short id)` while the target exists, else `target`.
+    pub target_name: String,
     pub detail: String,
     pub hash: String,
 }

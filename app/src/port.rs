@@ -132,6 +132,13 @@ pub trait Catalogue: Send + Sync {
         flavor_id: String,
         disabled: bool,
     ) -> Result<FlavorView, AppError>;
+    /// Admins: the hourly price of usage intervals opened from now on (past usage keeps its price).
+    async fn set_flavor_price(
+        &self,
+        caller: &Caller,
+        flavor_id: String,
+        hourly_price_minor: i64,
+    ) -> Result<FlavorView, AppError>;
     /// Public images and the caller's tenant's own (admins: all).
     async fn list_images(&self, caller: &Caller) -> Result<Vec<ImageView>, AppError>;
     /// Removes an image no VM uses (admins).
@@ -211,6 +218,8 @@ pub trait Billing: Send + Sync {
     async fn my_quota(&self, caller: &Caller) -> Result<QuotaView, AppError>;
     /// Every tenant's limits and usage (admins).
     async fn list_quotas(&self, caller: &Caller) -> Result<Vec<QuotaView>, AppError>;
+    /// Admins: the limits of tenants without their own.
+    async fn quota_defaults(&self, caller: &Caller) -> Result<QuotaLimits, AppError>;
     /// Sets a tenant's limits (admins); `tenant_id` `"*"` sets the defaults for tenants without their own.
     async fn set_quota(
         &self,

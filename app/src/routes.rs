@@ -77,6 +77,7 @@ pub fn App() -> impl IntoView {
         // chunk into the server-rendered <head>, and one registered inside a suspended page was missing from
         // about a third of full page loads. Small, and cached across pages.
         <Stylesheet id="console-css" href="/style/console.css"/>
+        <Stylesheet id="responsive-css" href="/style/responsive.css"/>
         <Title formatter=|page: String| {
             if page.is_empty() { PRODUCT_NAME.to_string() } else { format!("{page} · {PRODUCT_NAME}") }
         }/>

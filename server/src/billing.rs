@@ -1,7 +1,10 @@
 //! Invoice arithmetic, pure and clock-free: usage intervals in, a month's line items, totals and daily
 //! costs out. Months and days are UTC calendar periods. Each interval carries the price it opened with, so
-//! a later price change never alters past usage. Amounts are integer minor units: seconds × hourly price,
-//! divided by 3600 once per line and rounded half up, so lines add up exactly to the total.
+//! a later price change never alters past usage. Amounts are integers: seconds × hourly price is exact
+//! (minor-unit-seconds); each line and each day is divided down once, rounded half up, both to minor units
+//! and to hundredths of a minor unit (1/100 of a cent, so sub-cent usage shows), and the total is the exact
+//! sum divided down once (not a sum of rounded lines). Lines are grouped by VM: one VM's rates sit together,
+//! ordered by tenant, VM name and VM id, so two VMs of one name stay apart.
 
 use std::collections::BTreeMap;
 
@@ -77,7 +80,17 @@ fn overlap(a: i64, b: i64, from: i64, to: i64) -> i64 {
 
 /// Minor units for `seconds` at `hourly` minor units per hour, rounded half up.
 pub fn amount(seconds: i64, hourly: i64) -> i64 {
-    (i128::from(seconds) * i128::from(hourly) + 1800).div_euclid(3600) as i64
+    round_div(i128::from(seconds) * i128::from(hourly), 3600)
+}
+
+/// Hundredths of a minor unit for `seconds` at `hourly` minor units per hour, rounded half up.
+pub fn amount_hundredths(seconds: i64, hourly: i64) -> i64 {
+    round_div(i128::from(seconds) * i128::from(hourly), 36)
+}
+
+/// `n / d` rounded half up (n ≥ 0, d > 0).
+fn round_div(n: i128, d: i128) -> i64 {
+    ((n + d / 2).div_euclid(d)) as i64
 }
 
 /// The invoice for `period` from the intervals overlapping it; open intervals run until `now`.
@@ -109,6 +122,7 @@ pub fn invoice(
                 seconds: 0,
                 hourly_price_minor: iv.hourly_price_minor,
                 amount_minor: 0,
+                amount_hundredths: 0,
             });
         line.seconds += secs;
         for (day, cost) in daily_seconds_cost.iter_mut().enumerate() {
@@ -118,23 +132,26 @@ pub fn invoice(
         }
     }
     let mut lines: Vec<InvoiceLine> = lines.into_values().collect();
+    let mut exact: i128 = 0;
     for line in &mut lines {
         line.amount_minor = amount(line.seconds, line.hourly_price_minor);
+        line.amount_hundredths = amount_hundredths(line.seconds, line.hourly_price_minor);
+        exact += i128::from(line.seconds) * i128::from(line.hourly_price_minor);
     }
     lines.sort_by(|a, b| {
-        (&a.tenant_name, &a.vm_name, a.hourly_price_minor).cmp(&(
+        (&a.tenant_name, &a.vm_name, &a.vm_id, a.hourly_price_minor).cmp(&(
             &b.tenant_name,
             &b.vm_name,
+            &b.vm_id,
             b.hourly_price_minor,
         ))
     });
     Invoice {
         month: period.label(),
-        total_minor: lines.iter().map(|l| l.amount_minor).sum(),
-        daily_minor: daily_seconds_cost
-            .into_iter()
-            .map(|c| ((c + 1800) / 3600) as i64)
-            .collect(),
+        total_minor: round_div(exact, 3600),
+        total_hundredths: round_div(exact, 36),
+        daily_minor: daily_seconds_cost.iter().map(|&c| round_div(c, 3600)).collect(),
+        daily_hundredths: daily_seconds_cost.iter().map(|&c| round_div(c, 36)).collect(),
         partial: now < period.end,
         lines,
     }
@@ -149,11 +166,12 @@ pub fn to_csv(inv: &Invoice) -> String {
             s.to_string()
         }
     }
-    let mut out =
-        String::from("month,tenant,vm_id,vm_name,flavor,seconds,hours,hourly_price_minor,amount_minor\r\n");
+    let mut out = String::from(
+        "month,tenant,vm_id,vm_name,flavor,seconds,hours,hourly_price_minor,amount_minor,amount_hundredths\r\n",
+    );
     for l in &inv.lines {
         out.push_str(&format!(
-            "{},{},{},{},{},{},{:.4},{},{}\r\n",
+            "{},{},{},{},{},{},{:.4},{},{},{}\r\n",
             inv.month,
             field(&l.tenant_name),
             l.vm_id,
@@ -162,10 +180,14 @@ pub fn to_csv(inv: &Invoice) -> String {
             l.seconds,
             l.seconds as f64 / 3600.0,
             l.hourly_price_minor,
-            l.amount_minor
+            l.amount_minor,
+            l.amount_hundredths
         ));
     }
-    out.push_str(&format!("{},total,,,,,,,{}\r\n", inv.month, inv.total_minor));
+    out.push_str(&format!(
+        "{},total,,,,,,,{},{}\r\n",
+        inv.month, inv.total_minor, inv.total_hundredths
+    ));
     out
 }
 
@@ -289,6 +311,57 @@ mod tests {
         let rows: Vec<&str> = csv.split("\r\n").filter(|r| !r.is_empty()).collect();
         assert_eq!(rows.len(), 3);
         assert!(rows[1].contains("\"web \"\"1\"\", eu\""));
-        assert!(rows[2].ends_with(",100"));
+        assert!(rows[2].ends_with(",100,10000"));
+    }
+
+    #[test]
+    fn sub_cent_usage_shows_in_hundredths_and_the_total_is_rounded_once() {
+        // Three VMs, 10 s each at 1 cent/hour: 0.00278 cents each, 0.0083 together.
+        let start = ts(2026, Month::November, 5, 0, 0, 0);
+        let ivs = [
+            iv("a", start, Some(start + 10), 1),
+            iv("b", start, Some(start + 10), 1),
+            iv("c", start, Some(start + 10), 1),
+        ];
+        let inv = invoice(&Period::parse("2026-11", 0).unwrap(), &ivs, start + 60, &names());
+        assert!(inv
+            .lines
+            .iter()
+            .all(|l| l.amount_minor == 0 && l.amount_hundredths == 0));
+        // 30 s × 1 / 36 = 0.83 → 1 hundredth: the sum of the exact amounts, rounded once.
+        assert_eq!((inv.total_minor, inv.total_hundredths), (0, 1));
+        assert_eq!(inv.daily_hundredths[4], 1);
+        // 1 h 40 min at 7/h: 11.67 minor units = 1166.67 hundredths.
+        let one = [iv("d", start, Some(start + 6000), 7)];
+        let inv = invoice(
+            &Period::parse("2026-11", 0).unwrap(),
+            &one,
+            start + 6000,
+            &names(),
+        );
+        assert_eq!(
+            (inv.lines[0].amount_minor, inv.lines[0].amount_hundredths),
+            (12, 1167)
+        );
+    }
+
+    #[test]
+    fn two_vms_of_one_name_are_separate_lines_grouped_by_vm() {
+        let d = |h| ts(2026, Month::November, 10, h, 0, 0);
+        let mut ivs = vec![
+            iv("id-2", d(0), Some(d(1)), 10),
+            iv("id-1", d(0), Some(d(1)), 10),
+            iv("id-2", d(2), Some(d(3)), 20),
+        ];
+        for i in &mut ivs {
+            i.vm_name = "web".into();
+        }
+        let inv = invoice(&Period::parse("2026-11", 0).unwrap(), &ivs, d(23), &names());
+        let order: Vec<(&str, i64)> = inv
+            .lines
+            .iter()
+            .map(|l| (l.vm_id.as_str(), l.hourly_price_minor))
+            .collect();
+        assert_eq!(order, [("id-1", 10), ("id-2", 10), ("id-2", 20)]);
     }
 }

@@ -3,7 +3,7 @@
 use leptos::prelude::*;
 
 use crate::error::AppError;
-use crate::model::{AuditCheck, AuditView, Invoice, QuotaView};
+use crate::model::{AuditCheck, AuditView, Invoice, QuotaLimits, QuotaView};
 
 #[server(prefix = "/api/fn", endpoint = "my_quota")]
 pub async fn my_quota() -> Result<QuotaView, AppError> {
@@ -13,6 +13,11 @@ pub async fn my_quota() -> Result<QuotaView, AppError> {
 #[server(prefix = "/api/fn", endpoint = "list_quotas")]
 pub async fn list_quotas() -> Result<Vec<QuotaView>, AppError> {
     crate::port::with_caller(|portal, caller, _| async move { portal.list_quotas(&caller).await }).await
+}
+
+#[server(prefix = "/api/fn", endpoint = "quota_defaults")]
+pub async fn quota_defaults() -> Result<QuotaLimits, AppError> {
+    crate::port::with_caller(|portal, caller, _| async move { portal.quota_defaults(&caller).await }).await
 }
 
 #[server(prefix = "/api/fn", endpoint = "set_quota")]

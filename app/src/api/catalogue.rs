@@ -36,6 +36,15 @@ pub async fn set_flavor_disabled(id: String, disabled: String) -> Result<FlavorV
     .await
 }
 
+#[server(prefix = "/api/fn", endpoint = "set_flavor_price")]
+pub async fn set_flavor_price(id: String, hourly_price_minor: String) -> Result<FlavorView, AppError> {
+    crate::port::with_caller(|portal, caller, _| async move {
+        let price = crate::api::args::whole_number("hourly_price_minor", &hourly_price_minor)?;
+        portal.set_flavor_price(&caller, id, price).await
+    })
+    .await
+}
+
 #[server(prefix = "/api/fn", endpoint = "delete_image")]
 pub async fn delete_image(id: String) -> Result<(), AppError> {
     crate::port::with_caller(|portal, caller, _| async move { portal.delete_image(&caller, id).await }).await

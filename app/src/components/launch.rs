@@ -1,12 +1,17 @@
 //! The launch dialog: name, image, flavor, network and security groups (`launch_network.rs`), SSH key and
 //! user data. Submits `launch_vm`; the new VM appears in the list at once (in `creating`) and moves on live.
+//! Focus moves into the dialog when it opens and Escape closes it (the opener takes focus back); the
+//! image reaching a shell fastest is pre-selected (`image_choice.rs`), and Launch is disabled while the
+//! chosen flavor is over the quota.
 
 use leptos::prelude::*;
 
 use crate::api::billing::my_quota;
 use crate::api::vms::{list_flavors, list_images, LaunchVm};
+use crate::components::after_render::before_paint;
+use crate::components::image_choice::{default_image, image_hint};
 use crate::components::launch_network::LaunchNetworkFields;
-use crate::components::vm::fmt_mib;
+use crate::components::vm::{count, fmt_mib};
 use crate::components::{action_error, ErrorBox, Field, FieldError, FormError};
 use crate::model::{FlavorView, QuotaView};
 
@@ -29,9 +34,23 @@ pub fn LaunchDialog(launch: ServerAction<LaunchVm>, on_close: Callback<()>) -> i
             on_close.run(());
         }
     });
+    let dialog = NodeRef::<leptos::html::Div>::new();
+    // Focus into the dialog as it opens (browser only); the name field takes it once the form is there.
+    Effect::new(move |_| {
+        if let Some(el) = dialog.get() {
+            let inside = document()
+                .active_element()
+                .is_some_and(|a| el.contains(Some(&*a)));
+            if !inside {
+                let _ = el.focus();
+            }
+        }
+    });
     view! {
         <div class="modal-backdrop" on:click=move |_| on_close.run(())></div>
-        <div class="modal" role="dialog" aria-modal="true" aria-labelledby="launch-title" data-testid="launch-dialog">
+        <div class="modal" role="dialog" aria-modal="true" aria-labelledby="launch-title" data-testid="launch-dialog"
+            tabindex="-1" node_ref=dialog
+            on:keydown=move |ev| if ev.key() == "Escape" { ev.prevent_default(); on_close.run(()) }>
             <header class="modal-header">
                 <h2 id="launch-title">"Launch instance"</h2>
                 <button type="button" class="btn btn-link" aria-label="Close" on:click=move |_| on_close.run(())>
@@ -51,20 +70,29 @@ pub fn LaunchDialog(launch: ServerAction<LaunchVm>, on_close: Callback<()>) -> i
                                 let id = chosen.get();
                                 flavor_list.with_value(|fs| fs.iter().find(|f| f.id == id).and_then(|f| flavor_problem(q, f)))
                             });
+                            let image = RwSignal::new(default_image(&images).unwrap_or_default());
+                            let image_list = StoredValue::new(images.clone());
+                            let hint = move || {
+                                let id = image.get();
+                                image_list.with_value(|is| is.iter().find(|i| i.id == id).map(image_hint))
+                            };
+                            let first = image.get_untracked();
                             let image_options = images
                                 .into_iter()
                                 .map(|i| {
                                     let label = if i.is_test { format!("{} — {} (test)", i.name, i.os) } else { format!("{} — {}", i.name, i.os) };
-                                    view! { <option value=i.id.clone()>{label}</option> }
+                                    view! { <option value=i.id.clone() selected=i.id == first>{label}</option> }
                                 })
                                 .collect_view();
+                            // The name field takes the focus once the form is in the document.
+                            before_paint(focus_name_field);
                             let flavor_options = flavors
                                 .into_iter()
                                 .map(|f| {
                                     let over = quota.as_ref().and_then(|q| flavor_problem(q, &f)).is_some();
                                     let label = format!(
-                                        "{} — {} vCPU, {}, {} GiB, {}{}",
-                                        f.name, f.vcpus, fmt_mib(f.memory_mib), f.disk_gib, fmt_price(f.hourly_price_minor),
+                                        "{} — {}, {}, {} GiB, {}{}",
+                                        f.name, count(i64::from(f.vcpus), "vCPU", "vCPUs"), fmt_mib(f.memory_mib), f.disk_gib, fmt_price(f.hourly_price_minor),
                                         if over { " — over quota" } else { "" }
                                     );
                                     view! { <option value=f.id.clone() class:over-quota=over>{label}</option> }
@@ -77,9 +105,11 @@ pub fn LaunchDialog(launch: ServerAction<LaunchVm>, on_close: Callback<()>) -> i
                                             placeholder="e.g. web-1" hint="Lowercase letters, digits and '-'; also the hostname."/>
                                         <div class="field">
                                             <label for="launch-image_id">"Image"</label>
-                                            <select id="launch-image_id" name="image_id" required=true data-testid="launch-image">
+                                            <select id="launch-image_id" name="image_id" required=true data-testid="launch-image"
+                                                on:change=move |ev| image.set(event_target_value(&ev))>
                                                 {image_options}
                                             </select>
+                                            <p class="field-hint" data-testid="image-hint">{hint}</p>
                                             <FieldError error name="image_id"/>
                                         </div>
                                         <div class="field" class:field-invalid=move || problem.get().is_some()>
@@ -92,8 +122,8 @@ pub fn LaunchDialog(launch: ServerAction<LaunchVm>, on_close: Callback<()>) -> i
                                                 let left = q.left();
                                                 view! {
                                                     <p class="field-hint" data-testid="quota-left">
-                                                        {format!("Your quota has {} instances, {} vCPUs, {} memory and {} GiB disk left.",
-                                                            left.instances, left.vcpus,
+                                                        {format!("Your quota has {}, {}, {} memory and {} GiB disk left.",
+                                                            count(left.instances, "instance", "instances"), count(left.vcpus, "vCPU", "vCPUs"),
                                                             fmt_mib(u32::try_from(left.memory_mib).unwrap_or(u32::MAX)), left.disk_gib)}
                                                     </p>
                                                 }
@@ -122,7 +152,9 @@ pub fn LaunchDialog(launch: ServerAction<LaunchVm>, on_close: Callback<()>) -> i
                                     </div>
                                     <footer class="modal-footer">
                                         <button type="button" class="btn" on:click=move |_| on_close.run(())>"Cancel"</button>
-                                        <button type="submit" class="btn btn-primary" disabled=launch.pending()
+                                        <button type="submit" class="btn btn-primary"
+                                            disabled=move || launch.pending().get() || problem.get().is_some()
+                                            title=move || problem.get().unwrap_or_default()
                                             data-testid="launch-submit">"Launch"</button>
                                     </footer>
                                 </ActionForm>
@@ -133,6 +165,20 @@ pub fn LaunchDialog(launch: ServerAction<LaunchVm>, on_close: Callback<()>) -> i
                 })}
             </Transition>
         </div>
+    }
+}
+
+/// Moves the focus to the dialog's name field.
+fn focus_name_field() {
+    #[cfg(feature = "hydrate")]
+    {
+        use wasm_bindgen::JsCast;
+        if let Some(el) = document()
+            .get_element_by_id("launch-name")
+            .and_then(|e| e.dyn_into::<web_sys::HtmlElement>().ok())
+        {
+            let _ = el.focus();
+        }
     }
 }
 

@@ -8,6 +8,9 @@ use leptos_router::components::{Outlet, Redirect, A};
 
 use crate::api::auth::{current_user, Logout};
 use crate::components::errors::ErrorBox;
+use crate::components::nav_toggle::{
+    close_on_click, close_on_escape, nav_open, provide_nav_state, NavScrim, NavToggle,
+};
 use crate::components::ui::mark_hydrated;
 use crate::model::Me;
 
@@ -42,11 +45,13 @@ pub fn AppLayout() -> impl IntoView {
 #[component]
 fn Frame(user: Me) -> impl IntoView {
     provide_context(user.clone());
+    provide_nav_state();
     mark_hydrated();
     view! {
-        <div class="app">
+        <div class="app" class:nav-open=nav_open()>
             <TopBar user=user.clone()/>
             <div class="app-body">
+                <NavScrim/>
                 <SideNav is_admin=user.is_admin()/>
                 <main class="content" id="content">
                     <Outlet/>
@@ -78,6 +83,7 @@ fn TopBar(user: Me) -> impl IntoView {
     };
     view! {
         <header class="topbar">
+            <NavToggle/>
             <a class="brand" href="/">
                 <span class="brand-mark" aria-hidden="true"></span>
                 <span class="brand-name">{PRODUCT_NAME}</span>
@@ -113,7 +119,7 @@ fn TopBar(user: Me) -> impl IntoView {
 #[component]
 fn SideNav(is_admin: bool) -> impl IntoView {
     view! {
-        <nav class="sidenav" aria-label="Main">
+        <nav class="sidenav" id="sidenav" aria-label="Main" on:keydown=close_on_escape() on:click=close_on_click()>
             <div class="nav-section">
                 <div class="nav-heading">"Project"</div>
                 <A href="/instances" {..} class="nav-link" data-testid="nav-instances">

@@ -1,13 +1,17 @@
 //! Reusable UI pieces: the signed-in layout, error displays, form fields and small layout helpers.
 
+pub mod after_render;
 pub mod billing;
 pub mod boot;
 pub mod errors;
 pub mod form;
+pub mod image_choice;
 pub mod launch;
 pub mod launch_network;
 pub mod layout;
 pub mod live;
+pub mod month;
+pub mod nav_toggle;
 pub mod network;
 pub mod quota;
 pub mod ui;
@@ -20,3 +24,4 @@ pub use layout::{AppLayout, PRODUCT_NAME};
 pub use live::vm_changes;
 pub use ui::{fmt_time, mark_hydrated, AdminOnly, EmptyState, PageHeader};
 pub mod console;
+pub mod console_gate;

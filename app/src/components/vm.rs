@@ -22,13 +22,17 @@ pub fn StateBadge(state: VmState) -> impl IntoView {
 
 /// "1 vCPU · 128 MiB · 1 GiB disk".
 pub fn size_line(vm: &VmView) -> String {
-    let cpus = if vm.vcpus == 1 { "vCPU" } else { "vCPUs" };
     format!(
-        "{} {cpus} · {} · {} GiB disk",
-        vm.vcpus,
+        "{} · {} · {} GiB disk",
+        count(i64::from(vm.vcpus), "vCPU", "vCPUs"),
         fmt_mib(vm.memory_mib),
         vm.disk_gib
     )
+}
+
+/// "1 vCPU", "2 vCPUs": a number and the noun in the form it takes.
+pub fn count(n: i64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// MiB below 1 GiB, otherwise GiB with one decimal when needed.
@@ -110,5 +114,7 @@ mod tests {
         assert_eq!(fmt_mib(128), "128 MiB");
         assert_eq!(fmt_mib(2048), "2 GiB");
         assert_eq!(fmt_mib(1536), "1.5 GiB");
+        assert_eq!(count(1, "vCPU", "vCPUs"), "1 vCPU");
+        assert_eq!(count(0, "vCPU", "vCPUs"), "0 vCPUs");
     }
 }

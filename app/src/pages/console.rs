@@ -7,10 +7,10 @@ use leptos_meta::Title;
 use leptos_router::hooks::use_params_map;
 
 use crate::api::vms::get_vm;
-use crate::components::console::VmConsole;
+use crate::components::console_gate::GatedConsole;
 use crate::components::ErrorBox;
 use crate::error::AppError;
-use crate::model::{VmDetail, VmState};
+use crate::model::VmDetail;
 
 /// How often the page re-reads the VM's state.
 const POLL: std::time::Duration = std::time::Duration::from_secs(3);
@@ -46,8 +46,12 @@ pub fn ConsolePage() -> impl IntoView {
             on_cleanup(move || handle.clear());
         }
     });
-    let running =
-        Memo::new(move |_| detail.with(|d| d.as_ref().is_some_and(|d| d.vm.state == VmState::Running)));
+    let vm_state = Memo::new(move |_| {
+        if error.with(Option::is_some) {
+            return None;
+        }
+        detail.with(|d| d.as_ref().map(|d| d.vm.state))
+    });
     let name = move || detail.with(|d| d.as_ref().map(|d| d.vm.name.clone()).unwrap_or_default());
     let state = move || detail.with(|d| d.as_ref().map_or("…", |d| d.vm.state.as_str()));
     let back = format!("/instances/{vm_id}");
@@ -65,6 +69,6 @@ pub fn ConsolePage() -> impl IntoView {
             </div>
         </header>
         {move || error.get().map(|error| view! { <ErrorBox error/> })}
-        <VmConsole vm_id=vm_id running=running/>
+        <GatedConsole vm_id=vm_id state=vm_state/>
     }
 }

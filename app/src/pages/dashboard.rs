@@ -25,11 +25,18 @@ pub fn DashboardPage() -> impl IntoView {
     );
     let act_error = action_error(act);
     let open = RwSignal::new(false);
-    let on_close = Callback::new(move |_| open.set(false));
+    // Closing the dialog gives the focus back to the button that opened it.
+    let opener = NodeRef::<leptos::html::Button>::new();
+    let on_close = Callback::new(move |_| {
+        open.set(false);
+        if let Some(button) = opener.get_untracked() {
+            let _ = button.focus();
+        }
+    });
     view! {
         <Title text="Instances"/>
         <PageHeader title="Instances" subtitle="Virtual machines of your tenant.">
-            <button type="button" class="btn btn-primary" data-testid="launch-instance"
+            <button type="button" class="btn btn-primary" data-testid="launch-instance" node_ref=opener
                 on:click=move |_| { launch.clear(); open.set(true) }>
                 "+ Launch instance"
             </button>

@@ -1,6 +1,7 @@
 //! `/instances/:id`: one VM — state and actions, its configuration, its network (addresses, groups, how to
 //! reach it: `components/vm_network.rs`), its state history, and the console (screen, serial, log).
-//! Follows state changes live; after deletion it says so and links back to the list.
+//! Follows state changes live; after deletion it says so and links back to the list. The console panel is
+//! there only while the VM runs (`console_gate.rs`): a stopped VM shows a plain "the VM is stopped".
 
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -9,8 +10,9 @@ use leptos_router::hooks::use_params_map;
 
 use crate::api::networks::{CreatePortForward, SetVmGroups};
 use crate::api::vms::{get_vm, ActOnVm};
+use crate::components::after_render::after_render;
 use crate::components::boot::{boot_summary, VmStatus};
-use crate::components::console::VmConsole;
+use crate::components::console_gate::GatedConsole;
 use crate::components::vm::{size_line, VmActions};
 use crate::components::vm_network::NetworkPanel;
 use crate::components::{action_error, fmt_time, vm_changes, ErrorBox, FormError};
@@ -38,19 +40,18 @@ pub fn InstancePage() -> impl IntoView {
     let act_error = action_error(act);
     // The console lives outside the refetched part so it stays connected across state updates; it is told
     // whether the VM runs from an Effect (browser only), so server and hydration render the same markup.
-    let running = RwSignal::new(false);
-    Effect::new(move |_| {
-        if let Some(Ok(d)) = detail.get() {
-            running.set(d.vm.state == VmState::Running);
-        }
-    });
+    // Set from inside the Transition below (`components/after_render.rs` says why not from an Effect).
+    let state = RwSignal::new(None::<VmState>);
     let vm_id = params.with_untracked(|p| p.get("id").unwrap_or_default());
     view! {
         <Title text="Instance"/>
         <p class="breadcrumb"><A href="/instances">"Instances"</A>" / "</p>
         <Transition fallback=|| view! { <p class="loading">"Loading instance…"</p> }>
             {move || Suspend::new(async move {
-                match detail.await {
+                let result = detail.await;
+                let now = result.as_ref().ok().map(|d| d.vm.state);
+                after_render(move || state.set(now));
+                match result {
                     Ok(d) => view! { <Detail d act act_error net/> }.into_any(),
                     Err(AppError::NotFound { .. }) => view! {
                         <div class="alert alert-info" data-testid="vm-gone">
@@ -62,7 +63,7 @@ pub fn InstancePage() -> impl IntoView {
                 }
             })}
         </Transition>
-        <VmConsole vm_id running/>
+        <GatedConsole vm_id state/>
     }
 }
 

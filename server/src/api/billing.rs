@@ -30,6 +30,15 @@ pub async fn list_quotas(
     Ok(Json(state.service.list_quotas(&caller).await?))
 }
 
+#[utoipa::path(get, path = "/quotas/defaults", tag = "billing",
+    responses((status = 200, description = "The limits of tenants without their own", body = QuotaLimits), (status = 403)))]
+pub async fn quota_defaults(
+    State(state): State<AppState>,
+    ApiCaller(caller): ApiCaller,
+) -> Result<Json<QuotaLimits>, ApiError> {
+    Ok(Json(state.service.quota_defaults(&caller).await?))
+}
+
 #[utoipa::path(put, path = "/quotas/{tenant_id}", tag = "billing", request_body = QuotaLimits,
     params(("tenant_id" = String, Path, description = "Tenant id, or `*` for the defaults")),
     responses((status = 204), (status = 403), (status = 422)))]

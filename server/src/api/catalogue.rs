@@ -35,27 +35,37 @@ pub async fn create_flavor(
     ))
 }
 
+/// A change to a flavor: offered or not, and/or its hourly price (for usage from now on).
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct SetDisabled {
-    disabled: bool,
+pub struct FlavorPatch {
+    disabled: Option<bool>,
+    /// Minor units per hour for intervals opened from now on; running VMs keep their price until their
+    /// next start, and past invoices never change.
+    hourly_price_minor: Option<i64>,
 }
 
-#[utoipa::path(patch, path = "/flavors/{id}", tag = "catalogue", request_body = SetDisabled,
+#[utoipa::path(patch, path = "/flavors/{id}", tag = "catalogue", request_body = FlavorPatch,
     params(("id" = String, Path, description = "Flavor id")),
-    responses((status = 200, body = FlavorView), (status = 403, description = "Admins only")))]
+    responses((status = 200, body = FlavorView), (status = 403, description = "Admins only"),
+        (status = 422, description = "Nothing to change, or a price out of range")))]
 pub async fn update_flavor(
     State(state): State<AppState>,
     ApiCaller(caller): ApiCaller,
     ApiPath(id): ApiPath<String>,
-    ApiJson(body): ApiJson<SetDisabled>,
+    ApiJson(body): ApiJson<FlavorPatch>,
 ) -> Result<Json<FlavorView>, ApiError> {
-    Ok(Json(
-        state
-            .service
-            .set_flavor_disabled(&caller, id, body.disabled)
-            .await?,
-    ))
+    if body.disabled.is_none() && body.hourly_price_minor.is_none() {
+        return Err(AppError::invalid("disabled", "Give disabled, hourly_price_minor or both.").into());
+    }
+    let mut view = None;
+    if let Some(price) = body.hourly_price_minor {
+        view = Some(state.service.set_flavor_price(&caller, id.clone(), price).await?);
+    }
+    if let Some(disabled) = body.disabled {
+        view = Some(state.service.set_flavor_disabled(&caller, id, disabled).await?);
+    }
+    view.map(Json).ok_or_else(|| AppError::Internal.into())
 }
 
 #[utoipa::path(get, path = "/images", tag = "catalogue", responses((status = 200, body = [ImageView])))]

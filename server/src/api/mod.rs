@@ -73,6 +73,7 @@ api_routes! {
     get "/quota" => billing::my_quota,
     get "/quotas" => billing::list_quotas,
     put "/quotas/{tenant_id}" => billing::set_quota,
+    get "/quotas/defaults" => billing::quota_defaults,
     get "/usage" => billing::my_usage,
     get "/usage.csv" => billing::my_usage_csv,
     get "/admin/usage" => billing::all_usage,

@@ -29,6 +29,7 @@ use super::{accounts, admin, billing, catalogue, console, events, host, networks
         events::vm_events,
         billing::my_quota, billing::list_quotas, billing::set_quota, billing::my_usage, billing::my_usage_csv,
         billing::all_usage, billing::all_usage_csv, billing::audit_log, billing::verify_audit,
+        billing::quota_defaults,
         console::open_console, console::console_log,
         networks::list_networks, networks::create_network, networks::delete_network,
         networks::list_security_groups, networks::create_security_group, networks::delete_security_group,

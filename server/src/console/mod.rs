@@ -100,6 +100,14 @@ async fn console_ws(
             }
         };
         tracing::info!(vm_id, kind, user = %session.caller.username, "console opened");
+        let mut ws = ws;
+        if !session.replay.is_empty() {
+            let frame = fastwebsockets::Frame::binary(fastwebsockets::Payload::from(session.replay));
+            if let Err(e) = ws.write_frame(frame).await {
+                tracing::warn!(vm_id, error = %e, "console replay not sent");
+                return;
+            }
+        }
         let limits = proxy::Limits::default();
         let end = proxy::run_until(ws, session.vmm, &vm_id, session.changes, limits, session.revoked).await;
         tracing::info!(vm_id, kind, why = %end, "console closed");

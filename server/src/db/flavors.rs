@@ -58,6 +58,16 @@ pub async fn set_disabled(pool: &SqlitePool, id: &str, disabled: bool) -> Result
     Ok(done.rows_affected() == 1)
 }
 
+/// The price of usage intervals opened from now on. Returns false when no flavor has this id.
+pub async fn set_price(pool: &SqlitePool, id: &str, hourly_price_minor: i64) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query("UPDATE flavors SET hourly_price_minor = ? WHERE id = ?")
+        .bind(hourly_price_minor)
+        .bind(id)
+        .execute(pool)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 pub async fn count(pool: &SqlitePool) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar("SELECT COUNT(*) FROM flavors")
         .fetch_one(pool)

@@ -129,9 +129,12 @@ impl Accounts for Service {
         let verified = password::verify(password, stored).await.map_err(internal)?;
         let user = match user {
             Some(user) if verified => user,
-            _ => {
+            other => {
                 tracing::info!(username, "sign-in refused: bad credentials");
                 self.throttle().failed(&username);
+                let ip = client_ip(req).map(|ip| ip.to_string()).unwrap_or_default();
+                let known = other.as_ref().map(|u| (u.id.as_str(), u.tenant_id.as_str()));
+                self.audit_failed_sign_in(&username, known, &ip).await;
                 return Err(AppError::invalid("password", BAD_CREDENTIALS));
             }
         };

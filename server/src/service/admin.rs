@@ -123,6 +123,13 @@ impl Admin for Service {
         let description = Label::parse("description", "Description", &description, 0, 200)?;
         let id = self.insert_tenant(&name, &description).await?;
         tracing::info!(admin = %caller.username, tenant_id = %id, tenant = name.as_str(), "tenant created");
+        self.audit(
+            Some(caller),
+            "tenant_create",
+            &format!("tenant:{id}"),
+            &format!("name={}", name.as_str()),
+        )
+        .await;
         Ok(tenant_view(&self.tenant(&id).await?))
     }
 
@@ -164,6 +171,13 @@ impl Admin for Service {
             );
         }
         tracing::info!(admin = %caller.username, tenant_id = %id, disabled, "tenant status changed");
+        let action = if disabled {
+            "tenant_disable"
+        } else {
+            "tenant_enable"
+        };
+        self.audit(Some(caller), action, &format!("tenant:{id}"), "")
+            .await;
         Ok(tenant_view(&self.tenant(&id).await?))
     }
 
@@ -193,6 +207,14 @@ impl Admin for Service {
             .insert_user(&tenant.id, &username, &display_name, user.role, password)
             .await?;
         tracing::info!(admin = %caller.username, user_id = %id, tenant_id = %tenant.id, "user created");
+        let detail = format!(
+            "username={} role={} tenant={}",
+            username.as_str(),
+            user.role.as_str(),
+            tenant.name
+        );
+        self.audit(Some(caller), "user_create", &format!("user:{id}"), &detail)
+            .await;
         Ok(user_view(&self.user(&id).await?))
     }
 
@@ -237,6 +259,8 @@ impl Admin for Service {
             );
         }
         tracing::info!(admin = %caller.username, user_id = %id, disabled, "user status changed");
+        let action = if disabled { "user_disable" } else { "user_enable" };
+        self.audit(Some(caller), action, &format!("user:{id}"), "").await;
         Ok(user_view(&self.user(&id).await?))
     }
 
@@ -268,6 +292,13 @@ impl Admin for Service {
             "Your password was reset by an administrator. Sign in again.",
         );
         tracing::info!(admin = %caller.username, user_id = %id, tokens, "password reset; the user's sessions ended and tokens revoked");
+        self.audit(
+            Some(caller),
+            "password_reset",
+            &format!("user:{id}"),
+            &format!("tokens_revoked={tokens}"),
+        )
+        .await;
         Ok(())
     }
 
@@ -285,8 +316,15 @@ impl Admin for Service {
     ) -> Result<(), AppError> {
         caller.require_admin()?;
         let user = self.user(&parse_id("User", &user_id)?).await?;
-        self.revoke_token_of(&user.id, &user.tenant_id, &token_id).await?;
+        let token = self.revoke_token_of(&user.id, &user.tenant_id, &token_id).await?;
         tracing::info!(admin = %caller.username, user_id = %user.id, "another user's API token revoked");
+        self.audit(
+            Some(caller),
+            "token_revoke",
+            &format!("token:{token}"),
+            &format!("owner={}", user.username),
+        )
+        .await;
         Ok(())
     }
 }

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 
 use super::{internal, Service};
 use crate::billing::{self, Period};
-use crate::db::{self, audit, format_time, quotas, tenants, usage};
+use crate::db::{self, audit, audit_targets, format_time, quotas, tenants, usage};
 use crate::domain::parse_id;
 
 fn limits_view(l: quotas::Limits) -> QuotaLimits {
@@ -100,6 +100,15 @@ impl Billing for Service {
         Ok(out)
     }
 
+    async fn quota_defaults(&self, caller: &Caller) -> Result<QuotaLimits, AppError> {
+        caller.require_admin()?;
+        let mut conn = self.pool().acquire().await.map_err(internal)?;
+        let limits = quotas::limits(&mut conn, quotas::DEFAULTS)
+            .await
+            .map_err(internal)?;
+        Ok(limits_view(limits))
+    }
+
     async fn set_quota(
         &self,
         caller: &Caller,
@@ -144,9 +153,14 @@ impl Billing for Service {
         let rows = audit::recent(self.pool(), i64::from(limit.clamp(1, 1000)))
             .await
             .map_err(internal)?;
+        let targets: Vec<String> = rows.iter().map(|r| r.target.clone()).collect();
+        let names = audit_targets::labels(self.pool(), &targets)
+            .await
+            .map_err(internal)?;
         Ok(rows
             .into_iter()
             .map(|r| AuditView {
+                target_name: names.get(&r.target).cloned().unwrap_or_else(|| r.target.clone()),
                 seq: r.seq,
                 at: format_time(r.at),
                 actor: r.actor_name,

@@ -57,13 +57,18 @@ fn validate_flavor(f: &NewFlavor) -> Result<FlavorName, AppError> {
             "Disk must be between 1 and 2048 GiB.",
         ));
     }
-    if !(0..=100_000_000).contains(&f.hourly_price_minor) {
+    check_price(f.hourly_price_minor)?;
+    Ok(name)
+}
+
+fn check_price(hourly_price_minor: i64) -> Result<(), AppError> {
+    if !(0..=100_000_000).contains(&hourly_price_minor) {
         return Err(AppError::invalid(
             "hourly_price_minor",
             "The hourly price must be between 0 and 100000000 minor units.",
         ));
     }
-    Ok(name)
+    Ok(())
 }
 
 impl Service {
@@ -120,7 +125,20 @@ impl Catalogue for Service {
             created_at: db::now(),
         };
         match flavors::insert(self.pool(), &row).await {
-            Ok(()) => Ok(flavor_view(&row)),
+            Ok(()) => {
+                let detail = format!(
+                    "name={} vcpus={} memory_mib={} disk_gib={} hourly_price_minor={}",
+                    row.name, row.vcpus, row.memory_mib, row.disk_gib, row.hourly_price_minor
+                );
+                self.audit(
+                    Some(caller),
+                    "flavor_create",
+                    &format!("flavor:{}", row.id),
+                    &detail,
+                )
+                .await;
+                Ok(flavor_view(&row))
+            }
             Err(e) if db::is_unique_violation(&e) => Err(AppError::invalid(
                 "name",
                 format!("A flavor named {} already exists.", row.name),
@@ -140,6 +158,42 @@ impl Catalogue for Service {
         flavors::set_disabled(self.pool(), &flavor.id, disabled)
             .await
             .map_err(internal)?;
+        let action = if disabled {
+            "flavor_disable"
+        } else {
+            "flavor_enable"
+        };
+        self.audit(Some(caller), action, &format!("flavor:{}", flavor.id), "")
+            .await;
+        Ok(flavor_view(&self.flavor(&flavor.id).await?))
+    }
+
+    async fn set_flavor_price(
+        &self,
+        caller: &Caller,
+        flavor_id: String,
+        hourly_price_minor: i64,
+    ) -> Result<FlavorView, AppError> {
+        caller.require_admin()?;
+        check_price(hourly_price_minor)?;
+        let flavor = self.flavor(&flavor_id).await?;
+        // Usage intervals copy the price when they open (`db::usage::open`): running VMs keep the old
+        // price until their VMM next starts, and past invoices never change.
+        flavors::set_price(self.pool(), &flavor.id, hourly_price_minor)
+            .await
+            .map_err(internal)?;
+        tracing::info!(admin = %caller.username, flavor_id = %flavor.id, hourly_price_minor, "flavor price changed");
+        let detail = format!(
+            "hourly_price_minor {} -> {hourly_price_minor}",
+            flavor.hourly_price_minor
+        );
+        self.audit(
+            Some(caller),
+            "flavor_price",
+            &format!("flavor:{}", flavor.id),
+            &detail,
+        )
+        .await;
         Ok(flavor_view(&self.flavor(&flavor.id).await?))
     }
 
@@ -165,6 +219,13 @@ impl Catalogue for Service {
                 image.name
             )));
         }
+        self.audit(
+            Some(caller),
+            "image_delete",
+            &format!("image:{}", image.id),
+            &format!("name={}", image.name),
+        )
+        .await;
         if image.uploaded {
             let dir = self.images_dir().join(&image.id);
             if let Err(e) = tokio::fs::remove_dir_all(&dir).await {

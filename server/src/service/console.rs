@@ -28,6 +28,31 @@ use crate::vm::VmChange;
 
 /// How long a console token may wait before it is redeemed, in seconds (at most 60 by the schema).
 pub const TOKEN_TTL_SECS: i64 = 30;
+/// How much of the console log a new serial console starts with.
+const SERIAL_REPLAY_BYTES: usize = 16 * 1024;
+
+/// Serial output as plain text: ANSI CSI/OSC sequences (colours, cursor moves, `ESC[6n` queries) and
+/// carriage returns removed, line feeds kept.
+pub fn plain_text(raw: &str) -> String {
+    String::from_utf8_lossy(&strip_ansi_escapes::strip(raw.as_bytes())).into_owned()
+}
+
+/// What a new serial console shows first: the log's last `SERIAL_REPLAY_BYTES` from a line start, as plain
+/// text with CRLF line ends (a terminal must not see the log's escape sequences again: replayed
+/// `ESC[6n` queries would make it type answers into the guest).
+pub fn serial_replay(log: &str) -> Vec<u8> {
+    let text = plain_text(log);
+    let mut start = text.len().saturating_sub(SERIAL_REPLAY_BYTES);
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    let tail = &text[start..];
+    let tail = match (start > 0, tail.find('\n')) {
+        (true, Some(nl)) => &tail[nl + 1..],
+        _ => tail,
+    };
+    tail.replace('\n', "\r\n").into_bytes()
+}
 
 /// Why a console could not be opened. Each answers a status and a message the user can act on.
 #[derive(Debug, thiserror::Error)]
@@ -104,6 +129,8 @@ pub struct ConsoleSession {
     pub vmm: UnixStream,
     pub changes: broadcast::Receiver<VmChange>,
     pub revoked: Pin<Box<dyn Future<Output = &'static str> + Send>>,
+    /// Sent to the browser before the proxy starts: a serial console's recent output.
+    pub replay: Vec<u8>,
 }
 
 impl Service {
@@ -223,6 +250,17 @@ impl Service {
                 return Err(ConsoleError::Unavailable);
             }
         };
+        // Connected first, then the log read: output in between arrives twice rather than never.
+        let replay = match kind {
+            ConsoleKind::Serial => match Client::of(&files).console_log().await {
+                Ok(log) => serial_replay(&log),
+                Err(e) => {
+                    tracing::warn!(vm_id, error = %crate::telemetry::chain(&e), "no console log to replay");
+                    Vec::new()
+                }
+            },
+            ConsoleKind::Vnc => Vec::new(),
+        };
         self.audit(
             Some(&caller),
             "console_open",
@@ -237,6 +275,7 @@ impl Service {
             vmm,
             changes,
             revoked,
+            replay,
         })
     }
 }
@@ -265,7 +304,9 @@ impl Consoles for Service {
             .console_log()
             .await
             .map_err(|e| internal(crate::telemetry::chain(&e)))?;
-        Ok(ConsoleLog { text })
+        Ok(ConsoleLog {
+            text: plain_text(&text),
+        })
     }
 }
 
@@ -282,6 +323,15 @@ mod tests {
         assert_eq!(ConsoleError::OtherVm.status(), StatusCode::FORBIDDEN);
         assert_eq!(ConsoleError::VmGone.status(), StatusCode::NOT_FOUND);
         assert_eq!(ConsoleError::NotRunning.status(), StatusCode::CONFLICT);
+    }
+
+    #[test]
+    fn the_log_is_plain_text_and_the_replay_starts_at_a_line() {
+        let raw = "\x1b[6n\x1b[1;32mroot@probe\x1b[0m:~# ls\r\n\x1b]0;title\x07bin  etc\r\n";
+        assert_eq!(plain_text(raw), "root@probe:~# ls\nbin  etc\n");
+        assert_eq!(serial_replay(raw), b"root@probe:~# ls\r\nbin  etc\r\n");
+        let long = format!("{}partial line\nlast line\n", "x".repeat(SERIAL_REPLAY_BYTES));
+        assert_eq!(serial_replay(&long), b"last line\r\n");
     }
 
     #[test]

@@ -194,6 +194,14 @@ impl Service {
             user = caller.username,
             "image uploaded"
         );
+        let detail = format!(
+            "name={} os={} owner={}",
+            row.name,
+            row.os,
+            row.owner_tenant_id.as_deref().unwrap_or("public")
+        );
+        self.audit(Some(caller), "image_upload", &format!("image:{id}"), &detail)
+            .await;
         Ok(image_view(&row))
     }
 

@@ -33,13 +33,13 @@ impl Service {
         Ok(rows.iter().map(view).collect())
     }
 
-    /// Revokes one of a user's tokens and closes what it opened.
+    /// Revokes one of a user's tokens and closes what it opened; returns the token's id.
     pub(crate) async fn revoke_token_of(
         &self,
         user_id: &str,
         tenant_id: &str,
         token_id: &str,
-    ) -> Result<(), AppError> {
+    ) -> Result<String, AppError> {
         let id = parse_id("Token", token_id)?;
         if !db::tokens::revoke(self.pool(), &id, user_id, tenant_id, db::now())
             .await
@@ -52,7 +52,7 @@ impl Service {
             "The API token this was opened with was revoked.",
         );
         tracing::info!(user_id, token_id = %id, "API token revoked");
-        Ok(())
+        Ok(id)
     }
 }
 
@@ -101,6 +101,13 @@ impl ApiTokens for Service {
         };
         db::tokens::insert(self.pool(), row).await.map_err(internal)?;
         tracing::info!(user_id = %caller.user_id, token_id = %id, "API token created");
+        self.audit(
+            Some(caller),
+            "token_create",
+            &format!("token:{id}"),
+            &format!("name={}", name.as_str()),
+        )
+        .await;
         let token = TokenView {
             id,
             name: name.into_string(),
@@ -116,7 +123,11 @@ impl ApiTokens for Service {
     }
 
     async fn revoke_token(&self, caller: &Caller, token_id: String) -> Result<(), AppError> {
-        self.revoke_token_of(&caller.user_id, &caller.tenant_id, &token_id)
-            .await
+        let id = self
+            .revoke_token_of(&caller.user_id, &caller.tenant_id, &token_id)
+            .await?;
+        self.audit(Some(caller), "token_revoke", &format!("token:{id}"), "")
+            .await;
+        Ok(())
     }
 }

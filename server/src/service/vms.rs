@@ -49,6 +49,17 @@ fn guest_boot(row: &vms::VmRow) -> Option<GuestBoot> {
     })
 }
 
+/// The audit log's name for a requested VM action.
+fn audit_action(action: VmAction) -> &'static str {
+    match action {
+        VmAction::Start => "vm_start",
+        VmAction::Stop => "vm_stop",
+        VmAction::Reboot => "vm_reboot",
+        VmAction::ForceOff => "vm_force_off",
+        VmAction::Delete => "vm_delete",
+    }
+}
+
 fn event_view(row: &vms::EventRow) -> VmEventView {
     VmEventView {
         at: format_time(row.at),
@@ -188,15 +199,13 @@ impl Vms for Service {
                 vm.name
             )));
         }
-        if action == VmAction::Delete {
-            self.audit(
-                Some(caller),
-                "vm_delete",
-                &format!("vm:{}", vm.id),
-                &format!("name={}", vm.name),
-            )
-            .await;
-        }
+        self.audit(
+            Some(caller),
+            audit_action(action),
+            &format!("vm:{}", vm.id),
+            &format!("name={}", vm.name),
+        )
+        .await;
         let sup = self.supervisor();
         match action {
             VmAction::Start => sup.finish_start(&vm.id),

@@ -57,7 +57,7 @@ async fn flavors_are_admin_managed_and_validated() {
     assert!(admin_api.get("/flavors").await.1.to_string().contains("c1.tiny"));
 }
 
-fn elf_kernel() -> Vec<u8> {
+pub(crate) fn elf_kernel() -> Vec<u8> {
     let mut elf = vec![0u8; 4096];
     elf[..4].copy_from_slice(b"\x7fELF");
     elf[4] = 2;
@@ -65,7 +65,7 @@ fn elf_kernel() -> Vec<u8> {
     elf
 }
 
-async fn upload(
+pub(crate) async fn upload(
     app: &crate::helpers::TestApp,
     token: &str,
     kernel: Vec<u8>,

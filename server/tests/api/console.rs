@@ -27,7 +27,7 @@ async fn ticket(api: &Api, vm: &str, kind: &str) -> (u16, Value) {
     .await
 }
 
-async fn ws_path(api: &Api, vm: &str, kind: &str) -> String {
+pub(crate) async fn ws_path(api: &Api, vm: &str, kind: &str) -> String {
     let (status, body) = ticket(api, vm, kind).await;
     assert_eq!(status, 201, "{body}");
     assert!(body["expires_in"].as_u64().unwrap() <= 60, "{body}");
@@ -35,7 +35,7 @@ async fn ws_path(api: &Api, vm: &str, kind: &str) -> String {
 }
 
 /// Opens a WebSocket like noVNC (subprotocol `binary`); an HTTP refusal comes back as (status, JSON body).
-async fn open(site: &Site, path: &str) -> Result<Ws, (u16, Value)> {
+pub(crate) async fn open(site: &Site, path: &str) -> Result<Ws, (u16, Value)> {
     let url = format!("{}{path}", site.base.replacen("http", "ws", 1));
     let mut req = url.into_client_request().unwrap();
     req.headers_mut()

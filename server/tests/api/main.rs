@@ -3,11 +3,13 @@
 
 mod accounts;
 mod admission;
+mod audit_trail;
 mod bad_input;
 mod billing;
 mod boot_progress;
 mod catalogue;
 mod console;
+mod flavor_prices;
 mod headers;
 mod helpers;
 mod isolation;
@@ -15,9 +17,11 @@ mod jail;
 mod networks;
 mod networks_ssh;
 mod networks_table;
+mod quota_defaults;
 mod rest;
 mod revocation;
 mod seccomp;
+mod serial_replay;
 mod supervision;
 mod vm_helpers;
 mod vms;

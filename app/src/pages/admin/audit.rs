@@ -11,7 +11,7 @@ pub fn AuditPage() -> impl IntoView {
     view! {
         <Title text="Audit log"/>
         <PageHeader title="Audit log"
-            subtitle="Sign-ins, launches, deletions, console opens and quota changes. Append-only; each entry carries the hash of the one before."/>
+            subtitle="Sign-ins (and refused ones), accounts, tokens, launches and power actions, consoles, the catalogue, quotas and networks. Append-only; each entry carries the hash of the one before."/>
         <AdminOnly>
             <Audit/>
         </AdminOnly>
@@ -51,7 +51,7 @@ fn Audit() -> impl IntoView {
                                     <td title=e.at.clone()>{fmt_time(&e.at)}</td>
                                     <td>{e.actor.clone()}</td>
                                     <td class="strong">{e.action.clone()}</td>
-                                    <td><code class="small">{e.target.clone()}</code></td>
+                                    <td title=e.target.clone() data-testid="audit-target">{e.target_name.clone()}</td>
                                     <td>{e.detail.clone()}</td>
                                     <td><code class="small" title=e.hash.clone()>{e.hash.chars().take(12).collect::<String>()}"…"</code></td>
                                 </tr>

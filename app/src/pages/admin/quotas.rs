@@ -1,13 +1,14 @@
 //! `/admin/quotas`: every tenant's limits next to its usage, edited in place; and the defaults that apply
-//! to tenants without limits of their own.
+//! to tenants without limits of their own (shown with the values in force). A save is confirmed next to
+//! the form it came from.
 
 use leptos::prelude::*;
 use leptos_meta::Title;
 
-use crate::api::billing::{list_quotas, SetQuota};
-use crate::components::vm::fmt_mib;
+use crate::api::billing::{list_quotas, quota_defaults, SetQuota};
+use crate::components::vm::{count, fmt_mib};
 use crate::components::{action_error, AdminOnly, ErrorBox, FormError, PageHeader};
-use crate::model::QuotaView;
+use crate::model::{QuotaLimits, QuotaView};
 
 #[component]
 pub fn QuotasPage() -> impl IntoView {
@@ -25,11 +26,24 @@ pub fn QuotasPage() -> impl IntoView {
 fn Quotas() -> impl IntoView {
     let set = ServerAction::<SetQuota>::new();
     let quotas = Resource::new(move || set.version().get(), |_| list_quotas());
+    let defaults = Resource::new(move || set.version().get(), |_| quota_defaults());
     let error = action_error(set);
+    // The form whose Save was pressed last: the confirmation shows there.
+    let saving = RwSignal::new(None::<String>);
+    provide_context(Saving(saving));
     view! {
         <section class="panel">
             <div class="panel-header"><h2>"Defaults for tenants without their own limits"</h2></div>
-            <QuotaForm tenant_id="*".into() label="defaults".into() q=None set/>
+            <Transition fallback=|| view! { <p class="loading">"Loading the defaults…"</p> }>
+                {move || Suspend::new(async move {
+                    match defaults.await {
+                        Ok(limits) => view! {
+                            <QuotaForm tenant_id="*".into() label="defaults".into() limits set/>
+                        }.into_any(),
+                        Err(error) => view! { <ErrorBox error/> }.into_any(),
+                    }
+                })}
+            </Transition>
         </section>
         <section class="panel">
             <div class="panel-header"><h2>"Tenants"</h2></div>
@@ -53,9 +67,9 @@ fn Quotas() -> impl IntoView {
 #[component]
 fn TenantQuota(q: QuotaView, set: ServerAction<SetQuota>) -> impl IntoView {
     let usage = format!(
-        "in use: {} instances, {} vCPUs, {} memory, {} GiB disk{}",
-        q.used.instances,
-        q.used.vcpus,
+        "in use: {}, {}, {} memory, {} GiB disk{}",
+        count(q.used.instances, "instance", "instances"),
+        count(q.used.vcpus, "vCPU", "vCPUs"),
         fmt_mib(u32::try_from(q.used.memory_mib).unwrap_or(u32::MAX)),
         q.used.disk_gib,
         if q.is_default { " (default limits)" } else { "" }
@@ -69,27 +83,37 @@ fn TenantQuota(q: QuotaView, set: ServerAction<SetQuota>) -> impl IntoView {
     view! {
         <div class="quota-tenant" data-testid="tenant-quota" data-tenant=name>
             <h3>{title}" "<span class="muted small">{usage}</span></h3>
-            <QuotaForm tenant_id=id label q=Some(q) set/>
+            <QuotaForm tenant_id=id label limits=q.limits set/>
         </div>
     }
 }
 
-/// Four number inputs and Save. With `q` = None the inputs start empty (defaults form).
+/// Which quota form was saved last (its label).
+#[derive(Clone, Copy)]
+struct Saving(RwSignal<Option<String>>);
+
+/// Four number inputs, filled with the limits in force, and Save; "Saved" appears once the save went through.
 #[component]
 fn QuotaForm(
     tenant_id: String,
     label: String,
-    q: Option<QuotaView>,
+    limits: QuotaLimits,
     set: ServerAction<SetQuota>,
 ) -> impl IntoView {
-    let v = |f: fn(&QuotaView) -> i64| q.as_ref().map(|q| f(q).to_string()).unwrap_or_default();
     let id = |name: &str| format!("q-{label}-{name}");
     let (vi, vc, vm, vd) = (
-        v(|q| q.limits.instances),
-        v(|q| q.limits.vcpus),
-        v(|q| q.limits.memory_mib),
-        v(|q| q.limits.disk_gib),
+        limits.instances.to_string(),
+        limits.vcpus.to_string(),
+        limits.memory_mib.to_string(),
+        limits.disk_gib.to_string(),
     );
+    let saving = use_context::<Saving>().map(|s| s.0);
+    let mine = StoredValue::new(label.clone());
+    let saved = move || {
+        saving.is_some_and(|s| s.with(|l| l.as_deref() == Some(mine.get_value().as_str())))
+            && !set.pending().get()
+            && matches!(set.value().get(), Some(Ok(())))
+    };
     let (ii, ic, im, id_) = (id("instances"), id("vcpus"), id("memory"), id("disk"));
     view! {
         <ActionForm action=set>
@@ -104,7 +128,11 @@ fn QuotaForm(
                 <div class="field"><label for=id_.clone()>"Disk (GiB)"</label>
                     <input id=id_ name="disk_gib" type="number" min="0" required=true value=vd/></div>
                 <div class="form-actions">
-                    <button type="submit" class="btn btn-primary" data-testid="save-quota">"Save"</button>
+                    <button type="submit" class="btn btn-primary" data-testid="save-quota"
+                        on:click=move |_| if let Some(s) = saving { s.set(Some(mine.get_value())) }>"Save"</button>
+                    <span class="form-status" role="status" data-testid="quota-saved">
+                        {move || saved().then_some("\u{2713} Saved")}
+                    </span>
                 </div>
             </div>
         </ActionForm>
