@@ -6,6 +6,8 @@ pub mod auth;
 pub mod billing;
 pub mod catalogue;
 pub mod console;
+pub mod key_pairs;
 pub mod networks;
 pub mod tokens;
+pub mod vm_lists;
 pub mod vms;

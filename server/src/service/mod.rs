@@ -14,9 +14,11 @@ mod catalogue;
 mod console;
 mod events;
 pub mod images;
+mod key_pairs;
 mod networks;
 mod revocation;
 mod tokens;
+mod vm_lists;
 mod vms;
 
 use std::path::{Path, PathBuf};

@@ -153,6 +153,16 @@ impl Supervisor {
         self.inner.changes.subscribe()
     }
 
+    /// Tells subscribers a VM changed in place (e.g. renamed): its state is unchanged, lists reload it.
+    pub fn announce(&self, vm: &vms::VmRow) {
+        // No receivers is fine: nobody is watching.
+        let _ = self.inner.changes.send(VmChange {
+            vm_id: vm.id.clone(),
+            tenant_id: vm.tenant_id.clone(),
+            state: vm.state(),
+        });
+    }
+
     /// The directory holding a VM's disks, sockets (`control.sock`, `serial.sock`, `vnc.sock`) and logs.
     pub fn run_dir(&self, vm_id: &str) -> PathBuf {
         self.inner.settings.vms_dir.join(vm_id)
