@@ -18,6 +18,7 @@ pub async fn get_vm(id: String) -> Result<VmDetail, AppError> {
 
 /// `network_id` empty: the tenant's default network; `security_group_ids` (comma-separated) empty: the
 /// default group; `key_pair_ids` (comma-separated): saved keys to add to `ssh_key`.
+#[allow(clippy::too_many_arguments)]
 #[server(prefix = "/api/fn", endpoint = "launch_vm")]
 pub async fn launch_vm(
     name: String,
