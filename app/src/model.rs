@@ -2,9 +2,11 @@
 
 use serde::{Deserialize, Serialize};
 
+mod admin_lists;
 mod key_pairs;
 mod network;
 mod vm_lists;
+pub use admin_lists::*;
 pub use key_pairs::*;
 pub use network::*;
 pub use vm_lists::*;

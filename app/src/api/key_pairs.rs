@@ -3,7 +3,7 @@
 use leptos::prelude::*;
 
 use crate::error::AppError;
-use crate::model::{KeyPairView, NewKeyPair};
+use crate::model::KeyPairView;
 
 /// Ids from a comma-separated form field, blanks dropped.
 pub fn split_ids(ids: &str) -> Vec<String> {
@@ -23,7 +23,7 @@ pub async fn list_key_pairs() -> Result<Vec<KeyPairView>, AppError> {
 pub async fn create_key_pair(name: String, public_key: String) -> Result<KeyPairView, AppError> {
     crate::port::with_caller(|portal, caller, _| async move {
         portal
-            .create_key_pair(&caller, NewKeyPair { name, public_key })
+            .create_key_pair(&caller, crate::model::NewKeyPair { name, public_key })
             .await
     })
     .await

@@ -4,7 +4,7 @@
 use leptos::prelude::*;
 
 use crate::error::AppError;
-use crate::model::{AdminVmPage, VmListQuery, VmView};
+use crate::model::{AdminVmPage, VmView};
 
 /// A page number or size from a form field: empty is "not given".
 #[cfg(feature = "ssr")]
@@ -26,12 +26,12 @@ pub async fn search_vms(
     #[server(default)] sort: String,
 ) -> Result<Vec<VmView>, AppError> {
     crate::port::with_caller(|portal, caller, _| async move {
-        let query = VmListQuery {
+        let query = crate::model::VmListQuery {
             q,
             state,
             image,
             sort,
-            ..VmListQuery::default()
+            ..crate::model::VmListQuery::default()
         };
         portal.search_vms(&caller, query).await
     })
@@ -57,7 +57,7 @@ pub async fn admin_vms(
     #[server(default)] offset: String,
 ) -> Result<AdminVmPage, AppError> {
     crate::port::with_caller(|portal, caller, _| async move {
-        let query = VmListQuery {
+        let query = crate::model::VmListQuery {
             q,
             state,
             image,
