@@ -120,7 +120,7 @@ fn SideNav(is_admin: bool) -> impl IntoView {
                     <span class="nav-icon" aria-hidden="true">"\u{25a3}"</span>"Instances"
                 </A>
                 <A href="/key-pairs" {..} class="nav-link" data-testid="nav-key-pairs">
-                    <span class="nav-icon" aria-hidden="true">"\u{26bf}"</span>"Key pairs"
+                    <span class="nav-icon" aria-hidden="true">"\u{25d8}"</span>"Key pairs"
                 </A>
                 <A href="/usage" {..} class="nav-link" data-testid="nav-usage">
                     <span class="nav-icon" aria-hidden="true">"\u{25d4}"</span>"Usage"

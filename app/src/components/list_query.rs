@@ -106,13 +106,17 @@ pub fn FilterSelect(
     let query = use_query_map();
     let value = Memo::new(move |_| query.with(|q| q.get(key).unwrap_or_default()));
     let id = format!("filter-{key}");
+    // The options appear once the page is live (Effects run after hydration): options loaded in the browser
+    // may arrive before the list around them hydrates, and must not be part of what hydration compares.
+    let live = RwSignal::new(false);
+    Effect::new(move |_| live.set(true));
     view! {
         <div class="filter">
             <label for=id.clone()>{label}</label>
             <select id=id name=key data-testid=format!("filter-{key}") prop:value=move || value.get()
                 on:change=move |ev| set_param(query, key, &event_target_value(&ev))>
                 <option value="">"Any"</option>
-                {move || options.get().into_iter().map(|(v, l)| {
+                {move || live.get().then(|| options.get()).unwrap_or_default().into_iter().map(|(v, l)| {
                     let selected = v == value.get_untracked();
                     view! { <option value=v selected=selected>{l}</option> }
                 }).collect_view()}

@@ -15,7 +15,8 @@ pub fn filtered(query: &ParamsMap) -> bool {
 
 #[component]
 pub fn VmFilters() -> impl IntoView {
-    let images = Resource::new(|| (), |_| list_images());
+    // Loaded in the browser only: the options are not in the server-rendered page, so hydration matches.
+    let images = LocalResource::new(list_images);
     let image_options = Signal::derive(move || {
         images
             .get()

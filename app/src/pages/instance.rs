@@ -29,13 +29,21 @@ pub fn InstancePage() -> impl IntoView {
         set_groups: ServerAction::<SetVmGroups>::new(),
         rename: ServerAction::<RenameVm>::new(),
     };
+    // Refetch after a successful rename only: a refused one keeps the form open with its error.
+    let renamed = RwSignal::new(0u32);
+    let rename_result = net.rename.value();
+    Effect::new(move |_| {
+        if let Some(Ok(_)) = rename_result.get() {
+            renamed.update(|n| *n += 1);
+        }
+    });
     let changes = vm_changes();
     let detail = Resource::new(
         move || {
             let net_versions = (
                 net.forward.version().get(),
                 net.set_groups.version().get(),
-                net.rename.version().get(),
+                renamed.get(),
             );
             (id(), changes.get(), act.version().get(), net_versions)
         },

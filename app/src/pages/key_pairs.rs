@@ -71,7 +71,7 @@ pub fn KeyPairsPage() -> impl IntoView {
                 {move || Suspend::new(async move {
                     match keys.await {
                         Ok(list) if list.is_empty() => view! {
-                            <EmptyState title="No key pairs" icon="\u{26bf}">
+                            <EmptyState title="No key pairs" icon="\u{25d8}">
                                 <p>"Add your SSH public key once, then pick it whenever you launch."</p>
                             </EmptyState>
                         }.into_any(),

@@ -307,3 +307,39 @@ async fn the_admin_sees_every_tenants_vms_filtered_and_acts_on_them() {
         "{log}"
     );
 }
+
+#[tokio::test]
+async fn the_admin_user_and_tenant_lists_filter_and_sort_by_the_same_parameters() {
+    let app = crate::helpers::spawn_app().await;
+    let browser = app.admin().await;
+    app.tenant_with_member(&browser, "acme", "alice").await;
+    app.tenant_with_member(&browser, "globex", "bob").await;
+    let admin = app.api(&browser.token("admin").await);
+
+    let usernames = |list: &Value| -> Vec<String> {
+        list.as_array()
+            .unwrap_or_else(|| panic!("{list}"))
+            .iter()
+            .map(|u| u["username"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        usernames(&admin.get("/users?role=member&sort=-username").await.1),
+        ["bob", "alice"]
+    );
+    assert_eq!(usernames(&admin.get("/users?tenant=globex").await.1), ["bob"]);
+    assert_eq!(usernames(&admin.get("/users?q=ALI").await.1), ["alice"]);
+    let (_, tenants) = admin.get("/tenants?q=glo").await;
+    assert_eq!(tenants.as_array().unwrap().len(), 1);
+    assert_eq!(tenants[0]["name"], "globex");
+    for (path, field) in [
+        ("/users?sort=password", "sort"),
+        ("/users?role=root", "role"),
+        ("/tenants?status=gone", "status"),
+        ("/tenants?sort=-secret", "sort"),
+    ] {
+        let (status, err) = admin.get(path).await;
+        assert_eq!(status, 422, "{path}: {err}");
+        assert_eq!(err["error"]["field"], field, "{path}: {err}");
+    }
+}

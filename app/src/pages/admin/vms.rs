@@ -45,7 +45,8 @@ fn AdminVms() -> impl IntoView {
             )
         },
     );
-    let tenants = Resource::new(|| (), |_| list_tenants());
+    // Loaded in the browser only: the options are not in the server-rendered page, so hydration matches.
+    let tenants = LocalResource::new(list_tenants);
     let tenant_options = Signal::derive(move || {
         tenants
             .get()
