@@ -116,7 +116,7 @@ pub fn FilterSelect(
             <select id=id name=key data-testid=format!("filter-{key}") prop:value=move || value.get()
                 on:change=move |ev| set_param(query, key, &event_target_value(&ev))>
                 <option value="">"Any"</option>
-                {move || live.get().then(|| options.get()).unwrap_or_default().into_iter().map(|(v, l)| {
+                {move || if live.get() { options.get() } else { Vec::new() }.into_iter().map(|(v, l)| {
                     let selected = v == value.get_untracked();
                     view! { <option value=v selected=selected>{l}</option> }
                 }).collect_view()}

@@ -109,11 +109,13 @@ pub async fn search(pool: &SqlitePool, f: &VmFilter<'_>) -> Result<Vec<VmRow>, s
     let mut b = QueryBuilder::<Sqlite>::new(SELECT);
     push_where(&mut b, f);
     let dir = if f.sort.descending { "DESC" } else { "ASC" };
-    // Ties broken by name, then id, so pages never overlap.
-    b.push(format!(
-        " ORDER BY {} {dir}, v.name {dir}, v.id {dir}",
-        f.sort.key.column()
-    ));
+    // Ties broken so pages never overlap: launches within one second by launch order (rowid), others by
+    // name, then id.
+    let ties = match f.sort.key {
+        SortKey::Created => format!("v.rowid {dir}"),
+        _ => format!("v.name {dir}, v.id {dir}"),
+    };
+    b.push(format!(" ORDER BY {} {dir}, {ties}", f.sort.key.column()));
     b.push(" LIMIT ")
         .push_bind(f.limit.unwrap_or(-1))
         .push(" OFFSET ")

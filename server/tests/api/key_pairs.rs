@@ -173,7 +173,7 @@ async fn key_pairs_by_server_function_too() {
 }
 
 /// The config disk of a VM once provisioning wrote it.
-fn config_disk(app: &TestApp, vm: &str) -> String {
+async fn config_disk(app: &TestApp, vm: &str) -> String {
     let path = app.data_dir.join("vms").join(vm).join("config.tar");
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
@@ -184,7 +184,8 @@ fn config_disk(app: &TestApp, vm: &str) -> String {
             }
         }
         assert!(Instant::now() < deadline, "{} never written", path.display());
-        std::thread::sleep(Duration::from_millis(50));
+        // Not a blocking sleep: the portal runs on this test's runtime.
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -205,7 +206,7 @@ async fn a_launch_writes_the_chosen_key_pairs_and_the_pasted_key_to_authorized_k
         )
         .await;
     assert_eq!(status, 202, "{vm}");
-    let disk = config_disk(&app, vm["id"].as_str().unwrap());
+    let disk = config_disk(&app, vm["id"].as_str().unwrap()).await;
     // The pasted key first, then the key pair, once.
     assert!(disk.contains(&format!("{ECDSA}\n{ED25519}\n")), "{disk}");
     assert_eq!(disk.matches(ED25519).count(), 1);
