@@ -2,10 +2,16 @@
 
 use serde::{Deserialize, Serialize};
 
+mod admin_lists;
 mod host;
+mod key_pairs;
 mod network;
+mod vm_lists;
+pub use admin_lists::*;
 pub use host::*;
+pub use key_pairs::*;
 pub use network::*;
+pub use vm_lists::*;
 
 /// A user's role. Admins run the cloud (tenants, users, catalogue); members use their tenant's resources.
 #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
@@ -339,6 +345,10 @@ pub struct LaunchRequest {
     /// Security groups of the VM; the tenant's default group when empty.
     #[serde(default)]
     pub security_group_ids: Vec<String>,
+    /// Saved key pairs (ids) whose keys go into `authorized_keys` and the metadata `public-keys`, after
+    /// `ssh_key` if both are given.
+    #[serde(default)]
+    pub key_pair_ids: Vec<String>,
 }
 
 /// A tenant's four limits (or its usage, in the same units).

@@ -5,6 +5,9 @@
 //! server implements it and provides it as context (`Arc<dyn Portal>`). The REST API calls the same
 //! implementation, so tenancy, quota and audit rules are enforced in one place.
 
+mod key_pairs;
+mod vm_lists;
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -18,6 +21,8 @@ use crate::model::{
     NewToken, NewUser, PortForwardView, QuotaLimits, QuotaView, SecurityGroupView, SetVmGroups, TenantView,
     TokenView, UserView, VmAction, VmDetail, VmNetworkView, VmView,
 };
+pub use key_pairs::KeyPairs;
+pub use vm_lists::VmLists;
 
 /// Who is making a request, once authenticated (by session cookie or API token).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -264,12 +269,33 @@ pub trait HostAdmin: Send + Sync {
 
 /// Everything the UI needs from the server, one trait per area.
 pub trait Portal:
-    Accounts + ApiTokens + Admin + Catalogue + Vms + Networks + Billing + Consoles + HostAdmin + 'static
+    Accounts
+    + ApiTokens
+    + Admin
+    + Catalogue
+    + Vms
+    + Networks
+    + Billing
+    + Consoles
+    + HostAdmin
+    + KeyPairs
+    + VmLists
+    + 'static
 {
 }
-impl<
-        T: Accounts + ApiTokens + Admin + Catalogue + Vms + Networks + Billing + Consoles + HostAdmin + 'static,
-    > Portal for T
+impl<T> Portal for T where
+    T: Accounts
+        + ApiTokens
+        + Admin
+        + Catalogue
+        + Vms
+        + Networks
+        + Billing
+        + Consoles
+        + HostAdmin
+        + KeyPairs
+        + VmLists
+        + 'static
 {
 }
 

@@ -10,6 +10,8 @@
 //! | `/public-access` | port forwards and floating IPs        |
 //! | `/usage`         | usage (signed in)                     |
 //! | `/tokens`        | personal API tokens (signed in)       |
+//! | `/key-pairs`     | saved SSH public keys (signed in)     |
+//! | `/admin/vms`     | every tenant's VMs (admins)           |
 //! | `/account`       | profile and password (signed in)      |
 //! | `/admin/tenants` | tenants (admins)                      |
 //! | `/admin/users`   | users (admins)                        |
@@ -36,8 +38,10 @@ use crate::pages::admin::quotas::QuotasPage;
 use crate::pages::admin::tenants::TenantsPage;
 use crate::pages::admin::usage::AdminUsagePage;
 use crate::pages::admin::users::UsersPage;
+use crate::pages::admin::vms::AdminVmsPage;
 use crate::pages::dashboard::DashboardPage;
 use crate::pages::instance::InstancePage;
+use crate::pages::key_pairs::KeyPairsPage;
 use crate::pages::login::LoginPage;
 use crate::pages::networks::NetworksPage;
 use crate::pages::not_found::NotFoundPage;
@@ -94,6 +98,8 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("public-access") view=PublicAccessPage/>
                     <Route path=path!("usage") view=UsagePage/>
                     <Route path=path!("tokens") view=TokensPage/>
+                    <Route path=path!("key-pairs") view=KeyPairsPage/>
+                    <Route path=path!("admin/vms") view=AdminVmsPage/>
                     <Route path=path!("account") view=AccountPage/>
                     <Route path=path!("admin/tenants") view=TenantsPage/>
                     <Route path=path!("admin/users") view=UsersPage/>

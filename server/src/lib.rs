@@ -15,6 +15,7 @@ pub mod middleware;
 pub mod net;
 pub mod seed;
 pub mod service;
+pub mod ssh_public_key;
 pub mod startup;
 pub mod state;
 pub mod telemetry;

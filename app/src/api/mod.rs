@@ -7,6 +7,8 @@ pub mod billing;
 pub mod catalogue;
 pub mod console;
 pub mod host;
+pub mod key_pairs;
 pub mod networks;
 pub mod tokens;
+pub mod vm_lists;
 pub mod vms;

@@ -17,7 +17,8 @@ pub async fn get_vm(id: String) -> Result<VmDetail, AppError> {
 }
 
 /// `network_id` empty: the tenant's default network; `security_group_ids` (comma-separated) empty: the
-/// default group.
+/// default group; `key_pair_ids` (comma-separated): saved keys to add to `ssh_key`.
+#[allow(clippy::too_many_arguments)]
 #[server(prefix = "/api/fn", endpoint = "launch_vm")]
 pub async fn launch_vm(
     name: String,
@@ -27,6 +28,7 @@ pub async fn launch_vm(
     user_data: String,
     #[server(default)] network_id: String,
     #[server(default)] security_group_ids: String,
+    #[server(default)] key_pair_ids: String,
 ) -> Result<VmView, AppError> {
     crate::port::with_caller(|portal, caller, _| async move {
         let network_id = Some(network_id.trim().to_string()).filter(|id| !id.is_empty());
@@ -44,6 +46,7 @@ pub async fn launch_vm(
             user_data,
             network_id,
             security_group_ids,
+            key_pair_ids: crate::api::key_pairs::split_ids(&key_pair_ids),
         };
         portal.launch_vm(&caller, req).await
     })

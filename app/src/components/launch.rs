@@ -10,6 +10,7 @@ use crate::api::billing::my_quota;
 use crate::api::vms::{list_flavors, list_images, LaunchVm};
 use crate::components::after_render::before_paint;
 use crate::components::image_choice::{default_image, image_hint};
+use crate::components::launch_keys::LaunchKeyPairFields;
 use crate::components::launch_network::LaunchNetworkFields;
 use crate::components::vm::{count, fmt_mib};
 use crate::components::{action_error, ErrorBox, Field, FieldError, FormError};
@@ -134,6 +135,7 @@ pub fn LaunchDialog(launch: ServerAction<LaunchVm>, on_close: Callback<()>) -> i
                                             <FieldError error name="flavor_id"/>
                                         </div>
                                         <LaunchNetworkFields error/>
+                                        <LaunchKeyPairFields error/>
                                         <div class="field">
                                             <label for="launch-ssh_key">"SSH public key"<span class="optional">" (optional)"</span></label>
                                             <textarea id="launch-ssh_key" name="ssh_key" rows="2"
@@ -148,7 +150,7 @@ pub fn LaunchDialog(launch: ServerAction<LaunchVm>, on_close: Callback<()>) -> i
                                             <p class="field-hint">"Up to 64 KiB, given to the guest on its config disk (/dev/vdb, a tar archive)."</p>
                                             <FieldError error name="user_data"/>
                                         </div>
-                                        <FormError error fields=&["name", "image_id", "flavor_id", "network_id", "security_group_ids", "ssh_key", "user_data"]/>
+                                        <FormError error fields=&["name", "image_id", "flavor_id", "network_id", "security_group_ids", "key_pair_ids", "ssh_key", "user_data"]/>
                                     </div>
                                     <footer class="modal-footer">
                                         <button type="button" class="btn" on:click=move |_| on_close.run(())>"Cancel"</button>

@@ -125,6 +125,9 @@ fn SideNav(is_admin: bool) -> impl IntoView {
                 <A href="/instances" {..} class="nav-link" data-testid="nav-instances">
                     <span class="nav-icon" aria-hidden="true">"\u{25a3}"</span>"Instances"
                 </A>
+                <A href="/key-pairs" {..} class="nav-link" data-testid="nav-key-pairs">
+                    <span class="nav-icon" aria-hidden="true">"\u{25d8}"</span>"Key pairs"
+                </A>
                 <A href="/usage" {..} class="nav-link" data-testid="nav-usage">
                     <span class="nav-icon" aria-hidden="true">"\u{25d4}"</span>"Usage"
                 </A>
@@ -155,6 +158,9 @@ fn SideNav(is_admin: bool) -> impl IntoView {
                     <div class="nav-heading">"Administration"</div>
                     <A href="/admin/tenants" {..} class="nav-link" data-testid="nav-tenants">
                         <span class="nav-icon" aria-hidden="true">"\u{25a6}"</span>"Tenants"
+                    </A>
+                    <A href="/admin/vms" {..} class="nav-link" data-testid="nav-admin-vms">
+                        <span class="nav-icon" aria-hidden="true">"\u{25a3}"</span>"All instances"
                     </A>
                     <A href="/admin/users" {..} class="nav-link" data-testid="nav-users">
                         <span class="nav-icon" aria-hidden="true">"\u{263b}"</span>"Users"

@@ -1,15 +1,19 @@
 //! `/` and `/instances`: the tenant dashboard — summary figures, the instance list with actions, and the
-//! launch dialog. The list follows state changes live (server-sent events).
+//! launch dialog. The list follows state changes live (server-sent events); its search, filters and sort are
+//! the URL's query string (`components/vm_filters.rs`), applied by the server.
 
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::components::A;
 
-use crate::api::vms::{list_vms, ActOnVm, LaunchVm};
+use crate::api::vm_lists::search_vms;
+use crate::api::vms::{ActOnVm, LaunchVm};
 use crate::components::boot::VmStatus;
 use crate::components::launch::LaunchDialog;
+use crate::components::list_query::SortHeader;
 use crate::components::quota::QuotaCards;
 use crate::components::vm::{size_line, VmActions};
+use crate::components::vm_filters::{filtered, VmFilters};
 use crate::components::{action_error, fmt_time, vm_changes, EmptyState, ErrorBox, FormError, PageHeader};
 use crate::model::{Me, VmView};
 
@@ -19,9 +23,20 @@ pub fn DashboardPage() -> impl IntoView {
     let launch = ServerAction::<LaunchVm>::new();
     let act = ServerAction::<ActOnVm>::new();
     let changes = vm_changes();
+    let query = leptos_router::hooks::use_query_map();
     let vms = Resource::new(
-        move || (changes.get(), launch.version().get(), act.version().get()),
-        |_| list_vms(),
+        move || {
+            (
+                changes.get(),
+                launch.version().get(),
+                act.version().get(),
+                query.get(),
+            )
+        },
+        |(.., q)| {
+            let p = move |k: &str| q.get(k).unwrap_or_default();
+            search_vms(p("q"), p("state"), p("image"), p("sort"))
+        },
     );
     let act_error = action_error(act);
     let open = RwSignal::new(false);
@@ -55,8 +70,13 @@ pub fn DashboardPage() -> impl IntoView {
                                 <div class="panel-header">
                                     <h2>"Instances in "<span class="tenant-inline">{tenant}</span></h2>
                                 </div>
+                                <VmFilters/>
                                 <FormError error=act_error/>
-                                {if list.is_empty() {
+                                {if list.is_empty() && filtered(&query.get_untracked()) {
+                                    view! {
+                                        <p class="muted" data-testid="no-matches">"No instances match these filters."</p>
+                                    }.into_any()
+                                } else if list.is_empty() {
                                     view! {
                                         <EmptyState title="No instances yet" icon="\u{25a3}">
                                             <p>"Launch an instance: pick an image and a flavor, and it boots in seconds."</p>
@@ -103,7 +123,8 @@ fn VmTable(list: Vec<VmView>, act: ServerAction<ActOnVm>) -> impl IntoView {
     view! {
         <table class="table" data-testid="vms-table">
             <thead>
-                <tr><th>"Name"</th><th>"State"</th><th>"Image"</th><th>"Flavor"</th><th>"Created"</th>
+                <tr><SortHeader label="Name" key="name"/><SortHeader label="State" key="state"/>
+                    <SortHeader label="Image" key="image"/><th>"Flavor"</th><SortHeader label="Created" key="created"/>
                     <th class="actions">"Actions"</th></tr>
             </thead>
             <tbody>{rows}</tbody>

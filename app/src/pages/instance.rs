@@ -9,12 +9,14 @@ use leptos_router::components::A;
 use leptos_router::hooks::use_params_map;
 
 use crate::api::networks::{CreatePortForward, SetVmGroups};
+use crate::api::vm_lists::RenameVm;
 use crate::api::vms::{get_vm, ActOnVm};
 use crate::components::after_render::after_render;
 use crate::components::boot::{boot_summary, VmStatus};
 use crate::components::console_gate::GatedConsole;
 use crate::components::vm::{size_line, VmActions};
 use crate::components::vm_network::NetworkPanel;
+use crate::components::vm_rename::RenameButton;
 use crate::components::{action_error, fmt_time, vm_changes, ErrorBox, FormError};
 use crate::error::AppError;
 use crate::model::{VmDetail, VmState};
@@ -28,11 +30,24 @@ pub fn InstancePage() -> impl IntoView {
     let net = NetActions {
         forward: ServerAction::<CreatePortForward>::new(),
         set_groups: ServerAction::<SetVmGroups>::new(),
+        rename: ServerAction::<RenameVm>::new(),
     };
+    // Refetch after a successful rename only: a refused one keeps the form open with its error.
+    let renamed = RwSignal::new(0u32);
+    let rename_result = net.rename.value();
+    Effect::new(move |_| {
+        if let Some(Ok(_)) = rename_result.get() {
+            renamed.update(|n| *n += 1);
+        }
+    });
     let changes = vm_changes();
     let detail = Resource::new(
         move || {
-            let net_versions = (net.forward.version().get(), net.set_groups.version().get());
+            let net_versions = (
+                net.forward.version().get(),
+                net.set_groups.version().get(),
+                renamed.get(),
+            );
             (id(), changes.get(), act.version().get(), net_versions)
         },
         |(id, ..)| get_vm(id),
@@ -72,6 +87,8 @@ pub fn InstancePage() -> impl IntoView {
 struct NetActions {
     forward: ServerAction<CreatePortForward>,
     set_groups: ServerAction<SetVmGroups>,
+    /// Renaming the VM (`components/vm_rename.rs`).
+    rename: ServerAction<RenameVm>,
 }
 
 #[component]
@@ -108,6 +125,7 @@ fn Detail(
                     <a class="btn btn-small" href=format!("/instances/{}/console", vm.id) target="_blank"
                         data-testid="console-window">"Console in new window"</a>
                 })}
+                <RenameButton vm_id=vm.id.clone() name=vm.name.clone() rename=net.rename/>
                 <VmActions vm=vm.clone() action=act/>
             </div>
         </header>

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod console;
 pub mod dashboard;
 pub mod instance;
+pub mod key_pairs;
 pub mod login;
 pub mod networks;
 pub mod not_found;

@@ -9,16 +9,18 @@ use http::StatusCode;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::{ApiCaller, ApiError, ApiJson, ApiPath};
+use super::{ApiCaller, ApiError, ApiJson, ApiPath, ApiQuery};
 use crate::state::AppState;
 
-#[utoipa::path(get, path = "/tenants", tag = "admin",
+#[utoipa::path(get, path = "/tenants", tag = "admin", params(app::model::TenantListQuery),
     responses((status = 200, body = [TenantView]), (status = 403, description = "Admins only", body = Error)))]
 pub async fn list_tenants(
     State(state): State<AppState>,
     ApiCaller(caller): ApiCaller,
+    ApiQuery(query): ApiQuery<app::model::TenantListQuery>,
 ) -> Result<Json<Vec<TenantView>>, ApiError> {
-    Ok(Json(state.service.list_tenants(&caller).await?))
+    let all = state.service.list_tenants(&caller).await?;
+    Ok(Json(app::model::filter_tenants(all, &query)?))
 }
 
 /// A new tenant.
@@ -74,13 +76,15 @@ pub async fn update_tenant(
     ))
 }
 
-#[utoipa::path(get, path = "/users", tag = "admin",
+#[utoipa::path(get, path = "/users", tag = "admin", params(app::model::UserListQuery),
     responses((status = 200, body = [UserView]), (status = 403, description = "Admins only", body = Error)))]
 pub async fn list_users(
     State(state): State<AppState>,
     ApiCaller(caller): ApiCaller,
+    ApiQuery(query): ApiQuery<app::model::UserListQuery>,
 ) -> Result<Json<Vec<UserView>>, ApiError> {
-    Ok(Json(state.service.list_users(&caller).await?))
+    let all = state.service.list_users(&caller).await?;
+    Ok(Json(app::model::filter_users(all, &query)?))
 }
 
 #[utoipa::path(post, path = "/users", tag = "admin", request_body = NewUser,

@@ -12,9 +12,11 @@ mod events;
 mod extract;
 mod host;
 mod inputs;
+mod key_pairs;
 mod networks;
 mod openapi;
 mod schema;
+mod vm_lists;
 mod vms;
 
 use axum::Router;
@@ -97,6 +99,12 @@ api_routes! {
     post "/floating-ips" => networks::allocate_floating_ip,
     put "/floating-ips/{id}" => networks::attach_floating_ip,
     delete "/floating-ips/{id}" => networks::release_floating_ip,
+    get "/keypairs" => key_pairs::list_key_pairs,
+    post "/keypairs" => key_pairs::create_key_pair,
+    delete "/keypairs/{id}" => key_pairs::delete_key_pair,
+    patch "/vms/{id}" => vm_lists::rename_vm,
+    get "/admin/vms" => vm_lists::admin_vms,
+    post "/admin/vms/{id}/actions" => vm_lists::admin_vm_action,
 }
 
 pub fn router() -> Router<AppState> {

@@ -10,7 +10,7 @@ use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use super::schema::Constraints;
-use super::{accounts, admin, billing, catalogue, console, events, host, networks, vms};
+use super::{accounts, admin, billing, catalogue, console, events, host, key_pairs, networks, vm_lists, vms};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -38,6 +38,8 @@ use super::{accounts, admin, billing, catalogue, console, events, host, networks
         networks::list_floating_ips, networks::allocate_floating_ip, networks::attach_floating_ip,
         networks::release_floating_ip,
         host::host_view,
+        key_pairs::list_key_pairs, key_pairs::create_key_pair, key_pairs::delete_key_pair,
+        vm_lists::rename_vm, vm_lists::admin_vms, vm_lists::admin_vm_action,
     ),
     components(schemas(app::wire::Envelope, app::wire::Detail)),
     modifiers(&BearerAuth, &Constraints, &ErrorAnswers),

@@ -1,23 +1,24 @@
 //! `/api/v1/vms`: list, launch, show (with history), actions, delete.
 
-use app::model::{LaunchRequest, VmAction, VmDetail, VmView};
-use app::port::Vms;
+use app::model::{LaunchRequest, VmAction, VmDetail, VmListQuery, VmView};
+use app::port::{VmLists, Vms};
 use axum::extract::State;
 use axum::Json;
 use http::StatusCode;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::{ApiCaller, ApiError, ApiJson, ApiPath};
+use super::{ApiCaller, ApiError, ApiJson, ApiPath, ApiQuery};
 use crate::state::AppState;
 
-#[utoipa::path(get, path = "/vms", tag = "vms",
-    responses((status = 200, description = "The caller's tenant's VMs (not deleted)", body = [VmView])))]
+#[utoipa::path(get, path = "/vms", tag = "vms", params(VmListQuery),
+    responses((status = 200, description = "The caller's tenant's VMs (not deleted) matching the filters, in order", body = [VmView])))]
 pub async fn list_vms(
     State(state): State<AppState>,
     ApiCaller(caller): ApiCaller,
+    ApiQuery(query): ApiQuery<VmListQuery>,
 ) -> Result<Json<Vec<VmView>>, ApiError> {
-    Ok(Json(state.service.list_vms(&caller).await?))
+    Ok(Json(state.service.search_vms(&caller, query).await?))
 }
 
 #[utoipa::path(post, path = "/vms", tag = "vms", request_body = LaunchRequest,
@@ -56,7 +57,7 @@ pub async fn get_vm(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ActionRequest {
-    action: VmAction,
+    pub(super) action: VmAction,
 }
 
 #[utoipa::path(post, path = "/vms/{id}/actions", tag = "vms", request_body = ActionRequest,

@@ -8,6 +8,7 @@ pub mod boot;
 pub mod console;
 pub mod flavors;
 pub mod images;
+pub mod key_pairs;
 pub mod networks;
 pub mod public_access;
 pub mod quotas;
@@ -17,6 +18,7 @@ pub mod tenants;
 pub mod tokens;
 pub mod usage;
 pub mod users;
+pub mod vm_search;
 pub mod vms;
 
 use std::path::Path;

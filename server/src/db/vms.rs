@@ -94,7 +94,7 @@ impl VmRow {
     }
 }
 
-const SELECT: &str = "SELECT v.id, v.tenant_id, v.created_by, v.name, v.image_id, i.name AS image_name, \
+pub(crate) const SELECT: &str = "SELECT v.id, v.tenant_id, v.created_by, v.name, v.image_id, i.name AS image_name, \
      v.flavor_id, f.name AS flavor_name, v.vcpus, v.memory_mib, v.disk_gib, v.state, v.state_reason, v.ssh_key, \
      v.user_data, v.pid, v.pid_start_ticks, v.vmm_run_id, v.created_at, v.updated_at, v.started_at, \
      v.guest_ready_at, v.guest_ready_after_ms, v.guest_ready_rule, v.boot_line, v.sandbox_uid \

@@ -83,10 +83,56 @@ fn not_found() -> Response {
     (StatusCode::NOT_FOUND, "not found\n").into_response()
 }
 
+/// The VM's public keys (one per line of its `ssh_key`) with the names the metadata gives them: the first
+/// is `default` (what single-key guests ask for), the others `key-1`, `key-2`, ...
+fn public_keys(vm: &Instance) -> Vec<(String, &str)> {
+    vm.ssh_key
+        .lines()
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .enumerate()
+        .map(|(i, k)| {
+            (
+                if i == 0 {
+                    "default".to_string()
+                } else {
+                    format!("key-{i}")
+                },
+                k,
+            )
+        })
+        .collect()
+}
+
+/// `/latest/meta-data/public-keys[/<i>[/openssh-key]]`, EC2 style.
+fn public_key_answer(keys: &[(String, &str)], rest: &str) -> Response {
+    if rest.is_empty() {
+        let list: String = keys
+            .iter()
+            .enumerate()
+            .map(|(i, (name, _))| format!("{i}={name}\n"))
+            .collect();
+        return text(list);
+    }
+    let (index, tail) = rest.split_once('/').unwrap_or((rest, ""));
+    match (index.parse::<usize>().ok().and_then(|i| keys.get(i)), tail) {
+        (Some(_), "") => text("openssh-key\n".into()),
+        (Some((_, key)), "openssh-key") => text(format!("{key}\n")),
+        _ => not_found(),
+    }
+}
+
 /// The answer for `path` about `vm`.
 fn answer(vm: &Instance, path: &str) -> Response {
     let path = path.trim_end_matches('/');
-    let key = vm.ssh_key.trim();
+    let keys = public_keys(vm);
+    if !keys.is_empty() {
+        if let Some(rest) = path.strip_prefix("/latest/meta-data/public-keys") {
+            if rest.is_empty() || rest.starts_with('/') {
+                return public_key_answer(&keys, rest.trim_start_matches('/'));
+            }
+        }
+    }
     match path {
         "" => text("latest\nopenstack\n".into()),
         "/latest" => text("meta-data/\nuser-data\n".into()),
@@ -95,7 +141,7 @@ fn answer(vm: &Instance, path: &str) -> Response {
             if vm.floating_ip.is_some() {
                 items.push("public-ipv4");
             }
-            if !key.is_empty() {
+            if !keys.is_empty() {
                 items.push("public-keys/");
             }
             text(items.join("\n") + "\n")
@@ -104,20 +150,16 @@ fn answer(vm: &Instance, path: &str) -> Response {
         "/latest/meta-data/hostname" | "/latest/meta-data/local-hostname" => text(vm.name.clone()),
         "/latest/meta-data/local-ipv4" => text(vm.ip.clone()),
         "/latest/meta-data/public-ipv4" => vm.floating_ip.clone().map_or_else(not_found, text),
-        "/latest/meta-data/public-keys" if !key.is_empty() => text("0=default\n".into()),
-        "/latest/meta-data/public-keys/0" if !key.is_empty() => text("openssh-key\n".into()),
-        "/latest/meta-data/public-keys/0/openssh-key" if !key.is_empty() => text(format!("{key}\n")),
         "/latest/user-data" | "/openstack/latest/user_data" if !vm.user_data.is_empty() => {
             text(vm.user_data.clone())
         }
         "/openstack" => text("latest\n".into()),
         "/openstack/latest" => text("meta_data.json\nuser_data\n".into()),
         "/openstack/latest/meta_data.json" => {
-            let keys = if key.is_empty() {
-                serde_json::json!({})
-            } else {
-                serde_json::json!({ "default": key })
-            };
+            let keys: serde_json::Map<String, serde_json::Value> = keys
+                .iter()
+                .map(|(name, key)| (name.clone(), serde_json::Value::from(*key)))
+                .collect();
             let doc = serde_json::json!({
                 "uuid": vm.id,
                 "name": vm.name,
@@ -223,5 +265,35 @@ mod tests {
         assert_eq!(doc["uuid"], "vm-1");
         assert_eq!(doc["public_keys"]["default"], "ssh-ed25519 AAAA test");
         assert_eq!(body(answer(&v, "/../etc/passwd")).await.0, StatusCode::NOT_FOUND);
+    }
+
+    #[tokio::test]
+    async fn every_chosen_key_is_listed_and_served() {
+        let mut v = vm();
+        v.ssh_key = "ssh-ed25519 AAAA pasted\nssh-ed25519 BBBB laptop".into();
+        assert_eq!(
+            body(answer(&v, "/latest/meta-data/public-keys/")).await.1,
+            "0=default\n1=key-1\n"
+        );
+        assert_eq!(
+            body(answer(&v, "/latest/meta-data/public-keys/1/openssh-key"))
+                .await
+                .1,
+            "ssh-ed25519 BBBB laptop\n"
+        );
+        assert_eq!(
+            body(answer(&v, "/latest/meta-data/public-keys/2/openssh-key"))
+                .await
+                .0,
+            StatusCode::NOT_FOUND
+        );
+        let (_, json) = body(answer(&v, "/openstack/latest/meta_data.json")).await;
+        let doc: serde_json::Value = serde_json::from_str(&json).unwrap_or_default();
+        assert_eq!(doc["public_keys"]["key-1"], "ssh-ed25519 BBBB laptop");
+        v.ssh_key = String::new();
+        assert_eq!(
+            body(answer(&v, "/latest/meta-data/public-keys")).await.0,
+            StatusCode::NOT_FOUND
+        );
     }
 }

@@ -15,9 +15,11 @@ mod console;
 mod events;
 mod host;
 pub mod images;
+mod key_pairs;
 mod networks;
 mod revocation;
 mod tokens;
+mod vm_lists;
 mod vms;
 
 use std::path::{Path, PathBuf};

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 
 use super::{internal, Service};
 use crate::db::{self, format_time, vms};
-use crate::domain::{parse_id, parse_user_data, SshKey, VmName};
+use crate::domain::{parse_id, parse_user_data, VmName};
 use crate::vm::lifecycle::{allowed_from, first_step};
 
 pub(crate) fn vm_view(row: &vms::VmRow) -> VmView {
@@ -115,7 +115,7 @@ impl Vms for Service {
 
     async fn launch_vm(&self, caller: &Caller, req: LaunchRequest) -> Result<VmView, AppError> {
         let name = VmName::parse(&req.name)?;
-        let ssh_key = SshKey::parse(&req.ssh_key)?;
+        let ssh_key = self.launch_keys(caller, &req.ssh_key, &req.key_pair_ids).await?;
         let user_data = parse_user_data(&req.user_data)?;
         if req.image_id.trim().is_empty() {
             return Err(AppError::invalid("image_id", "Choose an image."));
@@ -145,7 +145,7 @@ impl Vms for Service {
             vcpus: flavor.vcpus,
             memory_mib: flavor.memory_mib,
             disk_gib: flavor.disk_gib,
-            ssh_key: ssh_key.as_str(),
+            ssh_key: &ssh_key,
             user_data,
             network: plan.as_ref(),
             network_id: req.network_id.as_deref(),

@@ -81,7 +81,7 @@ impl Supervisor {
                 shown = line.to_string();
                 shown_at = Some(Instant::now());
                 match boot::set_line(self.pool(), vm_id, &shown).await {
-                    Ok(true) => self.announce(vm_id).await,
+                    Ok(true) => self.announce_id(vm_id).await,
                     Ok(false) => return,
                     Err(e) => tracing::warn!(vm_id, error = %e, "cannot record the boot line"),
                 }
@@ -141,7 +141,7 @@ impl Supervisor {
         match boot::set_ready(self.pool(), vm_id, &readiness, db::now()).await {
             Ok(true) => {
                 tracing::info!(vm_id, rule = rule.as_str(), after_ms, "guest boot finished");
-                self.announce(vm_id).await;
+                self.announce_id(vm_id).await;
             }
             Ok(false) => {}
             Err(e) => tracing::error!(vm_id, error = %e, "cannot record the guest's readiness"),

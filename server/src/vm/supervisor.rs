@@ -164,6 +164,16 @@ impl Supervisor {
         self.inner.changes.subscribe()
     }
 
+    /// Tells subscribers a VM changed in place (e.g. renamed): its state is unchanged, lists reload it.
+    pub fn announce(&self, vm: &vms::VmRow) {
+        // No receivers is fine: nobody is watching.
+        let _ = self.inner.changes.send(VmChange {
+            vm_id: vm.id.clone(),
+            tenant_id: vm.tenant_id.clone(),
+            state: vm.state(),
+        });
+    }
+
     /// The directory holding a VM's disks, sockets (`control.sock`, `serial.sock`, `vnc.sock`) and logs.
     pub fn run_dir(&self, vm_id: &str) -> PathBuf {
         self.inner.settings.vms_dir.join(vm_id)
@@ -204,16 +214,10 @@ impl Supervisor {
         Ok(done)
     }
 
-    /// Tells subscribers that something shown about the VM changed without a state change (its boot
-    /// progress): they refetch as for a state change.
-    pub(super) async fn announce(&self, vm_id: &str) {
+    /// [`Supervisor::announce`] for a VM known by id (its boot progress changed).
+    pub(super) async fn announce_id(&self, vm_id: &str) {
         if let Ok(Some(vm)) = vms::get(self.pool(), vm_id).await {
-            let state = vm.state();
-            let _ = self.inner.changes.send(VmChange {
-                vm_id: vm.id,
-                tenant_id: vm.tenant_id,
-                state,
-            });
+            self.announce(&vm);
         }
     }
 

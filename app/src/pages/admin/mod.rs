@@ -8,3 +8,4 @@ pub mod quotas;
 pub mod tenants;
 pub mod usage;
 pub mod users;
+pub mod vms;

@@ -4,10 +4,12 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 
 use crate::api::admin::{list_tenants, CreateTenant, SetTenantDisabled};
+use crate::components::admin_filters::{tenant_query, TenantFilters};
+use crate::components::list_query::SortHeader;
 use crate::components::{
     action_error, fmt_time, AdminOnly, EmptyState, ErrorBox, Field, FormError, PageHeader,
 };
-use crate::model::TenantView;
+use crate::model::{filter_tenants, TenantView};
 
 #[component]
 pub fn TenantsPage() -> impl IntoView {
@@ -66,6 +68,7 @@ fn Tenants() -> impl IntoView {
         </section>
         <section class="panel">
             <div class="panel-header"><h2>"All tenants"</h2></div>
+            <TenantFilters/>
             <FormError error=toggle_error/>
             <Transition fallback=|| view! { <p class="loading">"Loading tenants…"</p> }>
                 {move || Suspend::new(async move {
@@ -73,7 +76,15 @@ fn Tenants() -> impl IntoView {
                         Ok(list) if list.is_empty() => view! {
                             <EmptyState title="No tenants yet"/>
                         }.into_any(),
-                        Ok(list) => view! { <TenantTable list toggle/> }.into_any(),
+                        Ok(list) => {
+                            // Filtered and sorted by the URL's query string (`components/admin_filters.rs`).
+                            let list = StoredValue::new(list);
+                            let query = leptos_router::hooks::use_query_map();
+                            (move || match filter_tenants(list.get_value(), &tenant_query(&query.get())) {
+                                Ok(list) => view! { <TenantTable list toggle/> }.into_any(),
+                                Err(error) => view! { <ErrorBox error/> }.into_any(),
+                            }).into_any()
+                        }
                         Err(error) => view! { <ErrorBox error/> }.into_any(),
                     }
                 })}
@@ -118,8 +129,9 @@ fn TenantTable(list: Vec<TenantView>, toggle: ServerAction<SetTenantDisabled>) -
         <table class="table" data-testid="tenants-table">
             <thead>
                 <tr>
-                    <th>"Name"</th><th>"Description"</th><th class="num">"Users"</th><th>"Status"</th>
-                    <th>"Created"</th><th class="actions">"Actions"</th>
+                    <SortHeader label="Name" key="name"/><th>"Description"</th>
+                    <SortHeader label="Users" key="users"/><th>"Status"</th>
+                    <SortHeader label="Created" key="created"/><th class="actions">"Actions"</th>
                 </tr>
             </thead>
             <tbody>{rows}</tbody>

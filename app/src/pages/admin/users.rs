@@ -4,11 +4,13 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 
 use crate::api::admin::{list_tenants, list_users, CreateUser, ResetPassword, SetUserDisabled};
+use crate::components::admin_filters::{user_query, UserFilters};
+use crate::components::list_query::SortHeader;
 use crate::components::{
     action_error, fmt_time, AdminOnly, EmptyState, ErrorBox, Field, FieldError, FormError, PageHeader,
 };
 use crate::error::AppError;
-use crate::model::{Role, UserView};
+use crate::model::{filter_users, Role, UserView};
 use crate::pages::admin::tenants::StatusBadge;
 
 #[component]
@@ -110,12 +112,21 @@ fn Users() -> impl IntoView {
         </section>
         <section class="panel">
             <div class="panel-header"><h2>"All users"</h2></div>
+            <UserFilters/>
             <FormError error=toggle_error/>
             <Transition fallback=|| view! { <p class="loading">"Loading users…"</p> }>
                 {move || Suspend::new(async move {
                     match users.await {
                         Ok(list) if list.is_empty() => view! { <EmptyState title="No users yet"/> }.into_any(),
-                        Ok(list) => view! { <UserTable list toggle reset/> }.into_any(),
+                        Ok(list) => {
+                            // Filtered and sorted by the URL's query string (`components/admin_filters.rs`).
+                            let list = StoredValue::new(list);
+                            let query = leptos_router::hooks::use_query_map();
+                            (move || match filter_users(list.get_value(), &user_query(&query.get())) {
+                                Ok(list) => view! { <UserTable list toggle reset/> }.into_any(),
+                                Err(error) => view! { <ErrorBox error/> }.into_any(),
+                            }).into_any()
+                        }
                         Err(error) => view! { <ErrorBox error/> }.into_any(),
                     }
                 })}
@@ -235,8 +246,9 @@ fn UserTable(
         <table class="table" data-testid="users-table">
             <thead>
                 <tr>
-                    <th>"Username"</th><th>"Display name"</th><th>"Tenant"</th><th>"Role"</th><th>"Status"</th>
-                    <th>"Created"</th><th class="actions">"Actions"</th>
+                    <SortHeader label="Username" key="username"/><th>"Display name"</th>
+                    <SortHeader label="Tenant" key="tenant"/><SortHeader label="Role" key="role"/><th>"Status"</th>
+                    <SortHeader label="Created" key="created"/><th class="actions">"Actions"</th>
                 </tr>
             </thead>
             <tbody>{rows}</tbody>

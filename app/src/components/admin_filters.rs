@@ -1,0 +1,58 @@
+//! Search and filter bars of the admin's user and tenant lists; their state is the URL's query string
+//! (`list_query.rs`), read into `UserListQuery` / `TenantListQuery` and applied by `model::filter_*`.
+
+use leptos::prelude::*;
+use leptos_router::params::ParamsMap;
+
+use crate::components::list_query::{ClearFilters, FilterSelect, FilterText};
+use crate::model::{TenantListQuery, UserListQuery};
+
+fn param(map: &ParamsMap, key: &str) -> String {
+    map.get(key).unwrap_or_default()
+}
+
+pub fn user_query(map: &ParamsMap) -> UserListQuery {
+    UserListQuery {
+        q: param(map, "q"),
+        role: param(map, "role"),
+        status: param(map, "status"),
+        tenant: param(map, "tenant"),
+        sort: param(map, "sort"),
+    }
+}
+
+pub fn tenant_query(map: &ParamsMap) -> TenantListQuery {
+    TenantListQuery {
+        q: param(map, "q"),
+        status: param(map, "status"),
+        sort: param(map, "sort"),
+    }
+}
+
+fn pairs(values: &[&str]) -> Vec<(String, String)> {
+    values.iter().map(|v| (v.to_string(), v.to_string())).collect()
+}
+
+#[component]
+pub fn UserFilters() -> impl IntoView {
+    view! {
+        <div class="filters" role="search" data-testid="user-filters">
+            <FilterText key="q" label="Search" placeholder="Username or name"/>
+            <FilterSelect key="role" label="Role" options=Signal::derive(|| pairs(&["admin", "member"]))/>
+            <FilterSelect key="status" label="Status" options=Signal::derive(|| pairs(&["active", "disabled"]))/>
+            <FilterText key="tenant" label="Tenant" placeholder="Tenant name"/>
+            <ClearFilters/>
+        </div>
+    }
+}
+
+#[component]
+pub fn TenantFilters() -> impl IntoView {
+    view! {
+        <div class="filters" role="search" data-testid="tenant-filters">
+            <FilterText key="q" label="Search" placeholder="Name or description"/>
+            <FilterSelect key="status" label="Status" options=Signal::derive(|| pairs(&["active", "disabled"]))/>
+            <ClearFilters/>
+        </div>
+    }
+}
