@@ -80,5 +80,7 @@ fn idle_probe_halts_until_input_and_polling_stays_available() {
         halted * 4 < polling,
         "an idle halted probe used {halted} ms of vCPU time, a polling one {polling} ms"
     );
-    eprintln!("idle vCPU ms over {IDLE_WINDOW:?}: interrupts {halted}, 10 ms tick {ticking}, polling {polling}");
+    eprintln!(
+        "idle vCPU ms over {IDLE_WINDOW:?}: interrupts {halted}, 10 ms tick {ticking}, polling {polling}"
+    );
 }
