@@ -2,7 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
+mod metrics;
 mod network;
+pub use metrics::*;
 pub use network::*;
 
 /// A user's role. Admins run the cloud (tenants, users, catalogue); members use their tenant's resources.

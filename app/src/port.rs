@@ -246,13 +246,26 @@ pub trait Consoles: Send + Sync {
     ) -> Result<crate::api::console::ConsoleLog, AppError>;
 }
 
+/// A VM's metrics (the caller's tenant's VMs only).
+#[async_trait]
+pub trait Metrics: Send + Sync {
+    /// CPU, memory and disk rates of a VM over `range`.
+    async fn vm_metrics(
+        &self,
+        caller: &Caller,
+        vm_id: String,
+        range: crate::model::MetricsRange,
+    ) -> Result<crate::model::VmMetrics, AppError>;
+}
+
 /// Everything the UI needs from the server, one trait per area.
 pub trait Portal:
-    Accounts + ApiTokens + Admin + Catalogue + Vms + Networks + Billing + Consoles + 'static
+    Accounts + ApiTokens + Admin + Catalogue + Vms + Networks + Billing + Consoles + Metrics + 'static
 {
 }
-impl<T: Accounts + ApiTokens + Admin + Catalogue + Vms + Networks + Billing + Consoles + 'static> Portal
-    for T
+impl<
+        T: Accounts + ApiTokens + Admin + Catalogue + Vms + Networks + Billing + Consoles + Metrics + 'static,
+    > Portal for T
 {
 }
 

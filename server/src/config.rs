@@ -56,6 +56,10 @@ pub struct Settings {
     /// Largest image upload (kernel + initramfs + root disk), in MiB.
     pub max_image_upload_mib: u64,
     pub network: NetworkSettings,
+    /// VM metrics sampling and retention (`metrics::MetricsSettings`; defaults: 10 s, 1 h raw, 7 d of
+    /// 5-minute roll-ups).
+    #[serde(default)]
+    pub metrics: crate::metrics::MetricsSettings,
 }
 
 /// Tenant networks (README, "Networks"): realised in a network namespace the portal owns.
@@ -180,6 +184,10 @@ impl Settings {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        self.metrics.validate().map_err(|e| ConfigError::Invalid {
+            key: "metrics",
+            reason: e.to_string(),
+        })?;
         if !(1..=60 * 24 * 30).contains(&self.session_idle_minutes) {
             return Err(ConfigError::Invalid {
                 key: "session_idle_minutes",
@@ -280,6 +288,7 @@ impl Settings {
             stop_vms_on_shutdown: false,
             max_image_upload_mib: 64,
             network: NetworkSettings::disabled(),
+            metrics: crate::metrics::MetricsSettings::default(),
         }
     }
 }

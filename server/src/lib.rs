@@ -10,6 +10,7 @@ pub mod console;
 pub mod db;
 pub mod domain;
 pub mod health;
+pub mod metrics;
 pub mod middleware;
 pub mod net;
 pub mod seed;

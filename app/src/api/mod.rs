@@ -6,6 +6,7 @@ pub mod auth;
 pub mod billing;
 pub mod catalogue;
 pub mod console;
+pub mod metrics;
 pub mod networks;
 pub mod tokens;
 pub mod vms;

@@ -7,6 +7,8 @@ pub mod launch;
 pub mod launch_network;
 pub mod layout;
 pub mod live;
+pub mod metrics;
+pub mod metrics_chart;
 pub mod network;
 pub mod quota;
 pub mod ui;

@@ -1,5 +1,6 @@
 //! `/instances/:id`: one VM — state and actions, its configuration, its network (addresses, groups, how to
-//! reach it: `components/vm_network.rs`), its state history, and the console (screen, serial, log).
+//! reach it: `components/vm_network.rs`), its state history, the console (screen, serial, log) and its
+//! metrics graphs (`components/metrics.rs`).
 //! Follows state changes live; after deletion it says so and links back to the list.
 
 use leptos::prelude::*;
@@ -10,6 +11,7 @@ use leptos_router::hooks::use_params_map;
 use crate::api::networks::{CreatePortForward, SetVmGroups};
 use crate::api::vms::{get_vm, ActOnVm};
 use crate::components::console::VmConsole;
+use crate::components::metrics::MetricsPanel;
 use crate::components::vm::{size_line, StateBadge, VmActions};
 use crate::components::vm_network::NetworkPanel;
 use crate::components::{action_error, fmt_time, vm_changes, ErrorBox, FormError};
@@ -61,7 +63,8 @@ pub fn InstancePage() -> impl IntoView {
                 }
             })}
         </Transition>
-        <VmConsole vm_id running/>
+        <VmConsole vm_id=vm_id.clone() running/>
+        <MetricsPanel vm_id changes/>
     }
 }
 

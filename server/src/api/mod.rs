@@ -11,6 +11,7 @@ mod error;
 mod events;
 mod extract;
 mod inputs;
+mod metrics;
 mod networks;
 mod openapi;
 mod schema;
@@ -68,6 +69,7 @@ api_routes! {
     post "/vms/{id}/actions" => vms::vm_action,
     post "/vms/{id}/console" => console::open_console,
     get "/vms/{id}/console-log" => console::console_log,
+    get "/vms/{id}/metrics" => metrics::vm_metrics,
     get "/events" => events::vm_events,
     get "/quota" => billing::my_quota,
     get "/quotas" => billing::list_quotas,

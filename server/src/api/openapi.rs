@@ -10,7 +10,7 @@ use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use super::schema::Constraints;
-use super::{accounts, admin, billing, catalogue, console, events, networks, vms};
+use super::{accounts, admin, billing, catalogue, console, events, metrics, networks, vms};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -30,6 +30,7 @@ use super::{accounts, admin, billing, catalogue, console, events, networks, vms}
         billing::my_quota, billing::list_quotas, billing::set_quota, billing::my_usage, billing::my_usage_csv,
         billing::all_usage, billing::all_usage_csv, billing::audit_log, billing::verify_audit,
         console::open_console, console::console_log,
+        metrics::vm_metrics,
         networks::list_networks, networks::create_network, networks::delete_network,
         networks::list_security_groups, networks::create_security_group, networks::delete_security_group,
         networks::add_rule, networks::delete_rule, networks::set_vm_groups,

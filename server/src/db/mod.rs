@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod console;
 pub mod flavors;
+pub mod metrics;
 pub mod images;
 pub mod networks;
 pub mod public_access;

@@ -14,6 +14,7 @@ mod catalogue;
 mod console;
 mod events;
 pub mod images;
+mod metrics;
 mod networks;
 mod revocation;
 mod tokens;
@@ -56,6 +57,8 @@ struct Inner {
     dummy_hash: String,
     /// Tenant networks; `None` when off.
     network: Option<Networking>,
+    /// Sampling step and retention of VM metrics (`metrics.rs`).
+    metrics: crate::metrics::MetricsSettings,
 }
 
 impl Service {
@@ -77,6 +80,7 @@ impl Service {
                 revocations: revocation::channel(),
                 dummy_hash,
                 network,
+                metrics: settings.metrics.clone(),
             }),
         }
     }
