@@ -9,6 +9,7 @@ mod console;
 mod headers;
 mod helpers;
 mod isolation;
+mod metrics;
 mod networks;
 mod networks_ssh;
 mod rest;
