@@ -78,10 +78,18 @@ fn Charts(m: VmMetrics) -> impl IntoView {
     let mem_top = nice_max(max(&mem), true);
     let disk_top = nice_max(max(&read).max(max(&write)), true);
     let last = m.points.last().copied();
-    let now_cpu = last.map(|p| format!("{:.1} %", p.cpu_percent)).unwrap_or_default();
+    let now_cpu = last
+        .map(|p| format!("{:.1} %", p.cpu_percent))
+        .unwrap_or_default();
     let now_mem = last.map(|p| fmt_bytes(p.memory_bytes as f64)).unwrap_or_default();
     let now_disk = last
-        .map(|p| format!("read {}/s, write {}/s", fmt_bytes(p.disk_read_bps), fmt_bytes(p.disk_write_bps)))
+        .map(|p| {
+            format!(
+                "read {}/s, write {}/s",
+                fmt_bytes(p.disk_read_bps),
+                fmt_bytes(p.disk_write_bps)
+            )
+        })
         .unwrap_or_default();
     let (from, to, step) = (m.from, m.to, i64::from(m.step_secs));
     let n = m.points.len();

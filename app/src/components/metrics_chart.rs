@@ -12,19 +12,29 @@ pub const HEIGHT: f64 = 120.0;
 pub fn path(points: &[(i64, f64)], from: i64, to: i64, step: i64, y_max: f64) -> String {
     let span = (to - from).max(1) as f64;
     let y_max = if y_max > 0.0 { y_max } else { 1.0 };
-    let mut d = String::new();
+    let mut segments: Vec<Vec<(f64, f64)>> = Vec::new();
     let mut prev: Option<i64> = None;
     for &(t, v) in points {
         let x = ((t - from) as f64 / span * WIDTH).clamp(0.0, WIDTH);
         let y = HEIGHT - (v / y_max).clamp(0.0, 1.0) * HEIGHT;
-        let new_segment = prev.is_none_or(|p| t - p > 3 * step.max(1));
-        if !d.is_empty() {
-            d.push(' ');
+        match segments.last_mut() {
+            Some(seg) if prev.is_some_and(|p| t - p <= 3 * step.max(1)) => seg.push((x, y)),
+            _ => segments.push(vec![(x, y)]),
         }
-        d.push_str(&format!("{}{x:.1} {y:.1}", if new_segment { 'M' } else { 'L' }));
         prev = Some(t);
     }
-    d
+    let mut d = Vec::new();
+    for seg in segments {
+        // A lone point is drawn as a zero-length line: with round caps it shows as a dot.
+        let lone = seg.len() == 1;
+        for (i, (x, y)) in seg.iter().enumerate() {
+            d.push(format!("{}{x:.1} {y:.1}", if i == 0 { 'M' } else { 'L' }));
+        }
+        if lone {
+            d.push(format!("L{:.1} {:.1}", seg[0].0, seg[0].1));
+        }
+    }
+    d.join(" ")
 }
 
 /// The smallest of 1, 2 or 5 × 10ⁿ (or × 1024ⁿ for bytes) at or above `max`: a y-axis top that reads well.
@@ -73,12 +83,12 @@ mod tests {
     fn points_span_the_box_and_gaps_break_the_line() {
         let pts = [(0, 0.0), (10, 50.0), (20, 100.0), (100, 50.0)];
         let d = path(&pts, 0, 100, 10, 100.0);
-        assert_eq!(d, "M0.0 120.0 L60.0 60.0 L120.0 0.0 M600.0 60.0");
+        assert_eq!(d, "M0.0 120.0 L60.0 60.0 L120.0 0.0 M600.0 60.0 L600.0 60.0");
     }
 
     #[test]
     fn values_above_the_top_are_clipped_and_empty_series_draw_nothing() {
-        assert_eq!(path(&[(5, 300.0)], 0, 10, 1, 100.0), "M300.0 0.0");
+        assert_eq!(path(&[(5, 300.0)], 0, 10, 1, 100.0), "M300.0 0.0 L300.0 0.0");
         assert_eq!(path(&[], 0, 10, 1, 100.0), "");
     }
 

@@ -198,15 +198,27 @@ mod tests {
         let now = T0 + 719 * 10;
         // Raw rows: only the last hour is left.
         let raw = series(&pool, "vm-a", RAW, 0).await.expect("raw");
-        assert_eq!(raw.len(), 361, "raw rows at 10 s for one hour, both ends included");
+        assert_eq!(
+            raw.len(),
+            361,
+            "raw rows at 10 s for one hour, both ends included"
+        );
         assert!(raw.iter().all(|r| r.at >= now - 3600));
         assert_eq!(last.inserted, 1);
         // 5-minute rows: every ended bucket of the two hours, each the bucket's last counter and mean RSS.
         let rolled = series(&pool, "vm-a", ROLLUP, 0).await.expect("rollup");
-        assert_eq!(rolled.len(), 23, "24 buckets in two hours, the last one still running");
+        assert_eq!(
+            rolled.len(),
+            23,
+            "24 buckets in two hours, the last one still running"
+        );
         assert_eq!(rolled[0].at, T0);
         assert_eq!(rolled[0].cpu_ms, 29 * 100, "the bucket's last cumulative counter");
-        assert_eq!(rolled[0].rss_bytes, 1000 + 14, "the bucket's mean RSS (1000..=1029)");
+        assert_eq!(
+            rolled[0].rss_bytes,
+            1000 + 14,
+            "the bucket's mean RSS (1000..=1029)"
+        );
         assert_eq!(rolled[1].disk_write_bytes, 59 * 100 * 20);
         assert!(rolled.windows(2).all(|w| w[1].at - w[0].at == ROLLUP));
 

@@ -4,8 +4,8 @@
 pub mod audit;
 pub mod console;
 pub mod flavors;
-pub mod metrics;
 pub mod images;
+pub mod metrics;
 pub mod networks;
 pub mod public_access;
 pub mod quotas;

@@ -57,7 +57,11 @@ fn now_unix() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
-async fn pass(pool: &SqlitePool, vms_dir: &std::path::Path, settings: &MetricsSettings) -> Result<(), sqlx::Error> {
+async fn pass(
+    pool: &SqlitePool,
+    vms_dir: &std::path::Path,
+    settings: &MetricsSettings,
+) -> Result<(), sqlx::Error> {
     let vms = store::running_vms(pool).await?;
     let at = now_unix();
     let answers = join_all(vms.iter().map(|(id, _)| async move {

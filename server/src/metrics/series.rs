@@ -48,7 +48,11 @@ mod tests {
 
     #[test]
     fn rates_come_from_neighbouring_samples() {
-        let p = points(&[row(0, 0, 0), row(10, 5000, 10_240), row(20, 5000, 10_240)], 1, 10);
+        let p = points(
+            &[row(0, 0, 0), row(10, 5000, 10_240), row(20, 5000, 10_240)],
+            1,
+            10,
+        );
         assert_eq!(p.len(), 2);
         assert_eq!(p[0].at, 10);
         assert!((p[0].cpu_percent - 50.0).abs() < 1e-9, "{p:?}");
@@ -68,7 +72,17 @@ mod tests {
     #[test]
     fn gaps_and_restarted_counters_give_no_point() {
         // Stopped for a minute at a 10 s step; then a new VMM counting from 0.
-        let p = points(&[row(0, 0, 0), row(10, 100, 0), row(70, 200, 0), row(80, 20, 0), row(90, 40, 0)], 1, 10);
+        let p = points(
+            &[
+                row(0, 0, 0),
+                row(10, 100, 0),
+                row(70, 200, 0),
+                row(80, 20, 0),
+                row(90, 40, 0),
+            ],
+            1,
+            10,
+        );
         let at: Vec<i64> = p.iter().map(|p| p.at).collect();
         assert_eq!(at, vec![10, 90]);
     }

@@ -14,7 +14,12 @@ use crate::metrics::series;
 #[async_trait]
 impl Metrics for Service {
     #[tracing::instrument(skip_all, fields(vm_id = %vm_id, tenant_id = %caller.tenant_id))]
-    async fn vm_metrics(&self, caller: &Caller, vm_id: String, range: MetricsRange) -> Result<VmMetrics, AppError> {
+    async fn vm_metrics(
+        &self,
+        caller: &Caller,
+        vm_id: String,
+        range: MetricsRange,
+    ) -> Result<VmMetrics, AppError> {
         let vm = self.tenant_vm(caller, &vm_id).await?;
         let to = time::OffsetDateTime::now_utc().unix_timestamp();
         let from = to - range.secs();
@@ -22,7 +27,9 @@ impl Metrics for Service {
         let (rows, step) = match range {
             // One sample before the range, for the first point's rates.
             MetricsRange::Hour => (
-                store::series(self.pool(), &vm.id, RAW, from - raw_step).await.map_err(internal)?,
+                store::series(self.pool(), &vm.id, RAW, from - raw_step)
+                    .await
+                    .map_err(internal)?,
                 raw_step,
             ),
             MetricsRange::Day | MetricsRange::Week => {
@@ -31,7 +38,10 @@ impl Metrics for Service {
                     .map_err(internal)?
                     .into_iter()
                     // A roll-up holds the bucket's last counters: place it at the bucket's end.
-                    .map(|r| SampleRow { at: r.at + ROLLUP, ..r })
+                    .map(|r| SampleRow {
+                        at: r.at + ROLLUP,
+                        ..r
+                    })
                     .collect();
                 let rolled_until = rows.last().map_or(from, |r| r.at);
                 let recent = store::series(self.pool(), &vm.id, RAW, rolled_until)

@@ -44,7 +44,10 @@ async fn a_running_vms_samples_appear_for_its_tenant_only() {
         let (status, m) = api.get(&format!("/vms/{vm}/metrics?range=1h")).await;
         assert_eq!(status, 200, "{m}");
         let points = m["points"].as_array().cloned().unwrap_or_default();
-        if points.iter().any(|p| p["disk_write_bps"].as_f64().unwrap_or(0.0) > 0.0) {
+        if points
+            .iter()
+            .any(|p| p["disk_write_bps"].as_f64().unwrap_or(0.0) > 0.0)
+        {
             break m;
         }
         assert!(Instant::now() < deadline, "no disk write in the samples: {m:#}");
@@ -57,7 +60,10 @@ async fn a_running_vms_samples_appear_for_its_tenant_only() {
     for p in points {
         let cpu = p["cpu_percent"].as_f64().unwrap();
         assert!((0.0..=100.0).contains(&cpu), "{p}");
-        assert!(p["memory_bytes"].as_u64().unwrap() > 1 << 20, "a VMM has more than 1 MiB resident: {p}");
+        assert!(
+            p["memory_bytes"].as_u64().unwrap() > 1 << 20,
+            "a VMM has more than 1 MiB resident: {p}"
+        );
     }
     let at: Vec<i64> = points.iter().map(|p| p["at"].as_i64().unwrap()).collect();
     assert!(at.windows(2).all(|w| w[0] < w[1]), "oldest first: {at:?}");
@@ -79,9 +85,7 @@ async fn a_running_vms_samples_appear_for_its_tenant_only() {
     // Another tenant's member sees no such VM, and neither does anyone for an unknown id.
     let (status, body) = other.get(&format!("/vms/{vm}/metrics")).await;
     assert_eq!(status, 404, "another tenant read the metrics: {body}");
-    let (status, _) = api
-        .get("/vms/00000000-0000-4000-8000-000000000000/metrics")
-        .await;
+    let (status, _) = api.get("/vms/00000000-0000-4000-8000-000000000000/metrics").await;
     assert_eq!(status, 404);
 
     // Deleted: the VM and its metrics are gone.
