@@ -36,6 +36,16 @@ async fn a_running_vms_samples_appear_for_its_tenant_only() {
     let run_dir = app.data_dir.join("vms").join(&vm);
     wait_console(&run_dir, "PROBE-GUEST READY", TIMEOUT);
 
+    // Sampling has begun (a point needs two samples), so the write below falls between samples.
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let (_, m) = api.get(&format!("/vms/{vm}/metrics")).await;
+        if !m["points"].as_array().cloned().unwrap_or_default().is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no samples: {m:#}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     // The guest writes to its disk; the write rate shows in the series.
     serial_line(&run_dir, "blk-write 2 metrics-test");
     wait_console(&run_dir, "OK", TIMEOUT);
