@@ -5,11 +5,13 @@ use serde::{Deserialize, Serialize};
 mod admin_lists;
 mod host;
 mod key_pairs;
+mod metrics;
 mod network;
 mod vm_lists;
 pub use admin_lists::*;
 pub use host::*;
 pub use key_pairs::*;
+pub use metrics::*;
 pub use network::*;
 pub use vm_lists::*;
 

@@ -267,6 +267,18 @@ pub trait HostAdmin: Send + Sync {
     async fn host_view(&self, caller: &Caller) -> Result<crate::model::HostView, AppError>;
 }
 
+/// A VM's metrics (the caller's tenant's VMs only).
+#[async_trait]
+pub trait Metrics: Send + Sync {
+    /// CPU, memory and disk rates of a VM over `range`.
+    async fn vm_metrics(
+        &self,
+        caller: &Caller,
+        vm_id: String,
+        range: crate::model::MetricsRange,
+    ) -> Result<crate::model::VmMetrics, AppError>;
+}
+
 /// Everything the UI needs from the server, one trait per area.
 pub trait Portal:
     Accounts
@@ -280,6 +292,7 @@ pub trait Portal:
     + HostAdmin
     + KeyPairs
     + VmLists
+    + Metrics
     + 'static
 {
 }
@@ -295,6 +308,7 @@ impl<T> Portal for T where
         + HostAdmin
         + KeyPairs
         + VmLists
+        + Metrics
         + 'static
 {
 }

@@ -2,8 +2,13 @@
 //!
 //! Prints medians: API launch → `running` and → guest banner (10 launches); 50 VMs of 128 MiB running at
 //! once (total and per-VM RSS of the VMM processes); the dashboard page's latency percentiles under 64
-//! concurrent clients with those 50 VMs listed (a small Rust load generator, like `wrk -c64`).
-//! Env: BENCH_VMS (default 50), BENCH_SECONDS (load duration, default 10), BENCH_CLIENTS (default 64).
+//! concurrent clients with those 50 idle VMs listed (a small Rust load generator, like `wrk -c64`); then how
+//! many idle 128 MiB VMs the host holds: more are launched, one after another, until BENCH_MAX_VMS run or a
+//! limit is hit (a refused launch, a VM that does not run, or the host's MemAvailable under 1 GiB), with
+//! the total and per-VM RSS of all their VMMs. The load average is printed with each figure: the machine
+//! may be shared. The metrics sampler runs as in production (every 10 s).
+//! Env: BENCH_VMS (default 50), BENCH_SECONDS (load duration, default 10), BENCH_CLIENTS (default 64),
+//! BENCH_MAX_VMS (default 100).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -67,6 +72,45 @@ fn rss_kib(pid: u32) -> u64 {
                 .and_then(|v| v.parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// The host's MemAvailable in MiB (0 if unreadable).
+fn mem_available_mib() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("MemAvailable:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .map_or(0, |kib| kib / 1024)
+}
+
+/// The 1-minute load average, to say how busy the (possibly shared) machine was.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "?".into())
+}
+
+/// RSS in MiB of the VMMs of `ids`: (total, median, max, how many answered).
+async fn vmm_rss(data_dir: &Path, ids: &[String]) -> (f64, f64, f64, usize) {
+    let mut rss: Vec<f64> = Vec::new();
+    for id in ids {
+        let vmm = VmmControl::of(&RunDir::new(data_dir.join("vms").join(id)));
+        if let Ok(status) = vmm.status().await {
+            rss.push(rss_kib(status.pid) as f64 / 1024.0);
+        }
+    }
+    if rss.is_empty() {
+        return (0.0, 0.0, 0.0, 0);
+    }
+    let total: f64 = rss.iter().sum();
+    let n = rss.len();
+    let med = median(&mut rss);
+    (total, med, rss.last().copied().unwrap_or(0.0), n)
 }
 
 /// Whether the guest of the VM in `run_dir` has printed its banner (asked of its VMM).
@@ -284,6 +328,7 @@ async fn main() {
     );
 
     // 3. Dashboard under load, with the n VMs listed.
+    let load_before = load_average();
     let clients = env_or("BENCH_CLIENTS", 64);
     let seconds = env_or("BENCH_SECONDS", 10);
     let page = browser
@@ -318,11 +363,64 @@ async fn main() {
     }
     lat.sort_by(f64::total_cmp);
     println!(
-        "dashboard, {clients} clients, {n} VMs  {} requests in {seconds} s ({:.0}/s); p50 {:.1} ms, p99 {:.1} ms",
+        "dashboard, {clients} clients, {n} VMs  {} requests in {seconds} s ({:.0}/s); p50 {:.1} ms, p99 {:.1} ms \
+         (load average before: {load_before})",
         lat.len(),
         lat.len() as f64 / seconds as f64,
         percentile(&lat, 0.5),
         percentile(&lat, 0.99)
+    );
+
+    // 4. How many idle 128 MiB VMs this host holds.
+    let target = env_or("BENCH_MAX_VMS", 100);
+    let t0 = Instant::now();
+    let mut limit = String::from("none");
+    while ids.len() < target {
+        if mem_available_mib() < 1024 {
+            limit = format!("host MemAvailable {} MiB < 1 GiB", mem_available_mib());
+            break;
+        }
+        let vm = api
+            .call(
+                reqwest::Method::POST,
+                "/vms",
+                Some(json!({"name": format!("many-{}", ids.len()), "image_id": image, "flavor_id": flavor})),
+            )
+            .await;
+        let Some(id) = vm["id"].as_str().map(str::to_string) else {
+            limit = format!("launch refused: {vm}");
+            break;
+        };
+        let deadline = Instant::now() + Duration::from_secs(300);
+        let state = loop {
+            let v = api.call(reqwest::Method::GET, &format!("/vms/{id}"), None).await;
+            let state = v["state"].as_str().unwrap_or_default().to_string();
+            if state == "running" || state == "crashed" || state == "stopped" || Instant::now() > deadline {
+                break state;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        if state != "running" {
+            limit = format!("VM {} did not run: {state}", ids.len());
+            break;
+        }
+        ids.push(id);
+    }
+    for id in &ids {
+        let run_dir = data_dir.join("vms").join(id);
+        let deadline = Instant::now() + Duration::from_secs(300);
+        while !banner_printed(&run_dir).await && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let (total, med, max, answered) = vmm_rss(&data_dir, &ids).await;
+    println!(
+        "idle VMs x 128 MiB held      {answered} running (goal {target}; limit hit: {limit}) after {:.1} s more; \
+         VMM RSS total {total:.0} MiB, per VM median {med:.1} MiB (max {max:.1}); host MemAvailable {} MiB; \
+         load average {}",
+        t0.elapsed().as_secs_f64(),
+        mem_available_mib(),
+        load_average()
     );
 }
 

@@ -66,6 +66,10 @@ pub struct Settings {
     /// `boot.*`: when a booting guest counts as ready (`vm::boot_rule`).
     #[serde(default)]
     pub boot: crate::vm::BootSettings,
+    /// VM metrics sampling and retention (`metrics::MetricsSettings`; defaults: 10 s, 1 h raw, 7 d of
+    /// 5-minute roll-ups).
+    #[serde(default)]
+    pub metrics: crate::metrics::MetricsSettings,
     /// The jail every VMM runs in (README, "Jail and threat model").
     pub sandbox: SandboxSettings,
 }
@@ -215,6 +219,10 @@ impl Settings {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        self.metrics.validate().map_err(|e| ConfigError::Invalid {
+            key: "metrics",
+            reason: e.to_string(),
+        })?;
         if !(1..=60 * 24 * 30).contains(&self.session_idle_minutes) {
             return Err(ConfigError::Invalid {
                 key: "session_idle_minutes",
@@ -345,6 +353,7 @@ impl Settings {
             network: NetworkSettings::disabled(),
             admission: crate::capacity::AdmissionSettings::default(),
             boot: crate::vm::BootSettings::default(),
+            metrics: crate::metrics::MetricsSettings::default(),
             sandbox: SandboxSettings::for_tests(),
         }
     }

@@ -11,6 +11,7 @@ pub mod console;
 pub mod db;
 pub mod domain;
 pub mod health;
+pub mod metrics;
 pub mod middleware;
 pub mod net;
 pub mod seed;

@@ -138,6 +138,7 @@ impl Application {
             network,
             password::dummy_hash().await?,
         );
+        crate::metrics::spawn(pool.clone(), data_dir.join("vms"), settings.metrics.clone());
         bootstrap::ensure_admin(&service, &settings)
             .await
             .map_err(|e| StartupError::Bootstrap(e.to_string()))?;

@@ -237,6 +237,21 @@ pub struct Status {
     /// One entry per network card, in config order.
     #[serde(default)]
     pub nics: Vec<NicStatus>,
+    /// One entry per disk, in config order (absent from VMMs that predate it).
+    #[serde(default)]
+    pub disks: Vec<DiskStatus>,
+}
+
+/// A disk's guest I/O since the VMM started (counted across guest reboots): completed virtio-blk read
+/// and write requests and their data bytes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiskStatus {
+    /// The disk's serial (virtio-blk ID) as configured.
+    pub serial: String,
+    pub read_requests: u64,
+    pub read_bytes: u64,
+    pub write_requests: u64,
+    pub write_bytes: u64,
 }
 
 /// A network card's traffic since the VMM started (counted across guest reboots). `rx` is host → guest
@@ -320,6 +335,12 @@ mod tests {
                 tap: "tap0".into(),
                 rx_frames: 3,
                 ..NicStatus::default()
+            }],
+            disks: vec![DiskStatus {
+                serial: "vm1-root".into(),
+                read_bytes: 4096,
+                read_requests: 1,
+                ..DiskStatus::default()
             }],
         }
     }
@@ -436,6 +457,8 @@ mod tests {
                     "drops": {"tx_spoofed_source": 0, "tx_malformed": 0, "tx_tap_error": 0,
                               "rx_too_big": 0, "rx_bad_chain": 0},
                 }],
+                "disks": [{"serial": "vm1-root", "read_requests": 1, "read_bytes": 4096,
+                           "write_requests": 0, "write_bytes": 0}],
             })
         );
         // `ok` decides between an answer and a refusal, whatever else the line holds.

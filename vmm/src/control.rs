@@ -329,5 +329,6 @@ fn status(ctx: &ControlCtx) -> Status {
         vcpu_time_ms: s.vcpu_cpu_ms(),
         process_cpu_ms: crate::stats::process_cpu_ms(),
         nics: runtime.nics.iter().map(|c| c.snapshot()).collect(),
+        disks: runtime.disks.iter().map(|c| c.snapshot()).collect(),
     }
 }

@@ -8,6 +8,7 @@ pub mod catalogue;
 pub mod console;
 pub mod host;
 pub mod key_pairs;
+pub mod metrics;
 pub mod networks;
 pub mod tokens;
 pub mod vm_lists;

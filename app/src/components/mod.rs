@@ -15,6 +15,8 @@ pub mod list_query;
 pub mod live;
 pub mod month;
 pub mod nav_toggle;
+pub mod metrics;
+pub mod metrics_chart;
 pub mod network;
 pub mod quota;
 pub mod ui;

@@ -1,5 +1,6 @@
 //! `/instances/:id`: one VM — state and actions, its configuration, its network (addresses, groups, how to
-//! reach it: `components/vm_network.rs`), its state history, and the console (screen, serial, log).
+//! reach it: `components/vm_network.rs`), its state history, the console (screen, serial, log) and its
+//! metrics graphs (`components/metrics.rs`).
 //! Follows state changes live; after deletion it says so and links back to the list. The console panel is
 //! there only while the VM runs (`console_gate.rs`): a stopped VM shows a plain "the VM is stopped".
 
@@ -14,6 +15,7 @@ use crate::api::vms::{get_vm, ActOnVm};
 use crate::components::after_render::after_render;
 use crate::components::boot::{boot_summary, VmStatus};
 use crate::components::console_gate::GatedConsole;
+use crate::components::metrics::MetricsPanel;
 use crate::components::vm::{size_line, VmActions};
 use crate::components::vm_network::NetworkPanel;
 use crate::components::vm_rename::RenameButton;
@@ -78,7 +80,8 @@ pub fn InstancePage() -> impl IntoView {
                 }
             })}
         </Transition>
-        <GatedConsole vm_id state/>
+        <GatedConsole vm_id=vm_id.clone() state/>
+        <MetricsPanel vm_id changes/>
     }
 }
 

@@ -13,6 +13,7 @@ mod extract;
 mod host;
 mod inputs;
 mod key_pairs;
+mod metrics;
 mod networks;
 mod openapi;
 mod schema;
@@ -71,6 +72,7 @@ api_routes! {
     post "/vms/{id}/actions" => vms::vm_action,
     post "/vms/{id}/console" => console::open_console,
     get "/vms/{id}/console-log" => console::console_log,
+    get "/vms/{id}/metrics" => metrics::vm_metrics,
     get "/events" => events::vm_events,
     get "/quota" => billing::my_quota,
     get "/quotas" => billing::list_quotas,

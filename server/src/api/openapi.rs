@@ -10,7 +10,9 @@ use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use super::schema::Constraints;
-use super::{accounts, admin, billing, catalogue, console, events, host, key_pairs, networks, vm_lists, vms};
+use super::{
+    accounts, admin, billing, catalogue, console, events, host, key_pairs, metrics, networks, vm_lists, vms,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -31,6 +33,7 @@ use super::{accounts, admin, billing, catalogue, console, events, host, key_pair
         billing::all_usage, billing::all_usage_csv, billing::audit_log, billing::verify_audit,
         billing::quota_defaults,
         console::open_console, console::console_log,
+        metrics::vm_metrics,
         networks::list_networks, networks::create_network, networks::delete_network,
         networks::list_security_groups, networks::create_security_group, networks::delete_security_group,
         networks::add_rule, networks::delete_rule, networks::set_vm_groups,

@@ -9,6 +9,7 @@ pub mod console;
 pub mod flavors;
 pub mod images;
 pub mod key_pairs;
+pub mod metrics;
 pub mod networks;
 pub mod public_access;
 pub mod quotas;

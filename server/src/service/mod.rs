@@ -16,6 +16,7 @@ mod events;
 mod host;
 pub mod images;
 mod key_pairs;
+mod metrics;
 mod networks;
 mod revocation;
 mod tokens;
@@ -59,6 +60,8 @@ struct Inner {
     dummy_hash: String,
     /// Tenant networks; `None` when off.
     network: Option<Networking>,
+    /// Sampling step and retention of VM metrics (`metrics.rs`).
+    metrics: crate::metrics::MetricsSettings,
 }
 
 impl Service {
@@ -80,6 +83,7 @@ impl Service {
                 revocations: revocation::channel(),
                 dummy_hash,
                 network,
+                metrics: settings.metrics.clone(),
             }),
         }
     }

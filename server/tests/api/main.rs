@@ -15,6 +15,7 @@ mod helpers;
 mod isolation;
 mod jail;
 mod key_pairs;
+mod metrics;
 mod networks;
 mod networks_ssh;
 mod networks_table;

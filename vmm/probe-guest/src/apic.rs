@@ -1,9 +1,12 @@
-//! Idle without burning the host: a periodic local-APIC timer wakes the probe from `hlt`.
+//! Idle without burning the host: the probe halts in `hlt` until an interrupt wakes it.
 //!
-//! Busy polling costs a host core per probe VM (each poll of the UART is a VM exit). With a ~2 ms
-//! periodic timer the main loop instead halts when there is nothing to do. The probe only halts after it
-//! has seen a tick, so a platform without a working LAPIC timer falls back to polling rather than hanging.
-//! The 8259 PICs and LINT0 are masked: no device interrupt is ever delivered, only the timer.
+//! Busy polling costs a host core per probe VM (each poll of the UART is a VM exit). By default device
+//! interrupts (COM1 receive, virtio-input; routed by ioapic.rs) wake the main loop, and a slow periodic
+//! local-APIC timer (1 s) is only a safety net, so an idle probe costs about one VM exit a second, like an
+//! idle tickless kernel. `probe.idle=timer` keeps the older 10 ms tick without device interrupts, and
+//! `probe.idle=poll` never halts. The probe only halts after it has seen the timer count, so a platform
+//! without a working LAPIC timer falls back to polling rather than hanging. The 8259 PICs and LINT0 are
+//! masked: lines arrive through the IOAPIC only.
 
 use crate::cpu;
 use crate::io::{outb, Mmio};
@@ -29,8 +32,11 @@ const LVT_MASKED: u32 = 1 << 16;
 const LVT_PERIODIC: u32 = 1 << 17;
 const DIVIDE_BY_1: u32 = 0xb;
 /// KVM's APIC timer counts at 1 GHz (measured here: 1 ms per 1,000,000): 10,000,000 ≈ 10 ms, which
-/// costs ~2% of a host core while idle on this emulating KVM and bounds serial/keyboard latency.
-const TIMER_COUNT: u32 = 10_000_000;
+/// costs ~2% of a host core while idle on this emulating KVM and bounds serial/keyboard latency when
+/// nothing else wakes the probe (`probe.idle=timer`).
+pub const TICK_10_MS: u32 = 10_000_000;
+/// ≈ 1 s: the safety-net tick when device interrupts wake the probe.
+pub const TICK_1_S: u32 = 1_000_000_000;
 
 const PIC1_DATA: u16 = 0x21;
 const PIC2_DATA: u16 = 0xa1;
@@ -59,6 +65,7 @@ probe_spurious_isr:
     .balign 8
 probe_ticks:
     .zero 8
+    .global probe_lapic_eoi
 probe_lapic_eoi:
     .zero 8
     "#,
@@ -83,8 +90,9 @@ fn rdmsr(msr: u32) -> u64 {
     lo as u64 | ((hi as u64) << 32)
 }
 
-/// Programs the periodic timer. False if there is no usable xAPIC (then the probe keeps polling).
-pub fn start_timer() -> bool {
+/// Programs the periodic timer (`count` at 1 GHz). False if there is no usable xAPIC (then the probe
+/// keeps polling).
+pub fn start_timer(count: u32) -> bool {
     let edx = core::arch::x86_64::__cpuid(1).edx;
     if edx & CPUID_1_EDX_APIC == 0 {
         return false;
@@ -107,7 +115,7 @@ pub fn start_timer() -> bool {
     lapic.write32(REG_LVT_LINT0, LVT_MASKED);
     lapic.write32(REG_TIMER_DIVIDE, DIVIDE_BY_1);
     lapic.write32(REG_LVT_TIMER, LVT_PERIODIC | TIMER_VECTOR as u32);
-    lapic.write32(REG_TIMER_INITIAL, TIMER_COUNT);
+    lapic.write32(REG_TIMER_INITIAL, count);
     // Only halt if the timer visibly counts down: then `hlt` is sure to end.
     let first = lapic.read32(REG_TIMER_CURRENT);
     (0..1000).any(|_| lapic.read32(REG_TIMER_CURRENT) != first)
@@ -119,9 +127,9 @@ pub fn ticks() -> u64 {
 }
 
 /// Sleeps until the next interrupt (at most one timer period). `sti; hlt` cannot miss a wake-up: the
-/// interrupt shadow of `sti` covers the `hlt`.
+/// interrupt shadow of `sti` covers the `hlt`, and a line raised while interrupts were off stays pending.
 pub fn idle() {
-    // SAFETY: only the timer and spurious vectors can arrive (PICs and LINT0 masked); their handlers
-    // preserve all registers.
+    // SAFETY: only the timer, spurious and device vectors can arrive (PICs and LINT0 masked); their
+    // handlers preserve all registers.
     unsafe { asm!("sti", "hlt", "cli", options(nomem, nostack)) }
 }

@@ -71,6 +71,26 @@ pub fn net_offload(cmdline: &[u8]) -> bool {
     param(cmdline, b"probe.net") == Some(b"offload".as_slice())
 }
 
+/// How the main loop waits when there is nothing to do (`probe.idle=`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IdleMode {
+    /// Default: `hlt`, woken by device interrupts (plus a 1 s safety tick).
+    Interrupts,
+    /// `probe.idle=timer`: `hlt`, woken by a 10 ms tick only; devices polled.
+    Timer,
+    /// `probe.idle=poll`: never halt; busy-poll the devices.
+    Poll,
+}
+
+/// `probe.idle=irq|timer|poll`; anything else (or nothing) is the default, interrupts.
+pub fn idle_mode(cmdline: &[u8]) -> IdleMode {
+    match param(cmdline, b"probe.idle") {
+        Some(b"poll") => IdleMode::Poll,
+        Some(b"timer") => IdleMode::Timer,
+        _ => IdleMode::Interrupts,
+    }
+}
+
 /// `probe.bench=pio:<N>` → N.
 pub fn bench_pio(cmdline: &[u8]) -> Option<u64> {
     parse_u64(param(cmdline, b"probe.bench")?.strip_prefix(b"pio:")?)
@@ -82,6 +102,14 @@ mod tests {
 
     const LINE: &[u8] = b"console=ttyS0 reboot=k panic=1 virtio_mmio.device=4K@0xd0000000:5 \
         virtio_mmio.device=0x1000@0xd0001000:6:1 virtio_mmio.device=bogus probe.bench=pio:1000";
+
+    #[test]
+    fn idle_mode_defaults_to_interrupts() {
+        assert_eq!(idle_mode(LINE), IdleMode::Interrupts);
+        assert_eq!(idle_mode(b"probe.idle=poll"), IdleMode::Poll);
+        assert_eq!(idle_mode(b"a probe.idle=timer b"), IdleMode::Timer);
+        assert_eq!(idle_mode(b"probe.idle=bogus"), IdleMode::Interrupts);
+    }
 
     #[test]
     fn finds_devices_like_linux() {

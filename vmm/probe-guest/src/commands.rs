@@ -140,6 +140,8 @@ fn run(line: &[u8], devs: &mut Devices, fb: &mut Option<Framebuffer>) {
         Command::Ticks => {
             serial::puts("TICKS ");
             serial::put_dec(apic::ticks());
+            serial::puts(" irqs ");
+            serial::put_dec(crate::ioapic::count());
             serial::puts("\r\n");
         }
         Command::Fault => cpu::raise_invalid_opcode(),

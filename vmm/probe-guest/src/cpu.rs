@@ -189,6 +189,10 @@ fn init_idt() {
         core::ptr::addr_of!(apic::probe_timer_isr) as u64,
     );
     set_gate(
+        crate::ioapic::DEVICE_VECTOR as usize,
+        core::ptr::addr_of!(crate::ioapic::probe_device_isr) as u64,
+    );
+    set_gate(
         apic::SPURIOUS_VECTOR as usize,
         core::ptr::addr_of!(apic::probe_spurious_isr) as u64,
     );

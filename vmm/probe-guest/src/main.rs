@@ -4,7 +4,8 @@
 //! way Linux does, and then serves a line-oriented command protocol on COM1 plus keyboard/tablet events
 //! from virtio-input, so that the VMM can be tested end to end without a kernel that takes minutes to boot
 //! on an emulating KVM. The boot sequence and the command protocol are described in README.md. Devices
-//! are polled; the only interrupt is an idle timer that wakes the main loop from `hlt`.
+//! are polled; interrupts only wake the main loop from `hlt` (COM1 receive and virtio-input lines through the
+//! IOAPIC, plus a slow safety tick; `probe.idle=timer|poll` on the command line changes that).
 //!
 //! Pure logic (command line and command parsing, the keymap, the font) also builds for the host so that
 //! `cargo test --target x86_64-unknown-linux-gnu` can run its unit tests.
@@ -42,6 +43,8 @@ mod input;
 #[cfg(not(test))]
 mod io;
 #[cfg(not(test))]
+mod ioapic;
+#[cfg(not(test))]
 mod net;
 #[cfg(not(test))]
 mod ping;
@@ -69,7 +72,7 @@ mod guest {
     use crate::rng::Rng;
     use crate::serial;
     use crate::virtio::{self, Transport};
-    use crate::{apic, cmdline, cpu, power};
+    use crate::{apic, cmdline, cpu, ioapic, power};
 
     /// Virtio device IDs (virtio 1.x section 5).
     const DEVICE_NET: u32 = 1;
@@ -86,7 +89,7 @@ mod guest {
         let bp = unsafe { BootParams::new(boot_params) };
         let cmd = bp.cmdline();
 
-        let devices = probe_devices(cmd);
+        let (devices, wake_lines) = probe_devices(cmd);
 
         serial::puts("PROBE-GUEST READY\r\n");
         power::boot_marker(power::MARKER_BANNER);
@@ -112,7 +115,7 @@ mod guest {
                 None
             }
         });
-        run(devices, fb)
+        run(devices, fb, cmdline::idle_mode(cmd), wake_lines)
     }
 
     fn report_boot_params(bp: &BootParams) {
@@ -148,8 +151,26 @@ mod guest {
         });
     }
 
-    fn probe_devices(cmd: &[u8]) -> Devices {
+    /// IOAPIC pins whose interrupts should end an idle `hlt`: COM1 and every input device.
+    #[derive(Default)]
+    struct WakeLines {
+        pins: [u32; cmdline::MAX_DEVICES + 1],
+        len: usize,
+    }
+
+    impl WakeLines {
+        fn push(&mut self, pin: u32) {
+            if self.len < self.pins.len() {
+                self.pins[self.len] = pin;
+                self.len += 1;
+            }
+        }
+    }
+
+    fn probe_devices(cmd: &[u8]) -> (Devices, WakeLines) {
         let mut devs = Devices::default();
+        let mut wake = WakeLines::default();
+        wake.push(vmm_api::layout::SERIAL_IRQ);
         let mut found = [cmdline::MmioDevice::default(); cmdline::MAX_DEVICES];
         let n = cmdline::virtio_devices(cmd, &mut found);
         for d in &found[..n] {
@@ -192,6 +213,7 @@ mod guest {
                     Some(slot) => InputDevice::init(t).map(|i| {
                         i.report();
                         *slot = Some(i);
+                        wake.push(d.irq);
                     }),
                     None => Ok(()),
                 },
@@ -203,16 +225,32 @@ mod guest {
                 serial::puts("\r\n");
             }
         }
-        devs
+        (devs, wake)
     }
 
-    fn run(mut devs: Devices, mut fb: Option<Framebuffer>) -> ! {
+    fn run(mut devs: Devices, mut fb: Option<Framebuffer>, mode: cmdline::IdleMode, wake: WakeLines) -> ! {
         if let Some(f) = fb.as_mut() {
             f.draw_title(b"probe-guest");
         }
         let mut editor = LineEditor::new();
         let mut input = InputState::new();
-        let timer = apic::start_timer();
+        let timer = match mode {
+            cmdline::IdleMode::Poll => false,
+            cmdline::IdleMode::Timer => apic::start_timer(apic::TICK_10_MS),
+            // The timer also sets up the LAPIC (and the EOI address the device handler uses).
+            cmdline::IdleMode::Interrupts => {
+                apic::start_timer(apic::TICK_1_S) && {
+                    let routed = ioapic::route(&wake.pins[..wake.len]);
+                    if routed {
+                        serial::enable_rx_interrupt();
+                    } else {
+                        // Without device interrupts only the timer would wake the probe: tick fast.
+                        apic::start_timer(apic::TICK_10_MS);
+                    }
+                    true
+                }
+            }
+        };
         loop {
             let mut busy = false;
             while let Some(byte) = serial::try_read() {

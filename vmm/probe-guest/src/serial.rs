@@ -34,6 +34,12 @@ pub fn init() {
     FIFO.store(inb(IIR_FCR) & 0xc0 == 0xc0, Ordering::Relaxed);
 }
 
+/// Raises IRQ 4 when received data is available (IER bit 0), so an idle probe wakes on input. The
+/// receive path stays polled: the interrupt handler only ends the `hlt`.
+pub fn enable_rx_interrupt() {
+    outb(IER, 0x01);
+}
+
 fn wait_tx(mask: u8) {
     // One LSR read per attempt.
     for _ in 0..TX_SPIN_LIMIT {

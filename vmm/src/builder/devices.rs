@@ -105,12 +105,12 @@ fn virtio_devices(
     files: &HostFiles,
 ) -> Result<VirtioSetup, BuildError> {
     let mut devices: Vec<Box<dyn VirtioDevice>> = Vec::new();
-    for (bc, file) in files.disks() {
-        devices.push(Box::new(
-            Block::with_file(bc, file.clone()).map_err(|e| BuildError::Block(bc.path.clone(), e))?,
-        ));
-    }
     let mut handles = RuntimeHandles::default();
+    for ((bc, file), counters) in files.disks().iter().zip(files.disk_counters()) {
+        let block = Block::with_file(bc, file.clone()).map_err(|e| BuildError::Block(bc.path.clone(), e))?;
+        devices.push(Box::new(block.with_counters(counters.clone())));
+        handles.disks.push(counters.clone());
+    }
     for nic in files.nics() {
         let net = Net::new(
             nic.config.mac,

@@ -11,6 +11,7 @@ use super::BuildError;
 use crate::boot::loader::BootImage;
 use crate::config::VmConfig;
 use crate::virtio::block::{self, BlockConfig};
+use crate::virtio::block_counters::BlockCounters;
 use crate::virtio::net::{NetCounters, Tap};
 use crate::virtio::rng;
 use vmm_api::config::NicConfig;
@@ -30,6 +31,8 @@ pub struct HostFiles {
     initrd: Option<BootImage>,
     /// One per configured disk, in config order.
     disks: Vec<(BlockConfig, Arc<File>)>,
+    /// Each disk's I/O counters, in config order (kept across reboots like the open images).
+    disk_counters: Vec<Arc<BlockCounters>>,
     /// Present when the config asks for a virtio-rng device.
     entropy: Option<Arc<File>>,
     /// One per configured network card, in config order.
@@ -75,10 +78,15 @@ impl HostFiles {
                 tap: Arc::new(tap),
             });
         }
+        let disk_counters = disks
+            .iter()
+            .map(|(bc, _)| Arc::new(BlockCounters::new(&bc.serial)))
+            .collect();
         Ok(HostFiles {
             kernel,
             initrd,
             disks,
+            disk_counters,
             entropy,
             nics,
         })
@@ -95,6 +103,11 @@ impl HostFiles {
     /// Each disk's device config with its open image.
     pub fn disks(&self) -> &[(BlockConfig, Arc<File>)] {
         &self.disks
+    }
+
+    /// Each disk's I/O counters, in the order of [`HostFiles::disks`].
+    pub fn disk_counters(&self) -> &[Arc<BlockCounters>] {
+        &self.disk_counters
     }
 
     pub fn entropy(&self) -> Option<&Arc<File>> {

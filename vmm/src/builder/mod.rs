@@ -89,6 +89,8 @@ pub struct RuntimeHandles {
     pub guest_mem: Option<GuestMemory>,
     /// Each network card's counters (the same ones every boot).
     pub nics: Vec<Arc<NetCounters>>,
+    /// Each disk's I/O counters (the same ones every boot).
+    pub disks: Vec<Arc<crate::virtio::block_counters::BlockCounters>>,
 }
 
 /// A VM with its RAM and devices but no guest state yet: what booting and restoring both start from.

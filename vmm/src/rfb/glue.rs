@@ -180,6 +180,7 @@ mod tests {
             framebuffer: None,
             guest_mem: None,
             nics: Vec::new(),
+            disks: Vec::new(),
         }));
         let input = RuntimeInput::new(runtime.clone());
         // No devices yet (VM booting): input is dropped without harm.

@@ -22,6 +22,7 @@ use virtio_queue::{DescriptorChain, Queue, Reader, Writer};
 use vm_memory::bitmap::BitmapSlice;
 use vm_memory::{Address, Bytes, Permissions};
 
+use super::block_counters::BlockCounters;
 use super::{
     add_used, collect_chain, pop_chain, warn_once, ActivateContext, GuestMemory, GuestMemoryT, Interrupt,
     VirtioDevice, VirtioError, VIRTIO_F_VERSION_1, VIRTIO_RING_F_INDIRECT_DESC,
@@ -85,6 +86,8 @@ pub struct Block {
     config: [u8; CONFIG_LEN],
     bounce: Vec<u8>,
     active: Option<Active>,
+    /// Completed I/O, shared with the control socket and kept across reboots.
+    counters: Arc<BlockCounters>,
 }
 
 struct Active {
@@ -163,7 +166,14 @@ impl Block {
             config,
             bounce: vec![0u8; CHUNK],
             active: None,
+            counters: Arc::new(BlockCounters::new(&cfg.serial)),
         })
+    }
+
+    /// Counts this device's I/O in `counters` (the disk's, which outlive this boot's device).
+    pub fn with_counters(mut self, counters: Arc<BlockCounters>) -> Self {
+        self.counters = counters;
+        self
     }
 
     /// Disk size in 512-byte sectors.
@@ -339,6 +349,7 @@ impl Block {
             done += n;
             offset += n as u64;
         }
+        self.counters.count_read(len as u64);
         Outcome {
             status: VIRTIO_BLK_S_OK,
             data_written: len as u32,
@@ -368,6 +379,7 @@ impl Block {
             done += n;
             offset += n as u64;
         }
+        self.counters.count_write(len as u64);
         Outcome::status(VIRTIO_BLK_S_OK)
     }
 }

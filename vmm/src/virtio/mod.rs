@@ -17,6 +17,7 @@ use virtio_queue::desc::split::Descriptor;
 use virtio_queue::{DescriptorChain, Queue, QueueOwnedT};
 
 pub mod block;
+pub mod block_counters;
 pub mod input;
 pub mod mmio;
 pub mod net;
