@@ -40,6 +40,7 @@ fuzz_target!(|data: &[u8]| {
             MacAddr([0x52, 0x54, 0, 0, 0, 1]),
             "tap0",
         ))],
+        disks: Vec::new(),
     };
     let ctx = ControlCtx::new(
         Arc::new(Shared::new("fuzz", Instant::now())),

@@ -1,7 +1,7 @@
 //! Reusable UI pieces: the signed-in layout, error displays, form fields and small layout helpers.
 
-pub mod after_render;
 pub mod admin_filters;
+pub mod after_render;
 pub mod billing;
 pub mod boot;
 pub mod errors;
@@ -13,10 +13,10 @@ pub mod launch_network;
 pub mod layout;
 pub mod list_query;
 pub mod live;
-pub mod month;
-pub mod nav_toggle;
 pub mod metrics;
 pub mod metrics_chart;
+pub mod month;
+pub mod nav_toggle;
 pub mod network;
 pub mod quota;
 pub mod ui;

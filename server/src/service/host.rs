@@ -109,8 +109,20 @@ impl HostAdmin for Service {
                 overcommit: cap.disk_overcommit,
             },
             kvm_mode: kvm_mode.to_string(),
-            sandbox: None,
+            sandbox: Some(sandbox_line(self.supervisor().settings())),
             vms,
         })
+    }
+}
+
+/// How the VMMs are confined, as the host page says it.
+fn sandbox_line(settings: &crate::vm::VmSettings) -> String {
+    let seccomp = settings.seccomp.as_str();
+    match settings.sandbox.uid_range() {
+        Some((first, last)) => format!(
+            "jailed (own uid from {first}-{last}, mount namespace, cgroup limits, no capabilities, Landlock); \
+             seccomp {seccomp}"
+        ),
+        None => format!("OFF: VMMs run as root with the host's whole view (sandbox.mode = off); seccomp {seccomp}"),
     }
 }
