@@ -134,8 +134,33 @@ async fn every_vmm_is_jailed_under_its_own_uid_view_and_cgroup() {
         assert_eq!(status_field(pid_a, set), "0000000000000000", "{set}");
     }
     assert_eq!(status_field(pid_a, "NoNewPrivs:"), "1");
-    let seccomp = status_field(pid_a, "Seccomp:");
-    eprintln!("{test}: Seccomp: {seccomp} (per-thread filters are installed by vmm::seccomp when present)");
+    // Jailed and filtered together: every thread of the portal's VMM has its seccomp filter (mode 2), its
+    // uid, no capabilities and no_new_privs.
+    let tasks: Vec<_> = std::fs::read_dir(format!("/proc/{pid_a}/task"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert!(tasks.len() > 2, "a running VMM has several threads");
+    for task in tasks {
+        let st = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+        if st.is_empty() {
+            continue; // the thread ended meanwhile
+        }
+        let name = task.file_name();
+        assert!(
+            st.contains("\nSeccomp:\t2\n"),
+            "{test}: thread {name:?} unfiltered:\n{st}"
+        );
+        assert!(st.contains("\nNoNewPrivs:\t1\n"), "{test}: thread {name:?}");
+        assert!(
+            st.contains("\nCapEff:\t0000000000000000\n"),
+            "{test}: thread {name:?}"
+        );
+        assert!(
+            st.contains(&format!("\nUid:\t{uid_a}\t")),
+            "{test}: thread {name:?}"
+        );
+    }
 
     // View: the VMM's root is its jail — its run directory and /proc, nothing else of the host.
     let root = std::path::PathBuf::from(format!("/proc/{pid_a}/root"));

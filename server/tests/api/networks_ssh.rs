@@ -42,10 +42,10 @@ fn prerequisites(test: &str) -> bool {
 }
 
 /// A namespace of the test's (the outside world) and the portal's plane, both removed at the end.
-struct Namespaces {
-    outside: String,
-    plane: String,
-    state_dir: PathBuf,
+pub(super) struct Namespaces {
+    pub outside: String,
+    pub plane: String,
+    pub state_dir: PathBuf,
 }
 
 impl Drop for Namespaces {

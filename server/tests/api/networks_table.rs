@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use super::helpers::{spawn_app_with, Api};
+use super::networks_ssh::Namespaces;
 use super::vm_helpers::*;
 
 const T: Duration = GUEST_WAIT;
@@ -117,23 +118,6 @@ async fn probe(app_dir: &Path, api: &Api, vm: &str) -> Probe {
         "the probe has the portal's address"
     );
     Probe { run, ip }
-}
-
-struct Namespaces {
-    outside: String,
-    plane: String,
-    state_dir: PathBuf,
-}
-
-impl Drop for Namespaces {
-    fn drop(&mut self) {
-        if let Ok(plane) = netplane::Plane::open(&self.plane, &self.state_dir) {
-            let _ = plane.destroy();
-        }
-        let _ = Command::new("ip")
-            .args(["netns", "delete", &self.outside])
-            .status();
-    }
 }
 
 fn tools_or_skip(test: &str) -> bool {
