@@ -43,7 +43,7 @@ describe('accounts', () => {
     await tenantSelect.selectOption({ label: tenant });
     await page.locator('input[name="username"]').fill(member);
     await page.locator('input[name="display_name"]').fill('E2E Member');
-    await page.locator('select[name="role"]').selectOption('member');
+    await page.locator('#user-role').selectOption('member');
     await page.locator('input[name="password"]').fill(memberPassword);
     await page.getByTestId('create-user').click();
     await page.getByTestId('user-created').waitFor();
