@@ -1,5 +1,7 @@
 //! Renaming a VM from its page: a "Rename" button that opens an inline form (the name is checked by the
-//! server as at launch); the page and the lists follow through the event stream.
+//! server as at launch); the page and the lists follow through the event stream. Whether the form is open
+//! is the page's (`open`), so a refetch of the page (any VM of the tenant changing) keeps it open with its
+//! error.
 
 use leptos::prelude::*;
 
@@ -7,8 +9,12 @@ use crate::api::vm_lists::RenameVm;
 use crate::components::{action_error, FieldError};
 
 #[component]
-pub fn RenameButton(vm_id: String, name: String, rename: ServerAction<RenameVm>) -> impl IntoView {
-    let open = RwSignal::new(false);
+pub fn RenameButton(
+    vm_id: String,
+    name: String,
+    rename: ServerAction<RenameVm>,
+    open: RwSignal<bool>,
+) -> impl IntoView {
     let error = action_error(rename);
     let done = rename.value();
     Effect::new(move |_| {

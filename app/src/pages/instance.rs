@@ -33,6 +33,7 @@ pub fn InstancePage() -> impl IntoView {
         forward: ServerAction::<CreatePortForward>::new(),
         set_groups: ServerAction::<SetVmGroups>::new(),
         rename: ServerAction::<RenameVm>::new(),
+        rename_open: RwSignal::new(false),
     };
     // Refetch after a successful rename only: a refused one keeps the form open with its error.
     let renamed = RwSignal::new(0u32);
@@ -92,6 +93,8 @@ struct NetActions {
     set_groups: ServerAction<SetVmGroups>,
     /// Renaming the VM (`components/vm_rename.rs`).
     rename: ServerAction<RenameVm>,
+    /// Whether the rename form is open (kept across refetches).
+    rename_open: RwSignal<bool>,
 }
 
 #[component]
@@ -128,7 +131,7 @@ fn Detail(
                     <a class="btn btn-small" href=format!("/instances/{}/console", vm.id) target="_blank"
                         data-testid="console-window">"Console in new window"</a>
                 })}
-                <RenameButton vm_id=vm.id.clone() name=vm.name.clone() rename=net.rename/>
+                <RenameButton vm_id=vm.id.clone() name=vm.name.clone() rename=net.rename open=net.rename_open/>
                 <VmActions vm=vm.clone() action=act/>
             </div>
         </header>

@@ -82,10 +82,14 @@ pub fn allowed_calls(kind: ThreadKind) -> Result<usize, SeccompError> {
 /// program.
 pub fn init(mode: SeccompMode, dir: &RunDir, run_id: Option<&str>) -> Result<(), SeccompError> {
     if mode != SeccompMode::Off {
-        // glibc sizes its arena count from /sys/devices/system/cpu/online the first time a thread needs
-        // a new arena; a fixed maximum means no thread ever opens that file under its filter.
+        // One malloc arena for every thread. glibc opens files lazily for its other arenas: it sizes
+        // their number from /sys/devices/system/cpu/online when a thread first needs one, and the first
+        // time such an arena's heap shrinks it reads /proc/sys/vm/overcommit_memory — in whatever
+        // thread frees, under that thread's filter (a VNC client thread ending killed a VMM so). The
+        // main arena needs neither; the VMM allocates little outside setup, so sharing it costs nothing
+        // measurable.
         // SAFETY: mallopt only sets a tunable of the allocator.
-        unsafe { libc::mallopt(libc::M_ARENA_MAX, 8) };
+        unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
     }
     if mode == SeccompMode::Kill {
         let path = dir.seccomp_violation();

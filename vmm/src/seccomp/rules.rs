@@ -202,6 +202,7 @@ pub fn rules(kind: ThreadKind) -> Result<Rules, SeccompError> {
             libc::SYS_tgkill,
             libc::SYS_rename,
             libc::SYS_unlink,
+            libc::SYS_shutdown, // ending the VNC and serial clients still connected when the VM ends
         ]))?
         .allow_arg(libc::SYS_openat, 2, &[OPEN_CREATE])?
         .ioctls(&[
