@@ -18,7 +18,7 @@ use crate::components::console_gate::GatedConsole;
 use crate::components::metrics::MetricsPanel;
 use crate::components::vm::{size_line, VmActions};
 use crate::components::vm_network::NetworkPanel;
-use crate::components::vm_rename::RenameButton;
+use crate::components::vm_rename::{RenameButton, RenameState};
 use crate::components::{action_error, fmt_time, vm_changes, ErrorBox, FormError};
 use crate::error::AppError;
 use crate::model::{VmDetail, VmState};
@@ -33,7 +33,7 @@ pub fn InstancePage() -> impl IntoView {
         forward: ServerAction::<CreatePortForward>::new(),
         set_groups: ServerAction::<SetVmGroups>::new(),
         rename: ServerAction::<RenameVm>::new(),
-        rename_open: RwSignal::new(false),
+        rename_state: RenameState::default(),
     };
     // Refetch after a successful rename only: a refused one keeps the form open with its error.
     let renamed = RwSignal::new(0u32);
@@ -93,8 +93,8 @@ struct NetActions {
     set_groups: ServerAction<SetVmGroups>,
     /// Renaming the VM (`components/vm_rename.rs`).
     rename: ServerAction<RenameVm>,
-    /// Whether the rename form is open (kept across refetches).
-    rename_open: RwSignal<bool>,
+    /// The rename form's open state and typed name (kept across refetches).
+    rename_state: RenameState,
 }
 
 #[component]
@@ -131,7 +131,7 @@ fn Detail(
                     <a class="btn btn-small" href=format!("/instances/{}/console", vm.id) target="_blank"
                         data-testid="console-window">"Console in new window"</a>
                 })}
-                <RenameButton vm_id=vm.id.clone() name=vm.name.clone() rename=net.rename open=net.rename_open/>
+                <RenameButton vm_id=vm.id.clone() name=vm.name.clone() rename=net.rename state=net.rename_state/>
                 <VmActions vm=vm.clone() action=act/>
             </div>
         </header>
