@@ -168,7 +168,7 @@ fn run(line: &[u8], devs: &mut Devices, fb: &mut Option<Framebuffer>) {
                 serial::puts("\r\n");
             }
         }
-        cmd @ (Command::NetIp | Command::NetServe | Command::NetPing { .. }) => {
+        cmd @ (Command::NetIp | Command::NetServe | Command::NetPing { .. } | Command::NetGet { .. }) => {
             let Some(n) = devs.net.as_mut() else {
                 return err("no net device");
             };
@@ -209,13 +209,29 @@ fn run_ip(cmd: Command, n: &mut Net, ip: &crate::ipv4::Config) {
             serial::puts("NET-SERVING ");
             put_addr(ip.addr);
             serial::puts("\r\n");
-            match ping::serve(n, ip) {
+            // What a TCP connection to any port gets: an HTTP/1.0 answer naming the probe.
+            let mut reply = [0u8; 64];
+            let mut addr = [0u8; 15];
+            let mut len = 0;
+            for part in [
+                b"HTTP/1.0 200 OK\r\n\r\nprobe ".as_slice(),
+                crate::ipv4::fmt_addr(ip.addr, &mut addr),
+                b"\n",
+            ] {
+                reply[len..len + part.len()].copy_from_slice(part);
+                len += part.len();
+            }
+            match ping::serve(n, ip, &reply[..len]) {
                 Ok(served) => {
                     serial::puts("OK net served ");
                     serial::put_dec(served.echoes);
                     serial::puts(" echo ");
                     serial::put_dec(served.arps);
-                    serial::puts(" arp\r\n");
+                    serial::puts(" arp ");
+                    serial::put_dec(served.tcp);
+                    serial::puts(" tcp ");
+                    serial::put_dec(served.stray);
+                    serial::puts(" stray\r\n");
                 }
                 Err(_) => err("net device failed"),
             }
@@ -244,10 +260,73 @@ fn run_ip(cmd: Command, n: &mut Net, ip: &crate::ipv4::Config) {
                     serial::puts("\r\n");
                 }
                 Err(PingError::Device) => err("net device failed"),
+                Err(PingError::GaveUp) => err("net ping: gave up"),
             }
         }
+        Command::NetGet { dst, port, path, src } => run_get(n, ip, (dst, port), path, src.unwrap_or(ip.addr)),
         _ => {}
     }
+}
+
+/// `net get`: `NET-GET-SENT <dst>` once the SYN is out, then `OK net get <status> <body bytes>`, the body
+/// (line ends as CR LF, other control bytes as `.`) and `NET-GET-END`; or one `ERR net get: ...` line.
+fn run_get(n: &mut Net, ip: &crate::ipv4::Config, to: ([u8; 4], u16), path: &[u8], src: [u8; 4]) {
+    use crate::get::{self, GetError};
+    use crate::ping::PingError;
+    let mut sent = || {
+        serial::puts("NET-GET-SENT ");
+        put_addr(to.0);
+        serial::puts("\r\n");
+    };
+    let response = match get::get(n, ip, to, path, src, &mut sent) {
+        Ok(r) => r,
+        Err(e) => {
+            serial::puts("ERR net get: ");
+            match e {
+                GetError::Ping(PingError::NoRoute) => serial::puts("no route (no gateway)"),
+                GetError::Ping(PingError::NoArp(hop)) => {
+                    serial::puts("no arp reply from ");
+                    put_addr(hop);
+                }
+                GetError::Ping(_) => serial::puts("net device failed"),
+                GetError::BadPath => serial::puts("bad path"),
+                GetError::NoAnswer => {
+                    serial::puts("no answer from ");
+                    put_addr(to.0);
+                }
+                GetError::Reset => {
+                    serial::puts("reset by ");
+                    put_addr(to.0);
+                }
+            }
+            serial::puts("\r\n");
+            return;
+        }
+    };
+    let raw = &response.raw[..response.kept];
+    let Some((status, body)) = crate::http::response(raw) else {
+        serial::puts("ERR net get: not HTTP (");
+        serial::put_dec(response.total as u64);
+        serial::puts(" bytes)\r\n");
+        return;
+    };
+    serial::puts("OK net get ");
+    serial::put_dec(u64::from(status));
+    serial::puts(" ");
+    serial::put_dec((response.total - (raw.len() - body.len())) as u64);
+    serial::puts("\r\n");
+    for &c in body {
+        match c {
+            b'\n' => serial::puts("\r\n"),
+            b'\r' => {}
+            0x20..=0x7e => serial::write_bytes(&[c]),
+            _ => serial::write_bytes(b"."),
+        }
+    }
+    if body.last().is_some_and(|&c| c != b'\n') {
+        serial::puts("\r\n");
+    }
+    serial::puts("NET-GET-END\r\n");
 }
 
 fn run_net(cmd: Command, n: &mut Net) {

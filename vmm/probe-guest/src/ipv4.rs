@@ -7,7 +7,7 @@
 
 use crate::netframe::ETH_HLEN;
 
-const ETHERTYPE_IPV4: [u8; 2] = [0x08, 0x00];
+pub const ETHERTYPE_IPV4: [u8; 2] = [0x08, 0x00];
 const ETHERTYPE_ARP: [u8; 2] = [0x08, 0x06];
 const ARP_LEN: usize = 28;
 const ARP_REQUEST: u8 = 1;

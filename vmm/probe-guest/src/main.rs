@@ -18,11 +18,13 @@
 
 mod cmdline;
 mod font;
+mod http;
 mod ipv4;
 mod keymap;
 mod netframe;
 mod parse;
 mod request;
+mod tcp;
 
 #[cfg(not(test))]
 mod apic;
@@ -38,6 +40,8 @@ mod commands;
 mod cpu;
 #[cfg(not(test))]
 mod fb;
+#[cfg(not(test))]
+mod get;
 #[cfg(not(test))]
 mod input;
 #[cfg(not(test))]

@@ -60,6 +60,15 @@ pub enum Command<'a> {
         dst: [u8; 4],
         src: Option<[u8; 4]>,
     },
+    /// `net get <a.b.c.d> <port> <path> [from <a.b.c.d>]`: one HTTP/1.0 GET over TCP (from the card's
+    /// address, or `src`), printing the status and body; waits until the answer, a failure or serial
+    /// input.
+    NetGet {
+        dst: [u8; 4],
+        port: u16,
+        path: &'a [u8],
+        src: Option<[u8; 4]>,
+    },
     /// `xsave`: XSETBV/XGETBV and XRSTOR/XSAVE/XSAVEOPT/XSAVEC round trips of AVX and AVX-512 state,
     /// and the faults they raise (software emulators behind /dev/kvm may not execute them; the VMM
     /// completes them then). See xstate.rs.
@@ -115,9 +124,20 @@ pub fn parse(line: &[u8]) -> Result<Command<'_>, &'static str> {
 /// Most frames one `net echo` handles (the count is printed back, and a test never needs more).
 pub const MAX_ECHO: u64 = u32::MAX as u64;
 
-fn parse_net(args: &[u8]) -> Result<Command<'static>, &'static str> {
-    const USAGE: &str =
-        "usage: net mac | net echo <count> | net stats | net ip | net serve | net ping <a.b.c.d> [from <a.b.c.d>]";
+const NET_USAGE: &str = "usage: net mac | net echo <count> | net stats | net ip | net serve \
+     | net ping <a.b.c.d> [from <a.b.c.d>] | net get <a.b.c.d> <port> <path> [from <a.b.c.d>]";
+
+/// `[from <a.b.c.d>]` at the end of a `net` command.
+fn parse_from(rest: &[u8]) -> Result<Option<[u8; 4]>, &'static str> {
+    match next_word(rest) {
+        ([], []) => Ok(None),
+        (b"from", src) => Ok(Some(crate::ipv4::parse_addr(trim_end(src)).ok_or(NET_USAGE)?)),
+        _ => Err(NET_USAGE),
+    }
+}
+
+fn parse_net(args: &[u8]) -> Result<Command<'_>, &'static str> {
+    const USAGE: &str = NET_USAGE;
     let (sub, rest) = next_word(args);
     match (sub, rest) {
         (b"mac", []) => Ok(Command::NetMac),
@@ -127,12 +147,23 @@ fn parse_net(args: &[u8]) -> Result<Command<'static>, &'static str> {
         (b"ping", rest) => {
             let (dst, rest) = next_word(rest);
             let dst = crate::ipv4::parse_addr(dst).ok_or(USAGE)?;
-            let src = match next_word(rest) {
-                ([], []) => None,
-                (b"from", src) => Some(crate::ipv4::parse_addr(trim_end(src)).ok_or(USAGE)?),
-                _ => return Err(USAGE),
-            };
+            let src = parse_from(rest)?;
             Ok(Command::NetPing { dst, src })
+        }
+        (b"get", rest) => {
+            let (dst, rest) = next_word(rest);
+            let dst = crate::ipv4::parse_addr(dst).ok_or(USAGE)?;
+            let (port, rest) = next_word(rest);
+            let port = parse_u64(port)
+                .and_then(|p| u16::try_from(p).ok())
+                .filter(|&p| p != 0)
+                .ok_or(USAGE)?;
+            let (path, rest) = next_word(rest);
+            if path.first() != Some(&b'/') || path.len() > crate::http::MAX_PATH {
+                return Err(USAGE);
+            }
+            let src = parse_from(rest)?;
+            Ok(Command::NetGet { dst, port, path, src })
         }
         (b"echo", n) => match one_number(n) {
             Some(n) if n <= MAX_ECHO => Ok(Command::NetEcho(n)),
@@ -211,9 +242,7 @@ mod tests {
 
     #[test]
     fn net_commands_want_their_arguments() {
-        let usage = Err(
-            "usage: net mac | net echo <count> | net stats | net ip | net serve | net ping <a.b.c.d> [from <a.b.c.d>]",
-        );
+        let usage = Err(NET_USAGE);
         assert_eq!(parse(b"net ip"), Ok(Command::NetIp));
         assert_eq!(parse(b"net serve"), Ok(Command::NetServe));
         assert_eq!(
@@ -230,6 +259,29 @@ mod tests {
                 src: Some([10, 0, 5, 9])
             })
         );
+        assert_eq!(
+            parse(b"net get 169.254.169.254 80 /latest/meta-data/instance-id"),
+            Ok(Command::NetGet {
+                dst: [169, 254, 169, 254],
+                port: 80,
+                path: b"/latest/meta-data/instance-id",
+                src: None
+            })
+        );
+        assert_eq!(
+            parse(b"net get 10.0.5.2 8080 / from 10.0.5.9 "),
+            Ok(Command::NetGet {
+                dst: [10, 0, 5, 2],
+                port: 8080,
+                path: b"/",
+                src: Some([10, 0, 5, 9])
+            })
+        );
+        assert_eq!(parse(b"net get 10.0.5.2 80"), usage);
+        assert_eq!(parse(b"net get 10.0.5.2 0 /"), usage);
+        assert_eq!(parse(b"net get 10.0.5.2 65536 /"), usage);
+        assert_eq!(parse(b"net get 10.0.5.2 80 latest"), usage);
+        assert_eq!(parse(b"net get 10.0.5.2 80 / to 10.0.5.9"), usage);
         assert_eq!(parse(b"net ping 10.0.5"), usage);
         assert_eq!(parse(b"net ping 10.0.5.2 to 10.0.5.9"), usage);
         assert_eq!(parse(b"net"), usage);
