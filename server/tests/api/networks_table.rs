@@ -1,11 +1,13 @@
 //! Tenant isolation with real VMs: four probe guests (two tenants, two VMs each) on the portal's
 //! networks, with the portal's uplink ending in an "outside" namespace of the test's own. The probes
-//! answer ARP and ping for their address (`net serve`) and send pings (`net ping`, optionally from a
-//! forged source), so every check goes through the real VMM, TAP, bridge and nftables ruleset.
+//! answer ARP, ping and TCP connections for their address (`net serve`), send pings (`net ping`) and
+//! fetch over HTTP (`net get`), both optionally from a forged source, so every check goes through the
+//! real VMM, TAP, bridge and nftables ruleset (and, for metadata, the portal's metadata service).
 //!
-//! A negative check never waits for a time-out: the forbidden ping is sent first, then an allowed one
-//! on the same path, then the target says how many pings it answered — a dropped ping is one that did
-//! not arrive although a later one did.
+//! A negative check never waits for a time-out: the forbidden ping (or request) is sent first, then an
+//! allowed one on the same path, then the target says how many it answered — a dropped ping is one that
+//! did not arrive although a later one did. A deleted port forward is refused at once by the plane's
+//! own stack.
 //!
 //! | check | from | to | expected |
 //! |---|---|---|---|
@@ -17,6 +19,10 @@
 //! | ICMP rule added to that group | a1 | a2 | reply once the rule is in the ruleset |
 //! | egress NAT | a1 | the outside | reply (the outside has no route back but the NAT) |
 //! | floating IP | the outside | a1's floating IP | reply |
+//! | metadata answers the asking VM only | a1, a2, b1, b2 | 169.254.169.254 | each its own id, address, `meta_data.json`, user data (several segments) |
+//! | metadata from a forged source | a1 (as a2) | 169.254.169.254 | nothing, to a1 or a2 |
+//! | port forward | the outside | uplink:port → a1 | a1 answers |
+//! | deleted port forward | the outside | uplink:old port | refused (the other forward still answers) |
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -80,6 +86,60 @@ impl Probe {
             .unwrap_or_else(|| panic!("{line}"))
     }
 
+    /// Ends `net serve`; the TCP connections it answered and the stray TCP segments it saw.
+    fn served_tcp(&self) -> (u64, u64) {
+        let line = say(&self.run, "", &["OK net served"]);
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let count = |unit: &str| -> u64 {
+            let at = words.iter().position(|w| *w == unit);
+            at.and_then(|i| words[i - 1].parse().ok())
+                .unwrap_or_else(|| panic!("no {unit} count in {line}"))
+        };
+        (count("tcp"), count("stray"))
+    }
+
+    /// `net get <to> <port> <path>`: the status and the body (lines joined by `\n`).
+    fn get(&self, to: &str, port: u16, path: &str) -> (u16, String) {
+        let line = say(
+            &self.run,
+            &format!("net get {to} {port} {path}"),
+            &["NET-GET-END", "ERR net get"],
+        );
+        assert!(line.contains("NET-GET-END"), "{line}");
+        let all = console(&self.run);
+        let start = all.rfind("\nOK net get ").expect("the status line") + 1;
+        let mut lines = all[start..].lines();
+        let status = lines
+            .next()
+            .and_then(|l| l.split_whitespace().nth(3))
+            .and_then(|s| s.parse().ok())
+            .expect("a status");
+        let body: Vec<&str> = lines.take_while(|l| l.trim_end() != "NET-GET-END").collect();
+        (status, body.join("\n").trim_end().to_string())
+    }
+
+    /// Sends a `net get` expected to get nothing (`from`: a forged source); returns once its SYN is out.
+    fn get_unanswered(&self, to: &str, path: &str, from: &str) {
+        let line = say(
+            &self.run,
+            &format!("net get {to} 80 {path} from {from}"),
+            &["NET-GET-SENT", "ERR net get"],
+        );
+        assert!(line.contains("NET-GET-SENT"), "{line}");
+    }
+
+    /// Stops waiting for the answer of [`Probe::get_unanswered`] (unless its retransmissions ran out
+    /// already); asserts none came.
+    fn no_answer(&self) {
+        let all = console(&self.run);
+        let after_sent = &all[all.rfind("NET-GET-SENT").expect("a sent request")..];
+        let line = match after_sent.lines().find(|l| l.contains("net get")) {
+            Some(done) => done.to_string(),
+            None => say(&self.run, "", &["OK net get", "ERR net get"]),
+        };
+        assert!(line.contains("ERR net get: no answer"), "{line}");
+    }
+
     fn ping(&self, to: &str) {
         let line = say(
             &self.run,
@@ -121,14 +181,14 @@ async fn probe(app_dir: &Path, api: &Api, vm: &str) -> Probe {
 }
 
 fn tools_or_skip(test: &str) -> bool {
-    let ok = ["ip", "dnsmasq", "nft", "ping"].iter().all(|t| {
+    let ok = ["ip", "dnsmasq", "nft", "ping", "curl"].iter().all(|t| {
         Command::new("which")
             .arg(t)
             .output()
             .is_ok_and(|o| o.status.success())
     });
     if !ok {
-        eprintln!("SKIP: {test}: needs ip, dnsmasq, nft and ping (scripts/install-deps.sh)");
+        eprintln!("SKIP: {test}: needs ip, dnsmasq, nft, ping and curl (scripts/install-deps.sh)");
     }
     ok
 }
@@ -144,7 +204,8 @@ async fn group_named(api: &Api, name: &str) -> Value {
         .clone()
 }
 
-#[tokio::test]
+// Multi-threaded: the portal's metadata service must answer while the test blocks on a probe's console.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn probe_vms_reach_what_their_tenant_and_groups_allow_and_nothing_else() {
     let test = "probe_vms_reach_what_their_tenant_and_groups_allow";
     if !kvm_or_skip(test) || !tools_or_skip(test) {
@@ -182,11 +243,15 @@ async fn probe_vms_reach_what_their_tenant_and_groups_allow_and_nothing_else() {
     let acme = member_api(&app, "acme").await;
     let globex = member_api(&app, "globex").await;
     let (image, flavor) = probe_and_micro(&acme).await;
+    // b2's user data is larger than the probe's MSS (536 bytes): its answer comes in several segments.
+    let user_data: String = (0..40)
+        .map(|i| format!("line {i:02}: user data of b2, long enough to span segments\n"))
+        .collect();
     let ids = [
         launch(&acme, "a1", &image, &flavor).await,
         launch(&acme, "a2", &image, &flavor).await,
         launch(&globex, "b1", &image, &flavor).await,
-        launch(&globex, "b2", &image, &flavor).await,
+        launch_with_user_data(&globex, "b2", &image, &flavor, &user_data).await,
     ];
     let a1 = probe(&app.data_dir, &acme, &ids[0]).await;
     let a2 = probe(&app.data_dir, &acme, &ids[1]).await;
@@ -253,6 +318,41 @@ async fn probe_vms_reach_what_their_tenant_and_groups_allow_and_nothing_else() {
     a1.ping(&a2.ip);
     assert_eq!(a2.served(), 1, "only the ping after the rule reached a2");
 
+    // Metadata answers the asking VM only: each probe asks 169.254.169.254 (through its gateway) and
+    // hears about itself, whatever its tenant or groups.
+    let md = "169.254.169.254";
+    for (p, id) in [(&a1, &ids[0]), (&a2, &ids[1]), (&b1, &ids[2])] {
+        let asked = Instant::now();
+        assert_eq!(p.get(md, 80, "/latest/meta-data/instance-id"), (200, id.clone()));
+        eprintln!("metadata answered {} in {:?}", p.ip, asked.elapsed());
+        assert_eq!(p.get(md, 80, "/latest/meta-data/local-ipv4"), (200, p.ip.clone()));
+    }
+    let (status, json) = b2.get(md, 80, "/openstack/latest/meta_data.json");
+    assert_eq!(status, 200, "{json}");
+    let doc: Value = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {json}"));
+    assert_eq!(doc["uuid"], ids[3].as_str(), "{doc}");
+    assert_eq!(doc["name"], "b2", "{doc}");
+    assert_eq!(
+        b2.get(md, 80, "/latest/user-data"),
+        (200, user_data.trim_end().to_string()),
+        "an answer of {} bytes, reassembled from several segments",
+        user_data.len()
+    );
+    // A request under another VM's address is dropped at the bridge: neither the forger nor the VM
+    // whose address it used hears anything, while the forger's own request on the same path is answered.
+    a2.serve();
+    a1.get_unanswered(md, "/latest/meta-data/instance-id", &a2.ip);
+    a1.no_answer();
+    assert_eq!(
+        a1.get(md, 80, "/latest/meta-data/instance-id"),
+        (200, ids[0].clone())
+    );
+    assert_eq!(
+        a2.served_tcp(),
+        (0, 0),
+        "no answer to the forged request reached a2"
+    );
+
     // Out through the uplink (masqueraded: the outside has no route to tenant networks) and in
     // through a floating IP (the default group gets an ICMP rule from anywhere).
     let (_, up) = command_in(&outside, &["ip", "-4", "-o", "addr"]);
@@ -293,6 +393,88 @@ async fn probe_vms_reach_what_their_tenant_and_groups_allow_and_nothing_else() {
         console(&a1.run)
     );
     assert!(a1.served() >= 1);
+
+    // A port forward: the outside reaches a1's TCP port through the uplink's address (a1's default
+    // group lets the port in); once deleted, the same address and port are refused while a second
+    // forward to the same VM port still answers.
+    let uplink = "100.127.14.2";
+    assert!(
+        in_plane(&plane, &["ip", "-4", "-o", "addr"]).contains(&format!("{uplink}/24")),
+        "the plane's uplink address"
+    );
+    let (status, body) = acme
+        .post(
+            &format!("/security-groups/{}/rules", default["id"].as_str().unwrap()),
+            &json!({"protocol": "tcp", "port_min": 7000, "port_max": 7000, "source_cidr": "0.0.0.0/0"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let mut forwards = Vec::new();
+    for _ in 0..2 {
+        let rules_before = in_plane(&plane, &["nft", "list", "ruleset"]);
+        let (status, fwd) = acme
+            .post(
+                "/port-forwards",
+                &json!({"vm_id": ids[0], "protocol": "tcp", "vm_port": 7000}),
+            )
+            .await;
+        assert_eq!(status, 201, "{fwd}");
+        let port = fwd["host_port"].as_u64().unwrap();
+        wait_until("the port forward in the ruleset", || {
+            let rules = in_plane(&plane, &["nft", "list", "ruleset"]);
+            rules != rules_before && rules.contains(&format!(". {port} "))
+        })
+        .await;
+        forwards.push((fwd["id"].as_str().unwrap().to_string(), port));
+    }
+    let fetch = |port: u64| {
+        command_in(
+            &outside,
+            &[
+                "curl",
+                "-sS",
+                "--max-time",
+                "120",
+                &format!("http://{uplink}:{port}/"),
+            ],
+        )
+    };
+    a1.serve();
+    let (ok, out) = fetch(forwards[0].1);
+    assert!(ok, "the forward reaches a1: {out}\n{}", console(&a1.run));
+    assert_eq!(out.trim(), format!("probe {}", a1.ip), "a1 answered");
+    let rules_before = in_plane(&plane, &["nft", "list", "ruleset"]);
+    let (status, body) = acme.delete(&format!("/port-forwards/{}", forwards[0].0)).await;
+    assert!(status < 300, "{body}");
+    wait_until("the port forward out of the ruleset", || {
+        in_plane(&plane, &["nft", "list", "ruleset"]) != rules_before
+    })
+    .await;
+    let (ok, out) = fetch(forwards[0].1);
+    // curl's error 7: the connection was refused (reset by the plane's own stack), at once, not timed out.
+    assert!(
+        !ok && out.contains("curl: (7)"),
+        "the deleted forward is refused: {out}"
+    );
+    let (ok, out) = fetch(forwards[1].1);
+    assert!(ok, "the other forward still reaches a1: {out}");
+    assert_eq!(out.trim(), format!("probe {}", a1.ip));
+    assert_eq!(
+        a1.served_tcp(),
+        (2, 0),
+        "a1 answered the two connections through live forwards and nothing else"
+    );
+}
+
+async fn launch_with_user_data(api: &Api, name: &str, image: &str, flavor: &str, user_data: &str) -> String {
+    let (status, vm) = api
+        .post(
+            "/vms",
+            &json!({"name": name, "image_id": image, "flavor_id": flavor, "user_data": user_data}),
+        )
+        .await;
+    assert_eq!(status, 202, "{vm}");
+    vm["id"].as_str().unwrap().to_string()
 }
 
 fn in_plane(plane: &str, args: &[&str]) -> String {
