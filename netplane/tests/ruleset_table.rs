@@ -220,8 +220,9 @@ impl Lab {
     }
 }
 
-fn build() -> anyhow::Result<Lab> {
-    let mut namespaces = Namespaces::new("t");
+/// The lab; `tag` keeps the namespaces of this file's tests apart (they run in parallel).
+fn build(tag: &str) -> anyhow::Result<Lab> {
+    let mut namespaces = Namespaces::new(tag);
     let (host, outside) = host_and_outside(&mut namespaces, &["203.0.113.0/24", "10.0.0.0/8"])?;
     for (_, bridge, prefix, mac) in NETS {
         add_bridge(&host, bridge, mac, &format!("{prefix}.1/24"))?;
@@ -610,7 +611,7 @@ fn ruleset_allows_and_refuses_what_it_claims() {
         return;
     }
     let started = Instant::now();
-    let lab = build().expect("lab");
+    let lab = build("t").expect("lab");
     let state = state();
     ruleset::validate(&state).expect("valid state");
     nft::apply(&ruleset::render(&state), Some(&lab.host)).expect("apply");
@@ -689,4 +690,109 @@ fn ruleset_allows_and_refuses_what_it_claims() {
         started.elapsed().as_secs_f64()
     );
     assert!(failed.is_empty(), "failed: {failed:#?}");
+}
+
+/// A TCP server in `ns` on `port` that echoes every line back, for flows that stay open.
+fn echo_server(ns: &str, port: u16) -> anyhow::Result<()> {
+    let listener = in_ns(ns, || std::net::TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)))??;
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut reader = std::io::BufReader::new(&conn);
+                let mut line = String::new();
+                while std::io::BufRead::read_line(&mut reader, &mut line).is_ok_and(|n| n > 0) {
+                    if std::io::Write::write_all(&mut &conn, line.as_bytes()).is_err() {
+                        break;
+                    }
+                    line.clear();
+                }
+            });
+        }
+    });
+    Ok(())
+}
+
+/// An open TCP flow from `ns` to `to`.
+struct Flow(std::io::BufReader<std::net::TcpStream>);
+
+impl Flow {
+    fn open(ns: &str, to: SocketAddrV4) -> Flow {
+        let stream = in_ns(ns, || std::net::TcpStream::connect_timeout(&to.into(), WAIT))
+            .expect("thread")
+            .unwrap_or_else(|e| panic!("connect from {ns} to {to}: {e}"));
+        stream.set_read_timeout(Some(WAIT)).expect("timeout");
+        Flow(std::io::BufReader::new(stream))
+    }
+
+    /// Sends `token` and says whether it came back within the bound (a drop leaves it unanswered; the
+    /// kernel's retransmissions stay within the flow, so a later call on the same flow is not confused).
+    fn echoes(&mut self, token: &str) -> bool {
+        if std::io::Write::write_all(self.0.get_mut(), format!("{token}\n").as_bytes()).is_err() {
+            return false;
+        }
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut self.0, &mut line).is_ok() && line.trim() == token
+    }
+}
+
+/// Security-group changes act on flows already open: removing the rule that let a flow in cuts it at its
+/// next packet, while flows a VM started itself (egress) and flows still allowed carry on. Both kinds are
+/// open before the change, so the check is of the ruleset's treatment of established flows, not of new
+/// connections (which `ruleset_allows_and_refuses_what_it_claims` covers).
+#[test]
+fn removing_a_rule_cuts_the_flows_it_let_in_and_nothing_else() {
+    if !can_run("removing_a_rule_cuts_the_flows_it_let_in_and_nothing_else") {
+        return;
+    }
+    let lab = build("r").expect("lab");
+    let host = lab.host.as_str();
+    let (v1, v2, out) = (lab.vm("v1"), lab.vm("v2"), lab.outside.as_str());
+    for (ns, port) in [(v1, 7300), (v1, 7301), (out, 9300)] {
+        echo_server(ns, port).expect("echo server");
+    }
+    let mut state = state();
+    let web = state
+        .security_groups
+        .iter_mut()
+        .find(|g| g.id == "t1-web")
+        .expect("t1-web");
+    web.rules
+        .push(rule(Protocol::Tcp, Some(7300), cidr("10.1.0.12/32")));
+    web.rules
+        .push(rule(Protocol::Tcp, Some(7301), cidr("10.1.0.12/32")));
+    nft::apply(&ruleset::render(&state), Some(host)).expect("apply");
+
+    let mut revoked = Flow::open(v2, sock("10.1.0.11", 7300));
+    let mut kept = Flow::open(v2, sock("10.1.0.11", 7301));
+    let mut egress = Flow::open(v1, SocketAddrV4::new(OUTSIDE_ADDRESS, 9300));
+    for (name, flow) in [
+        ("7300", &mut revoked),
+        ("7301", &mut kept),
+        ("egress", &mut egress),
+    ] {
+        assert!(
+            flow.echoes(&format!("before-{name}")),
+            "{name}: no echo before the change"
+        );
+    }
+
+    let web = state
+        .security_groups
+        .iter_mut()
+        .find(|g| g.id == "t1-web")
+        .expect("t1-web");
+    web.rules.retain(|r| r.ports != Some((7300, 7300)));
+    nft::apply(&ruleset::render(&state), Some(host)).expect("apply without the 7300 rule");
+
+    // The still-allowed flow first, so a drop below is not the path being down.
+    assert!(kept.echoes("after-7301"), "a flow still allowed was cut");
+    assert!(egress.echoes("after-egress"), "a VM's own egress flow was cut");
+    assert!(
+        !revoked.echoes("after-7300"),
+        "the flow of a removed rule still gets through"
+    );
+    assert!(
+        matches!(tcp_probe(v2, sock("10.1.0.11", 7300), WAIT), Outcome::TimedOut),
+        "a new connection to the removed rule's port is not dropped"
+    );
 }

@@ -4,6 +4,10 @@
 //! The forward chain's order is what makes isolation hold (NETWORKING.md): replies first, then "into a
 //! network from elsewhere and not DNATed → drop", then the destination port's security groups, then
 //! egress. A security-group accept placed before the isolation drop would let another tenant in.
+//! Only replies are accepted on conntrack state alone: packets in a flow's original direction meet the
+//! security groups every time, so a rule's removal takes effect on established flows too (as Neutron
+//! does by flushing conntrack entries; here without a second mechanism). Stateful still: replies to a
+//! VM's own connections, and ICMP errors about them, pass.
 //!
 //! Bridged traffic between two VMs of one network reaches this hook through `br_netfilter` with the
 //! bridge as both input and output interface, so ports are told apart by their fixed address (which the
@@ -253,8 +257,14 @@ fn rule_match(rule: &Rule, groups: &Groups<'_>) -> Option<String> {
 fn forward(view: &View<'_>, out: &mut Out) {
     out.line(1, "chain c_fwd {");
     out.line(2, "type filter hook forward priority filter; policy drop;");
-    out.line(2, "ct state established,related accept");
     out.line(2, "ct state invalid drop");
+    // Replies only: a flow's packets in its original direction go through the checks below every time,
+    // so removing a security-group rule (or a VM from a group) also cuts the flows it let in.
+    out.line(
+        2,
+        "ct direction reply accept comment \"replies to accepted flows\"",
+    );
+    out.line(2, "ct state related accept");
     // `ct status & dnat == 0`, not `ct status != dnat` (which dropped all DNATed traffic).
     out.line(
         2,

@@ -165,21 +165,30 @@ fn isolation_comes_before_security_groups_and_egress() {
     let text = render(&sample());
     let fwd = block(&text, "chain c_fwd {");
     assert_eq!(fwd[0], "type filter hook forward priority filter; policy drop;");
-    assert_eq!(fwd[1], "ct state established,related accept");
-    assert_eq!(fwd[2], "ct state invalid drop");
+    assert_eq!(fwd[1], "ct state invalid drop");
+    assert_eq!(
+        fwd[2],
+        "ct direction reply accept comment \"replies to accepted flows\""
+    );
+    assert_eq!(fwd[3], "ct state related accept");
+    assert!(
+        !fwd.iter().any(|l| l.contains("established")),
+        "original-direction packets of established flows must meet the security groups"
+    );
     let isolation = position(&fwd, "!= @same_bridge");
     let groups = position(&fwd, "vmap @port_sg");
     let no_port = position(&fwd, "oifname @bridges drop");
     let egress = position(&fwd, "oifname \"up0\" accept");
-    assert_eq!((isolation, groups, no_port, egress), (3, 4, 5, 6));
+    assert_eq!((isolation, groups, no_port, egress), (4, 5, 6, 7));
     assert!(
         fwd[isolation].contains("ct status & dnat == 0 drop"),
         "{}",
         fwd[isolation]
     );
     assert!(!fwd[isolation].contains("!= dnat"));
-    // Nothing else accepts in the forward chain: every other accept is inside a security-group chain.
-    assert_eq!(fwd.iter().filter(|l| l.contains("accept")).count(), 2);
+    // Nothing else accepts in the forward chain (replies, related, egress): every other accept is inside
+    // a security-group chain.
+    assert_eq!(fwd.iter().filter(|l| l.contains("accept")).count(), 3);
 }
 
 #[test]
@@ -404,7 +413,7 @@ fn without_an_uplink_there_is_no_way_out_and_no_nat() {
     let text = render(&state);
     assert!(!text.contains("floating_in") && !text.contains("port_forwards") && !text.contains("masquerade"));
     assert!(!text.contains("metadata") && !text.contains("169.254.169.254"));
-    assert_eq!(block(&text, "chain c_fwd {").len(), 6, "no egress accept");
+    assert_eq!(block(&text, "chain c_fwd {").len(), 7, "no egress accept");
 }
 
 #[test]
