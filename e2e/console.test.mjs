@@ -1,8 +1,9 @@
 // The VM console end to end, on a running probe-guest VM: a member opens /instances/{id}/console, the
 // noVNC screen connects and shows the guest's first frame, typed text reaches the guest (the probe prints
 // `KEY <c>` on serial — seen in the serial console tab — and draws the glyphs on its framebuffer — seen in
-// the noVNC canvas), "paste as keystrokes" types a string, the serial console echoes, and Ctrl-Alt-Del
-// powers the probe off. Skipped (loudly) without KVM.
+// the noVNC canvas), the serial tab replays the boot banner printed before it was opened (plain text, once,
+// also after switching tabs and reconnecting), "paste as keystrokes" types a string, the serial console
+// echoes, and Ctrl-Alt-Del powers the probe off. Skipped (loudly) without KVM.
 // Run by scripts/e2e.sh (BASE_URL, ADMIN_USER, ADMIN_PASSWORD, E2E_OUTPUT; the portal has the probe image).
 //
 // Every wait is on something the guest or the page did, never on time: the guest's screen is read from the
@@ -178,6 +179,38 @@ describe('console', () => {
     assert.equal(await page.locator('[data-status]').innerText(), 'Connected');
     await page.getByTestId('console-vm-name').filter({ hasText: 'console-e2e' }).waitFor();
     await firstFrame(page);
+  });
+
+  step('the serial tab replays what the guest printed before it was opened, as plain text, once', async (page) => {
+    // Nothing typed yet: the banner on the terminal can only come from the server's replay of recent output.
+    await page.getByRole('tab', { name: 'Serial console' }).click();
+    await page.locator('[data-serial-status]').filter({ hasText: /^Connected$/ }).waitFor({ timeout: timeouts.guest });
+    const rows = page.locator('[data-terminal] .xterm-rows');
+    const banners = async () => ((await rows.innerText()).match(/PROBE-GUEST READY/g) || []).length;
+    await until('the replayed banner in the serial tab', async () => (await banners()) === 1);
+    const text = await rows.innerText();
+    // xterm.js interprets escape sequences it is sent; raw ones (ESC, or a CSI whose ESC went missing) show.
+    assert.doesNotMatch(text, /\x1b|\u241b|\^\[|\[(\d+(;\d+)*|\?\d+)[A-HJKSTfhlmnsu]/, `no escape sequences on screen: ${text}`);
+    // Away and back: the terminal keeps what it showed, without a second copy.
+    await page.getByRole('tab', { name: 'Screen' }).click();
+    await page.locator('[data-pane="serial"]').waitFor({ state: 'hidden' });
+    await page.getByRole('tab', { name: 'Serial console' }).click();
+    await rows.waitFor();
+    assert.equal(await banners(), 1, 'the banner once after switching back');
+    // Reconnecting starts the terminal afresh with the replay: the banner again, still once.
+    // (A command typed after reconnecting is answered after the replay, so its answer shows the replay arrived.)
+    await page.getByRole('button', { name: 'Reconnect' }).click();
+    await page.locator('[data-serial-status]').filter({ hasText: /^Connected$/ }).waitFor({ timeout: timeouts.guest });
+    await page.locator('[data-terminal] .xterm').click();
+    await page.keyboard.type('echo after-reconnect');
+    await page.keyboard.press('Enter');
+    await until(
+      'the echo after reconnecting',
+      async () => ((await rows.innerText()).match(/after-reconnect/g) || []).length >= 2,
+      timeouts.guest,
+    );
+    assert.equal(await banners(), 1, 'the banner once after reconnecting');
+    await page.getByRole('tab', { name: 'Screen' }).click();
   });
 
   step('the serial console tab connects and echoes what is typed', async (page) => {

@@ -289,6 +289,9 @@ class Console {
     ws.binaryType = 'arraybuffer';
     this.serialWs = ws;
     ws.onopen = () => {
+      // Every connection starts with the server's replay of recent output: start from a clean terminal so a
+      // reconnect (button, VM restarted) shows that output once, not after a copy of it.
+      term.reset();
       this.serialStatus('Connected');
       term.focus();
     };

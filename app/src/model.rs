@@ -3,12 +3,14 @@
 use serde::{Deserialize, Serialize};
 
 mod admin_lists;
+mod audit_lists;
 mod host;
 mod key_pairs;
 mod metrics;
 mod network;
 mod vm_lists;
 pub use admin_lists::*;
+pub use audit_lists::*;
 pub use host::*;
 pub use key_pairs::*;
 pub use metrics::*;

@@ -16,10 +16,10 @@ use leptos::prelude::*;
 
 use crate::error::AppError;
 use crate::model::{
-    AttachFloatingIp, AuditCheck, AuditView, FlavorView, FloatingIpView, ImageView, Invoice, LaunchRequest,
-    Me, NetworkSettingsView, NetworkView, NewFlavor, NewNetwork, NewPortForward, NewRule, NewSecurityGroup,
-    NewToken, NewUser, PortForwardView, QuotaLimits, QuotaView, SecurityGroupView, SetVmGroups, TenantView,
-    TokenView, UserView, VmAction, VmDetail, VmNetworkView, VmView,
+    AttachFloatingIp, AuditCheck, AuditPage, AuditQuery, FlavorView, FloatingIpView, ImageView, Invoice,
+    LaunchRequest, Me, NetworkSettingsView, NetworkView, NewFlavor, NewNetwork, NewPortForward, NewRule,
+    NewSecurityGroup, NewToken, NewUser, PortForwardView, QuotaLimits, QuotaView, SecurityGroupView,
+    SetVmGroups, TenantView, TokenView, UserView, VmAction, VmDetail, VmNetworkView, VmView,
 };
 pub use key_pairs::KeyPairs;
 pub use vm_lists::VmLists;
@@ -236,8 +236,10 @@ pub trait Billing: Send + Sync {
     async fn my_invoice(&self, caller: &Caller, month: String) -> Result<Invoice, AppError>;
     /// Every tenant's usage for `month` (admins).
     async fn all_usage(&self, caller: &Caller, month: String) -> Result<Invoice, AppError>;
-    /// The newest audit entries (admins).
-    async fn audit_log(&self, caller: &Caller, limit: u32) -> Result<Vec<AuditView>, AppError>;
+    /// The audit entries matching `query`, one page, newest first unless asked otherwise (admins).
+    async fn audit_log(&self, caller: &Caller, query: AuditQuery) -> Result<AuditPage, AppError>;
+    /// Every action the audit log holds, for the page's filter (admins).
+    async fn audit_actions(&self, caller: &Caller) -> Result<Vec<String>, AppError>;
     /// Recomputes the audit hash chain (admins).
     async fn verify_audit(&self, caller: &Caller) -> Result<AuditCheck, AppError>;
 }

@@ -3,7 +3,7 @@
 use leptos::prelude::*;
 
 use crate::error::AppError;
-use crate::model::{AuditCheck, AuditView, Invoice, QuotaLimits, QuotaView};
+use crate::model::{AuditCheck, AuditPage, Invoice, QuotaLimits, QuotaView};
 
 #[server(prefix = "/api/fn", endpoint = "my_quota")]
 pub async fn my_quota() -> Result<QuotaView, AppError> {
@@ -51,9 +51,46 @@ pub async fn all_usage(month: String) -> Result<Invoice, AppError> {
     crate::port::with_caller(|portal, caller, _| async move { portal.all_usage(&caller, month).await }).await
 }
 
+/// The audit page's entries: the page's query string, each parameter as typed (empty: any); 50 a page
+/// unless `limit` says otherwise.
+#[allow(clippy::too_many_arguments)]
 #[server(prefix = "/api/fn", endpoint = "audit_log")]
-pub async fn audit_log() -> Result<Vec<AuditView>, AppError> {
-    crate::port::with_caller(|portal, caller, _| async move { portal.audit_log(&caller, 300).await }).await
+pub async fn audit_log(
+    #[server(default)] q: String,
+    #[server(default)] actor: String,
+    #[server(default)] action: String,
+    #[server(default)] target: String,
+    #[server(default)] from: String,
+    #[server(default)] to: String,
+    #[server(default)] sort: String,
+    #[server(default)] limit: String,
+    #[server(default)] offset: String,
+) -> Result<AuditPage, AppError> {
+    use crate::api::vm_lists::number;
+    crate::port::with_caller(|portal, caller, _| async move {
+        let query = crate::model::AuditQuery {
+            q,
+            actor,
+            action,
+            target,
+            from,
+            to,
+            sort,
+            limit: Some(number("limit", &limit)?.unwrap_or(AUDIT_PAGE)),
+            offset: number("offset", &offset)?,
+        };
+        portal.audit_log(&caller, query).await
+    })
+    .await
+}
+
+/// Entries on one page of the admin's audit log.
+pub const AUDIT_PAGE: u32 = 50;
+
+/// Every action in the audit log, for the page's filter.
+#[server(prefix = "/api/fn", endpoint = "audit_actions")]
+pub async fn audit_actions() -> Result<Vec<String>, AppError> {
+    crate::port::with_caller(|portal, caller, _| async move { portal.audit_actions(&caller).await }).await
 }
 
 #[server(prefix = "/api/fn", endpoint = "verify_audit")]

@@ -8,7 +8,7 @@ use crate::model::{AdminVmPage, VmView};
 
 /// A page number or size from a form field: empty is "not given".
 #[cfg(feature = "ssr")]
-fn number(field: &str, value: &str) -> Result<Option<u32>, AppError> {
+pub(crate) fn number(field: &str, value: &str) -> Result<Option<u32>, AppError> {
     match value.trim() {
         "" => Ok(None),
         v => v

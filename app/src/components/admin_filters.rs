@@ -1,10 +1,12 @@
-//! Search and filter bars of the admin's user and tenant lists; their state is the URL's query string
-//! (`list_query.rs`), read into `UserListQuery` / `TenantListQuery` and applied by `model::filter_*`.
+//! Search and filter bars of the admin's user, tenant and audit lists; their state is the URL's query
+//! string (`list_query.rs`), read into `UserListQuery` / `TenantListQuery` (applied by `model::filter_*`)
+//! and `AuditQuery` (applied by the server).
 
 use leptos::prelude::*;
 use leptos_router::params::ParamsMap;
 
-use crate::components::list_query::{ClearFilters, FilterSelect, FilterText};
+use crate::api::billing::audit_actions;
+use crate::components::list_query::{ClearFilters, FilterDate, FilterSelect, FilterText};
 use crate::model::{TenantListQuery, UserListQuery};
 
 fn param(map: &ParamsMap, key: &str) -> String {
@@ -52,6 +54,30 @@ pub fn TenantFilters() -> impl IntoView {
         <div class="filters" role="search" data-testid="tenant-filters">
             <FilterText key="q" label="Search" placeholder="Name or description"/>
             <FilterSelect key="status" label="Status" options=Signal::derive(|| pairs(&["active", "disabled"]))/>
+            <ClearFilters/>
+        </div>
+    }
+}
+
+#[component]
+pub fn AuditFilters() -> impl IntoView {
+    // Loaded in the browser only: the options are not in the server-rendered page, so hydration matches.
+    let actions = LocalResource::new(audit_actions);
+    let action_options = Signal::derive(move || {
+        actions
+            .get()
+            .and_then(Result::ok)
+            .map(|list| list.into_iter().map(|a| (a.clone(), a)).collect())
+            .unwrap_or_default()
+    });
+    view! {
+        <div class="filters" role="search" data-testid="audit-filters">
+            <FilterText key="q" label="Search" placeholder="Anything in the entry"/>
+            <FilterText key="actor" label="Who" placeholder="User name"/>
+            <FilterSelect key="action" label="Action" options=action_options/>
+            <FilterText key="target" label="Target" placeholder="Name or ID"/>
+            <FilterDate key="from" label="From"/>
+            <FilterDate key="to" label="To"/>
             <ClearFilters/>
         </div>
     }

@@ -94,6 +94,21 @@ pub fn FilterText(key: &'static str, label: &'static str, placeholder: &'static 
     }
 }
 
+/// A date field (`YYYY-MM-DD`) bound to the query parameter `key`: picking or typing a whole date applies it.
+#[component]
+pub fn FilterDate(key: &'static str, label: &'static str) -> impl IntoView {
+    let query = use_query_map();
+    let value = Memo::new(move |_| query.with(|q| q.get(key).unwrap_or_default()));
+    let id = format!("filter-{key}");
+    view! {
+        <div class="filter">
+            <label for=id.clone()>{label}</label>
+            <input id=id type="date" name=key prop:value=move || value.get() data-testid=format!("filter-{key}")
+                on:change=move |ev| set_param(query, key, event_target_value(&ev).trim())/>
+        </div>
+    }
+}
+
 /// A drop-down bound to the query parameter `key`; the first option is "any" (empty value).
 #[component]
 pub fn FilterSelect(

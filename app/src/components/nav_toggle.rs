@@ -1,6 +1,7 @@
 //! The side menu on narrow screens: below 760 px the menu is hidden and a Menu button in the top bar opens
 //! it over the page (`style/responsive.css`). A real `<button>` with `aria-expanded`/`aria-controls`, so it
-//! works from the keyboard; the menu closes on navigation, on Escape and on a tap beside it.
+//! works from the keyboard; the menu closes on navigation (links, Back and Forward), on Escape and on a tap
+//! beside it.
 
 use leptos::prelude::*;
 use leptos_router::hooks::use_location;
@@ -9,7 +10,9 @@ use leptos_router::hooks::use_location;
 #[derive(Clone, Copy)]
 pub struct NavOpen(pub RwSignal<bool>);
 
-/// Provides [`NavOpen`] and closes the menu whenever the route changes.
+/// Provides [`NavOpen`] and closes the menu whenever the route changes: Back and Forward (the browser's
+/// `popstate`, heard directly: the route effect alone left the menu open over the page there, issue 16),
+/// a menu link (`close_on_click`) and any other navigation (the effect on the location).
 pub fn provide_nav_state() -> RwSignal<bool> {
     let open = RwSignal::new(false);
     provide_context(NavOpen(open));
@@ -19,6 +22,11 @@ pub fn provide_nav_state() -> RwSignal<bool> {
         location.search.track();
         open.set(false);
     });
+    #[cfg(feature = "hydrate")]
+    {
+        let handle = window_event_listener(leptos::ev::popstate, move |_| open.set(false));
+        on_cleanup(move || handle.remove());
+    }
     open
 }
 

@@ -1,7 +1,6 @@
 //! `/api/v1/quota(s)`, `/api/v1/usage` (JSON and CSV) and `/api/v1/audit`.
 
-use app::error::AppError;
-use app::model::{AuditCheck, AuditView, Invoice, QuotaLimits, QuotaView};
+use app::model::{AuditCheck, AuditQuery, AuditView, Invoice, QuotaLimits, QuotaView};
 use app::port::Billing;
 use axum::extract::State;
 use axum::response::IntoResponse;
@@ -117,36 +116,22 @@ pub async fn all_usage_csv(
     ))
 }
 
-#[derive(Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct LimitQuery {
-    /// How many of the newest entries, 1–1000 (default 200).
-    #[serde(default = "default_limit")]
-    #[param(required = false, minimum = 1, maximum = 1000)]
-    limit: u32,
-}
+/// The response header carrying how many entries match the filters (all pages).
+const TOTAL_COUNT: http::HeaderName = http::HeaderName::from_static("x-total-count");
 
-/// Largest `limit` of the audit log.
-const MAX_AUDIT_LIMIT: u32 = 1000;
-
-fn default_limit() -> u32 {
-    200
-}
-
-#[utoipa::path(get, path = "/audit", tag = "billing", params(LimitQuery),
-    responses((status = 200, body = [AuditView]), (status = 403)))]
+#[utoipa::path(get, path = "/audit", tag = "billing", params(AuditQuery),
+    responses((status = 200, description = "The entries matching the filters, newest first unless `sort=at`, one page \
+                (default 200)", body = [AuditView],
+               headers(("X-Total-Count" = u64, description = "How many entries match the filters (all pages)"))),
+              (status = 422, description = "A parameter is not valid (e.g. a date that is not YYYY-MM-DD); the error names it"),
+              (status = 403, description = "Not an admin")))]
 pub async fn audit_log(
     State(state): State<AppState>,
     ApiCaller(caller): ApiCaller,
-    ApiQuery(q): ApiQuery<LimitQuery>,
-) -> Result<Json<Vec<AuditView>>, ApiError> {
-    if !(1..=MAX_AUDIT_LIMIT).contains(&q.limit) {
-        return Err(ApiError(AppError::invalid(
-            "limit",
-            format!("Limit must be between 1 and {MAX_AUDIT_LIMIT}."),
-        )));
-    }
-    Ok(Json(state.service.audit_log(&caller, q.limit).await?))
+    ApiQuery(q): ApiQuery<AuditQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    let page = state.service.audit_log(&caller, q).await?;
+    Ok(([(TOTAL_COUNT, page.total.to_string())], Json(page.items)))
 }
 
 #[utoipa::path(get, path = "/audit/verify", tag = "billing", responses((status = 200, body = AuditCheck), (status = 403)))]

@@ -6,20 +6,25 @@ use std::collections::HashMap;
 
 use sqlx::SqlitePool;
 
-/// The name column of each kind's table (`kind` is what services write before the colon).
-fn name_query(kind: &str) -> Option<&'static str> {
-    Some(match kind {
-        "vm" => "SELECT name FROM vms WHERE id = ?",
-        "user" => "SELECT username FROM users WHERE id = ?",
-        "tenant" => "SELECT name FROM tenants WHERE id = ?",
-        "token" => "SELECT name FROM api_tokens WHERE id = ?",
-        "flavor" => "SELECT name FROM flavors WHERE id = ?",
-        "image" => "SELECT name FROM images WHERE id = ?",
-        "network" => "SELECT name FROM networks WHERE id = ?",
-        "security_group" => "SELECT name FROM security_groups WHERE id = ?",
-        "floating_ip" => "SELECT address FROM floating_ips WHERE id = ?",
-        _ => return None,
-    })
+/// Each kind services write before the colon, with its table and name column.
+pub const KINDS: [(&str, &str, &str); 9] = [
+    ("vm", "vms", "name"),
+    ("user", "users", "username"),
+    ("tenant", "tenants", "name"),
+    ("token", "api_tokens", "name"),
+    ("flavor", "flavors", "name"),
+    ("image", "images", "name"),
+    ("network", "networks", "name"),
+    ("security_group", "security_groups", "name"),
+    ("floating_ip", "floating_ips", "address"),
+];
+
+/// The query for the name of a `kind`'s row by id.
+fn name_query(kind: &str) -> Option<String> {
+    KINDS
+        .iter()
+        .find(|(k, _, _)| *k == kind)
+        .map(|(_, table, column)| format!("SELECT {column} FROM {table} WHERE id = ?"))
 }
 
 /// The first 8 characters of an id: enough to tell two things of the same name apart.
@@ -46,7 +51,7 @@ pub async fn labels(pool: &SqlitePool, targets: &[String]) -> Result<HashMap<Str
         let shown = match target.split_once(':') {
             Some((kind, id)) => match name_query(kind) {
                 Some(q) => {
-                    let name: Option<String> = sqlx::query_scalar(q).bind(id).fetch_optional(pool).await?;
+                    let name: Option<String> = sqlx::query_scalar(&q).bind(id).fetch_optional(pool).await?;
                     label(kind, id, name)
                 }
                 None => target.to_string(),

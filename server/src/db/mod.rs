@@ -3,6 +3,7 @@
 
 pub mod admission;
 pub mod audit;
+pub mod audit_search;
 pub mod audit_targets;
 pub mod boot;
 pub mod console;

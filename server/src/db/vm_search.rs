@@ -72,7 +72,7 @@ pub struct VmFilter<'a> {
 }
 
 /// `%` and `_` match themselves in a LIKE pattern with `ESCAPE '\'`.
-fn like_escape(s: &str) -> String {
+pub fn like_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         if matches!(c, '%' | '_' | '\\') {

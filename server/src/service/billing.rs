@@ -3,13 +3,13 @@
 use std::collections::BTreeMap;
 
 use app::error::AppError;
-use app::model::{AuditCheck, AuditView, Invoice, QuotaLimits, QuotaView};
+use app::model::{AuditCheck, AuditPage, AuditQuery, Invoice, QuotaLimits, QuotaView};
 use app::port::{Billing, Caller};
 use async_trait::async_trait;
 
 use super::{internal, Service};
 use crate::billing::{self, Period};
-use crate::db::{self, audit, audit_targets, format_time, quotas, tenants, usage};
+use crate::db::{self, audit, quotas, tenants, usage};
 use crate::domain::parse_id;
 
 fn limits_view(l: quotas::Limits) -> QuotaLimits {
@@ -148,29 +148,12 @@ impl Billing for Service {
         self.invoice_for(None, &month).await
     }
 
-    async fn audit_log(&self, caller: &Caller, limit: u32) -> Result<Vec<AuditView>, AppError> {
-        caller.require_admin()?;
-        let rows = audit::recent(self.pool(), i64::from(limit.clamp(1, 1000)))
-            .await
-            .map_err(internal)?;
-        let targets: Vec<String> = rows.iter().map(|r| r.target.clone()).collect();
-        let names = audit_targets::labels(self.pool(), &targets)
-            .await
-            .map_err(internal)?;
-        Ok(rows
-            .into_iter()
-            .map(|r| AuditView {
-                target_name: names.get(&r.target).cloned().unwrap_or_else(|| r.target.clone()),
-                seq: r.seq,
-                at: format_time(r.at),
-                actor: r.actor_name,
-                tenant_id: r.tenant_id,
-                action: r.action,
-                target: r.target,
-                detail: r.detail,
-                hash: r.hash,
-            })
-            .collect())
+    async fn audit_log(&self, caller: &Caller, query: AuditQuery) -> Result<AuditPage, AppError> {
+        self.search_audit(caller, query).await
+    }
+
+    async fn audit_actions(&self, caller: &Caller) -> Result<Vec<String>, AppError> {
+        self.list_audit_actions(caller).await
     }
 
     async fn verify_audit(&self, caller: &Caller) -> Result<AuditCheck, AppError> {

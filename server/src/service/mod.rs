@@ -9,6 +9,7 @@
 mod accounts;
 mod admin;
 mod audit;
+mod audit_log;
 mod billing;
 mod catalogue;
 mod console;

@@ -3,6 +3,7 @@
 
 mod accounts;
 mod admission;
+mod audit_filters;
 mod audit_trail;
 mod bad_input;
 mod billing;
