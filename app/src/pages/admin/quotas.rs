@@ -123,13 +123,13 @@ fn QuotaForm(
     view! {
         <ActionForm action=set>
             <input type="hidden" name="tenant_id" value=tenant_id/>
-            <div class="form-row">
+            <div class="form-row quota-row">
                 {field("instances", "instances", "Instances", Some(limits.instances))}
                 {field("vcpus", "vcpus", "vCPUs", Some(limits.vcpus))}
                 {field("memory_mib", "memory", "Memory (MiB)", Some(limits.memory_mib))}
                 {field("disk_gib", "disk", "Disk (GiB)", Some(limits.disk_gib))}
             </div>
-            <div class="form-row">
+            <div class="form-row quota-row">
                 {field("networks", "networks", "Networks", limits.networks)}
                 {field("floating_ips", "floating-ips", "Floating IPs", limits.floating_ips)}
                 {field("port_forwards", "port-forwards", "Port forwards", limits.port_forwards)}
