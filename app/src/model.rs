@@ -365,14 +365,77 @@ pub struct QuotaLimits {
     pub disk_gib: i64,
 }
 
+/// A tenant's three network limits (or its usage, in the same units). Kept apart from `QuotaLimits`, whose
+/// four fields are what a launch needs (usage, "left", the launch dialog's check): these are counted per
+/// object the tenant creates, not per running VM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct NetworkLimits {
+    /// Networks, the tenant's default network included.
+    pub networks: i64,
+    /// Floating IPs held (attached or not).
+    pub floating_ips: i64,
+    pub port_forwards: i64,
+}
+
+/// Every limit of a tenant in one flat object: what `GET /quotas/defaults` answers and the body of
+/// `PUT /quotas/{tenant_id}`. A network limit left out (a client older than them) keeps the value in force
+/// (the tenant's own, else the defaults).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct QuotaSet {
+    pub instances: i64,
+    pub vcpus: i64,
+    pub memory_mib: i64,
+    pub disk_gib: i64,
+    /// Networks (the default network included); absent: unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub networks: Option<i64>,
+    /// Floating IPs held; absent: unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub floating_ips: Option<i64>,
+    /// Port forwards; absent: unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port_forwards: Option<i64>,
+}
+
+impl QuotaSet {
+    /// Both parts, every network limit given.
+    pub fn full(compute: QuotaLimits, network: NetworkLimits) -> Self {
+        Self {
+            instances: compute.instances,
+            vcpus: compute.vcpus,
+            memory_mib: compute.memory_mib,
+            disk_gib: compute.disk_gib,
+            networks: Some(network.networks),
+            floating_ips: Some(network.floating_ips),
+            port_forwards: Some(network.port_forwards),
+        }
+    }
+
+    pub fn compute(&self) -> QuotaLimits {
+        QuotaLimits {
+            instances: self.instances,
+            vcpus: self.vcpus,
+            memory_mib: self.memory_mib,
+            disk_gib: self.disk_gib,
+        }
+    }
+}
+
 /// Limits and current usage of one tenant.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct QuotaView {
     pub tenant_id: String,
     pub tenant_name: String,
+    /// The compute limits (what launches are checked against).
     pub limits: QuotaLimits,
     pub used: QuotaLimits,
+    pub network_limits: NetworkLimits,
+    /// Networks, floating IPs and port forwards the tenant has now.
+    pub network_used: NetworkLimits,
     /// The tenant has no limits of its own and uses the defaults.
     pub is_default: bool,
 }

@@ -18,7 +18,7 @@ use crate::error::AppError;
 use crate::model::{
     AttachFloatingIp, AuditCheck, AuditPage, AuditQuery, FlavorView, FloatingIpView, ImageView, Invoice,
     LaunchRequest, Me, NetworkSettingsView, NetworkView, NewFlavor, NewNetwork, NewPortForward, NewRule,
-    NewSecurityGroup, NewToken, NewUser, PortForwardView, QuotaLimits, QuotaView, SecurityGroupView,
+    NewSecurityGroup, NewToken, NewUser, PortForwardView, QuotaSet, QuotaView, SecurityGroupView,
     SetVmGroups, TenantView, TokenView, UserView, VmAction, VmDetail, VmNetworkView, VmView,
 };
 pub use key_pairs::KeyPairs;
@@ -224,14 +224,10 @@ pub trait Billing: Send + Sync {
     /// Every tenant's limits and usage (admins).
     async fn list_quotas(&self, caller: &Caller) -> Result<Vec<QuotaView>, AppError>;
     /// Admins: the limits of tenants without their own.
-    async fn quota_defaults(&self, caller: &Caller) -> Result<QuotaLimits, AppError>;
+    async fn quota_defaults(&self, caller: &Caller) -> Result<QuotaSet, AppError>;
     /// Sets a tenant's limits (admins); `tenant_id` `"*"` sets the defaults for tenants without their own.
-    async fn set_quota(
-        &self,
-        caller: &Caller,
-        tenant_id: String,
-        limits: QuotaLimits,
-    ) -> Result<(), AppError>;
+    /// A network limit given as `None` keeps the value in force.
+    async fn set_quota(&self, caller: &Caller, tenant_id: String, limits: QuotaSet) -> Result<(), AppError>;
     /// The caller's tenant's invoice for `month` (`YYYY-MM`, empty: this month).
     async fn my_invoice(&self, caller: &Caller, month: String) -> Result<Invoice, AppError>;
     /// Every tenant's usage for `month` (admins).

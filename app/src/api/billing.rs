@@ -3,7 +3,7 @@
 use leptos::prelude::*;
 
 use crate::error::AppError;
-use crate::model::{AuditCheck, AuditPage, Invoice, QuotaLimits, QuotaView};
+use crate::model::{AuditCheck, AuditPage, Invoice, QuotaSet, QuotaView};
 
 #[server(prefix = "/api/fn", endpoint = "my_quota")]
 pub async fn my_quota() -> Result<QuotaView, AppError> {
@@ -16,10 +16,13 @@ pub async fn list_quotas() -> Result<Vec<QuotaView>, AppError> {
 }
 
 #[server(prefix = "/api/fn", endpoint = "quota_defaults")]
-pub async fn quota_defaults() -> Result<QuotaLimits, AppError> {
+pub async fn quota_defaults() -> Result<QuotaSet, AppError> {
     crate::port::with_caller(|portal, caller, _| async move { portal.quota_defaults(&caller).await }).await
 }
 
+/// The network limits may be left out (forms older than them): an empty or absent one keeps its value.
+/// One argument per form field, as `ActionForm` sends them.
+#[allow(clippy::too_many_arguments)]
 #[server(prefix = "/api/fn", endpoint = "set_quota")]
 pub async fn set_quota(
     tenant_id: String,
@@ -27,14 +30,25 @@ pub async fn set_quota(
     vcpus: String,
     memory_mib: String,
     disk_gib: String,
+    #[server(default)] networks: String,
+    #[server(default)] floating_ips: String,
+    #[server(default)] port_forwards: String,
 ) -> Result<(), AppError> {
     crate::port::with_caller(|portal, caller, _| async move {
         use crate::api::args::whole_number;
-        let limits = crate::model::QuotaLimits {
+        let optional = |field: &str, text: &str| {
+            (!text.trim().is_empty())
+                .then(|| whole_number(field, text))
+                .transpose()
+        };
+        let limits = QuotaSet {
             instances: whole_number("instances", &instances)?,
             vcpus: whole_number("vcpus", &vcpus)?,
             memory_mib: whole_number("memory_mib", &memory_mib)?,
             disk_gib: whole_number("disk_gib", &disk_gib)?,
+            networks: optional("networks", &networks)?,
+            floating_ips: optional("floating_ips", &floating_ips)?,
+            port_forwards: optional("port_forwards", &port_forwards)?,
         };
         portal.set_quota(&caller, tenant_id, limits).await
     })

@@ -36,7 +36,7 @@ pub fn UsagePage() -> impl IntoView {
                 "Download CSV"
             </a>
         </PageHeader>
-        <QuotaCards/>
+        <QuotaCards network=true/>
         <Transition fallback=|| view! { <p class="loading">"Loading usage…"</p> }>
             {move || Suspend::new(async move {
                 let result = invoice.await;

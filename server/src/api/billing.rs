@@ -1,6 +1,6 @@
 //! `/api/v1/quota(s)`, `/api/v1/usage` (JSON and CSV) and `/api/v1/audit`.
 
-use app::model::{AuditCheck, AuditQuery, AuditView, Invoice, QuotaLimits, QuotaView};
+use app::model::{AuditCheck, AuditQuery, AuditView, Invoice, QuotaSet, QuotaView};
 use app::port::Billing;
 use axum::extract::State;
 use axum::response::IntoResponse;
@@ -30,22 +30,26 @@ pub async fn list_quotas(
 }
 
 #[utoipa::path(get, path = "/quotas/defaults", tag = "billing",
-    responses((status = 200, description = "The limits of tenants without their own", body = QuotaLimits), (status = 403)))]
+    responses((status = 200, description = "The limits of tenants without their own, every network limit included",
+        body = QuotaSet), (status = 403)))]
 pub async fn quota_defaults(
     State(state): State<AppState>,
     ApiCaller(caller): ApiCaller,
-) -> Result<Json<QuotaLimits>, ApiError> {
+) -> Result<Json<QuotaSet>, ApiError> {
     Ok(Json(state.service.quota_defaults(&caller).await?))
 }
 
-#[utoipa::path(put, path = "/quotas/{tenant_id}", tag = "billing", request_body = QuotaLimits,
+/// Sets a tenant's limits, or the defaults. The four compute limits are required; a network limit
+/// (`networks`, `floating_ips`, `port_forwards`) left out keeps the value in force — the tenant's own, or
+/// the defaults' if it had none — so a client that does not know them changes nothing there.
+#[utoipa::path(put, path = "/quotas/{tenant_id}", tag = "billing", request_body = QuotaSet,
     params(("tenant_id" = String, Path, description = "Tenant id, or `*` for the defaults")),
     responses((status = 204), (status = 403), (status = 422)))]
 pub async fn set_quota(
     State(state): State<AppState>,
     ApiCaller(caller): ApiCaller,
     ApiPath(tenant_id): ApiPath<String>,
-    ApiJson(limits): ApiJson<QuotaLimits>,
+    ApiJson(limits): ApiJson<QuotaSet>,
 ) -> Result<StatusCode, ApiError> {
     state.service.set_quota(&caller, tenant_id, limits).await?;
     Ok(StatusCode::NO_CONTENT)

@@ -211,4 +211,39 @@ mod tests {
         let vcpus = &json["components"]["schemas"]["NewFlavor"]["properties"]["vcpus"];
         assert_eq!(vcpus["maximum"], 4.0);
     }
+
+    #[test]
+    fn the_quota_body_documents_the_network_limits_as_optional_with_their_ranges() {
+        let json = serde_json::to_value(ApiDoc::openapi()).expect("JSON");
+        let set = &json["components"]["schemas"]["QuotaSet"];
+        let mut required: Vec<&str> = set["required"]
+            .as_array()
+            .expect("required")
+            .iter()
+            .filter_map(|v| v.as_str())
+            .collect();
+        required.sort_unstable();
+        assert_eq!(
+            required,
+            ["disk_gib", "instances", "memory_mib", "vcpus"],
+            "{set}"
+        );
+        for (field, max) in [
+            ("networks", 1_000.0),
+            ("floating_ips", 1_000.0),
+            ("port_forwards", 10_000.0),
+        ] {
+            let prop = &set["properties"][field];
+            assert_eq!(
+                (prop["minimum"].as_f64(), prop["maximum"].as_f64()),
+                (Some(0.0), Some(max)),
+                "{field}: {prop}"
+            );
+        }
+        let view = &json["components"]["schemas"]["QuotaView"]["properties"];
+        assert!(
+            view["network_limits"].is_object() && view["network_used"].is_object(),
+            "{view}"
+        );
+    }
 }

@@ -484,6 +484,27 @@ pub async fn check_limit(
     Ok(if used < max { Ok(()) } else { Err((used, max)) })
 }
 
+/// How many of each the tenant has now, counted as `check_limit` counts them.
+pub async fn usage(
+    conn: &mut SqliteConnection,
+    tenant_id: &str,
+) -> Result<super::quotas::NetworkLimits, sqlx::Error> {
+    let mut counts = [0_i64; 3];
+    let kinds = [Limit::Networks, Limit::FloatingIps, Limit::PortForwards];
+    for (n, what) in counts.iter_mut().zip(kinds) {
+        *n = sqlx::query_scalar(what.count_sql())
+            .bind(tenant_id)
+            .fetch_one(&mut *conn)
+            .await?;
+    }
+    let [networks, floating_ips, port_forwards] = counts;
+    Ok(super::quotas::NetworkLimits {
+        networks,
+        floating_ips,
+        port_forwards,
+    })
+}
+
 /// Deletes a network that has no cards; false if it has some (or is gone).
 pub async fn delete_if_empty(pool: &SqlitePool, id: &str) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(

@@ -98,21 +98,73 @@ pub fn exceeds(limits: Limits, used: Usage, add: Usage) -> Option<QuotaExceeded>
         })
 }
 
-pub async fn set(pool: &SqlitePool, tenant_id: &str, l: Limits, now: i64) -> Result<(), sqlx::Error> {
+/// The tenant's network limits (its own row, else the defaults); `networks::check_limit` enforces them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, FromRow)]
+pub struct NetworkLimits {
+    pub networks: i64,
+    pub floating_ips: i64,
+    pub port_forwards: i64,
+}
+
+/// A change of network limits: `None` keeps the value in force.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NetworkChange {
+    pub networks: Option<i64>,
+    pub floating_ips: Option<i64>,
+    pub port_forwards: Option<i64>,
+}
+
+pub async fn network_limits(
+    conn: &mut SqliteConnection,
+    tenant_id: &str,
+) -> Result<NetworkLimits, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT networks, floating_ips, port_forwards FROM quotas WHERE tenant_id IN (?, '*') \
+         ORDER BY tenant_id = '*' LIMIT 1",
+    )
+    .bind(tenant_id)
+    .fetch_one(conn)
+    .await
+}
+
+/// Sets every limit of `tenant_id` (or of the defaults, `DEFAULTS`) and returns the network limits now in
+/// force. Network limits not given keep their value: the tenant's own, or the defaults' when the tenant
+/// gets its own row now (not the column defaults, which would silently change what the tenant had).
+pub async fn set(
+    pool: &SqlitePool,
+    tenant_id: &str,
+    l: Limits,
+    net: NetworkChange,
+    now: i64,
+) -> Result<NetworkLimits, sqlx::Error> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let was = network_limits(&mut tx, tenant_id).await?;
+    let n = NetworkLimits {
+        networks: net.networks.unwrap_or(was.networks),
+        floating_ips: net.floating_ips.unwrap_or(was.floating_ips),
+        port_forwards: net.port_forwards.unwrap_or(was.port_forwards),
+    };
     sqlx::query(
-        "INSERT INTO quotas (tenant_id, instances, vcpus, memory_mib, disk_gib, updated_at) VALUES (?, ?, ?, ?, ?, ?) \
+        "INSERT INTO quotas (tenant_id, instances, vcpus, memory_mib, disk_gib, networks, floating_ips, \
+         port_forwards, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
          ON CONFLICT (tenant_id) DO UPDATE SET instances = excluded.instances, vcpus = excluded.vcpus, \
-         memory_mib = excluded.memory_mib, disk_gib = excluded.disk_gib, updated_at = excluded.updated_at",
+         memory_mib = excluded.memory_mib, disk_gib = excluded.disk_gib, networks = excluded.networks, \
+         floating_ips = excluded.floating_ips, port_forwards = excluded.port_forwards, \
+         updated_at = excluded.updated_at",
     )
     .bind(tenant_id)
     .bind(l.instances)
     .bind(l.vcpus)
     .bind(l.memory_mib)
     .bind(l.disk_gib)
+    .bind(n.networks)
+    .bind(n.floating_ips)
+    .bind(n.port_forwards)
     .bind(now)
-    .execute(pool)
-    .await
-    .map(|_| ())
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(n)
 }
 
 #[cfg(test)]

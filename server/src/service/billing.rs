@@ -3,13 +3,15 @@
 use std::collections::BTreeMap;
 
 use app::error::AppError;
-use app::model::{AuditCheck, AuditPage, AuditQuery, Invoice, QuotaLimits, QuotaView};
+use app::model::{
+    AuditCheck, AuditPage, AuditQuery, Invoice, NetworkLimits, QuotaLimits, QuotaSet, QuotaView,
+};
 use app::port::{Billing, Caller};
 use async_trait::async_trait;
 
 use super::{internal, Service};
 use crate::billing::{self, Period};
-use crate::db::{self, audit, quotas, tenants, usage};
+use crate::db::{self, audit, networks, quotas, tenants, usage};
 use crate::domain::parse_id;
 
 fn limits_view(l: quotas::Limits) -> QuotaLimits {
@@ -21,24 +23,40 @@ fn limits_view(l: quotas::Limits) -> QuotaLimits {
     }
 }
 
-fn check_limits(l: &QuotaLimits) -> Result<quotas::Limits, AppError> {
-    let fields = [
-        ("instances", l.instances, 10_000),
-        ("vcpus", l.vcpus, 100_000),
-        ("memory_mib", l.memory_mib, 1 << 30),
-        ("disk_gib", l.disk_gib, 1 << 24),
-    ];
-    for (field, value, max) in fields {
-        if !(0..=max).contains(&value) {
-            return Err(AppError::invalid(field, format!("Must be between 0 and {max}.")));
-        }
+fn network_view(l: quotas::NetworkLimits) -> NetworkLimits {
+    NetworkLimits {
+        networks: l.networks,
+        floating_ips: l.floating_ips,
+        port_forwards: l.port_forwards,
     }
-    Ok(quotas::Limits {
-        instances: l.instances,
-        vcpus: l.vcpus,
-        memory_mib: l.memory_mib,
-        disk_gib: l.disk_gib,
-    })
+}
+
+/// `value` if it is between 0 and `max`. The maxima below are stated again, for clients, in the OpenAPI
+/// document (`api::schema`).
+fn in_range(field: &str, value: i64, max: i64) -> Result<i64, AppError> {
+    if (0..=max).contains(&value) {
+        Ok(value)
+    } else {
+        Err(AppError::invalid(field, format!("Must be between 0 and {max}.")))
+    }
+}
+
+/// Every value in range, or the first that is not (nothing is changed then).
+fn check_limits(l: &QuotaSet) -> Result<(quotas::Limits, quotas::NetworkChange), AppError> {
+    let optional = |field: &str, v: Option<i64>, max: i64| v.map(|v| in_range(field, v, max)).transpose();
+    Ok((
+        quotas::Limits {
+            instances: in_range("instances", l.instances, 10_000)?,
+            vcpus: in_range("vcpus", l.vcpus, 100_000)?,
+            memory_mib: in_range("memory_mib", l.memory_mib, 1 << 30)?,
+            disk_gib: in_range("disk_gib", l.disk_gib, 1 << 24)?,
+        },
+        quotas::NetworkChange {
+            networks: optional("networks", l.networks, 1_000)?,
+            floating_ips: optional("floating_ips", l.floating_ips, 1_000)?,
+            port_forwards: optional("port_forwards", l.port_forwards, 10_000)?,
+        },
+    ))
 }
 
 impl Service {
@@ -46,6 +64,10 @@ impl Service {
         let mut conn = self.pool().acquire().await.map_err(internal)?;
         let limits = quotas::limits(&mut conn, tenant_id).await.map_err(internal)?;
         let used = quotas::usage(&mut conn, tenant_id).await.map_err(internal)?;
+        let network_limits = quotas::network_limits(&mut conn, tenant_id)
+            .await
+            .map_err(internal)?;
+        let network_used = networks::usage(&mut conn, tenant_id).await.map_err(internal)?;
         let own: Option<i64> = sqlx::query_scalar("SELECT 1 FROM quotas WHERE tenant_id = ?")
             .bind(tenant_id)
             .fetch_optional(&mut *conn)
@@ -56,6 +78,8 @@ impl Service {
             tenant_name: tenant_name.to_string(),
             limits: limits_view(limits),
             used: limits_view(used),
+            network_limits: network_view(network_limits),
+            network_used: network_view(network_used),
             is_default: own.is_none(),
         })
     }
@@ -100,23 +124,21 @@ impl Billing for Service {
         Ok(out)
     }
 
-    async fn quota_defaults(&self, caller: &Caller) -> Result<QuotaLimits, AppError> {
+    async fn quota_defaults(&self, caller: &Caller) -> Result<QuotaSet, AppError> {
         caller.require_admin()?;
         let mut conn = self.pool().acquire().await.map_err(internal)?;
         let limits = quotas::limits(&mut conn, quotas::DEFAULTS)
             .await
             .map_err(internal)?;
-        Ok(limits_view(limits))
+        let network = quotas::network_limits(&mut conn, quotas::DEFAULTS)
+            .await
+            .map_err(internal)?;
+        Ok(QuotaSet::full(limits_view(limits), network_view(network)))
     }
 
-    async fn set_quota(
-        &self,
-        caller: &Caller,
-        tenant_id: String,
-        limits: QuotaLimits,
-    ) -> Result<(), AppError> {
+    async fn set_quota(&self, caller: &Caller, tenant_id: String, limits: QuotaSet) -> Result<(), AppError> {
         caller.require_admin()?;
-        let limits = check_limits(&limits)?;
+        let (limits, network) = check_limits(&limits)?;
         let tenant = if tenant_id.trim() == quotas::DEFAULTS {
             quotas::DEFAULTS.to_string()
         } else {
@@ -127,12 +149,19 @@ impl Billing for Service {
                 .ok_or_else(|| AppError::not_found("Tenant"))?
                 .id
         };
-        quotas::set(self.pool(), &tenant, limits, db::now())
+        let n = quotas::set(self.pool(), &tenant, limits, network, db::now())
             .await
             .map_err(internal)?;
+        // The values now in force, the kept network limits included, so the entry alone says what was set.
         let detail = format!(
-            "instances={} vcpus={} memory_mib={} disk_gib={}",
-            limits.instances, limits.vcpus, limits.memory_mib, limits.disk_gib
+            "instances={} vcpus={} memory_mib={} disk_gib={} networks={} floating_ips={} port_forwards={}",
+            limits.instances,
+            limits.vcpus,
+            limits.memory_mib,
+            limits.disk_gib,
+            n.networks,
+            n.floating_ips,
+            n.port_forwards
         );
         self.audit(Some(caller), "quota_set", &format!("tenant:{tenant}"), &detail)
             .await;

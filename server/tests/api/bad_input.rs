@@ -139,6 +139,22 @@ async fn server_functions_answer_bad_input_with_4xx_json() {
             Some("disk_gib"),
         ),
         (
+            "quota floating_ips=-1",
+            &admin,
+            "set_quota",
+            quota("floating_ips", "-1"),
+            422,
+            Some("floating_ips"),
+        ),
+        (
+            "quota networks=abc",
+            &admin,
+            "set_quota",
+            quota("networks", "abc"),
+            422,
+            Some("networks"),
+        ),
+        (
             "flavor vcpus=-1",
             &admin,
             "create_flavor",

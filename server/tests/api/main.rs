@@ -17,6 +17,7 @@ mod isolation;
 mod jail;
 mod key_pairs;
 mod metrics;
+mod network_quotas;
 mod networks;
 mod networks_ssh;
 mod networks_table;

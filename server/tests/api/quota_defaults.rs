@@ -1,4 +1,5 @@
-//! The quota defaults in force are readable (the admin page shows them in its defaults form), by admins only.
+//! The quota defaults in force are readable (the admin page shows them in its defaults form), by admins only,
+//! network limits included.
 
 use serde_json::json;
 
@@ -17,14 +18,20 @@ async fn admins_read_the_quota_defaults_in_force() {
     assert_eq!(status, 200, "{defaults}");
     assert_eq!(
         defaults,
-        json!({"instances": 10, "vcpus": 16, "memory_mib": 32768, "disk_gib": 500})
+        json!({"instances": 10, "vcpus": 16, "memory_mib": 32768, "disk_gib": 500,
+            "networks": 3, "floating_ips": 2, "port_forwards": 10})
     );
     let (status, err) = ann_api.get("/quotas/defaults").await;
     assert_eq!(status, 403, "{err}");
 
     let changed = json!({"instances": 3, "vcpus": 4, "memory_mib": 2048, "disk_gib": 20});
     assert_eq!(admin_api.put("/quotas/*", &changed).await.0, 204);
-    assert_eq!(admin_api.get("/quotas/defaults").await.1, changed);
+    // The network limits were not sent: they keep their values.
+    let mut expected = changed.clone();
+    expected["networks"] = json!(3);
+    expected["floating_ips"] = json!(2);
+    expected["port_forwards"] = json!(10);
+    assert_eq!(admin_api.get("/quotas/defaults").await.1, expected);
     // A tenant without its own limits has exactly these.
     let (_, quotas) = admin_api.get("/quotas").await;
     let acme = quotas

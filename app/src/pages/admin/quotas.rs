@@ -8,14 +8,14 @@ use leptos_meta::Title;
 use crate::api::billing::{list_quotas, quota_defaults, SetQuota};
 use crate::components::vm::{count, fmt_mib};
 use crate::components::{action_error, AdminOnly, ErrorBox, FormError, PageHeader};
-use crate::model::{QuotaLimits, QuotaView};
+use crate::model::{QuotaSet, QuotaView};
 
 #[component]
 pub fn QuotasPage() -> impl IntoView {
     view! {
         <Title text="Quotas"/>
         <PageHeader title="Quotas"
-            subtitle="Limits per tenant. vCPUs and memory count for instances that are creating, starting, running or rebooting; instances and disk count for every instance that exists."/>
+            subtitle="Limits per tenant. vCPUs and memory count for instances that are creating, starting, running or rebooting; instances and disk count for every instance that exists. Networks (the default one included), floating IPs (held, attached or not) and port forwards count while they exist."/>
         <AdminOnly>
             <Quotas/>
         </AdminOnly>
@@ -66,12 +66,16 @@ fn Quotas() -> impl IntoView {
 
 #[component]
 fn TenantQuota(q: QuotaView, set: ServerAction<SetQuota>) -> impl IntoView {
+    let n = q.network_used;
     let usage = format!(
-        "in use: {}, {}, {} memory, {} GiB disk{}",
+        "in use: {}, {}, {} memory, {} GiB disk; {}, {}, {}{}",
         count(q.used.instances, "instance", "instances"),
         count(q.used.vcpus, "vCPU", "vCPUs"),
         fmt_mib(u32::try_from(q.used.memory_mib).unwrap_or(u32::MAX)),
         q.used.disk_gib,
+        count(n.networks, "network", "networks"),
+        count(n.floating_ips, "floating IP", "floating IPs"),
+        count(n.port_forwards, "port forward", "port forwards"),
         if q.is_default { " (default limits)" } else { "" }
     );
     let (name, title, label, id) = (
@@ -83,7 +87,7 @@ fn TenantQuota(q: QuotaView, set: ServerAction<SetQuota>) -> impl IntoView {
     view! {
         <div class="quota-tenant" data-testid="tenant-quota" data-tenant=name>
             <h3>{title}" "<span class="muted small">{usage}</span></h3>
-            <QuotaForm tenant_id=id label limits=q.limits set/>
+            <QuotaForm tenant_id=id label limits=QuotaSet::full(q.limits, q.network_limits) set/>
         </div>
     }
 }
@@ -92,21 +96,15 @@ fn TenantQuota(q: QuotaView, set: ServerAction<SetQuota>) -> impl IntoView {
 #[derive(Clone, Copy)]
 struct Saving(RwSignal<Option<String>>);
 
-/// Four number inputs, filled with the limits in force, and Save; "Saved" appears once the save went through.
+/// Seven number inputs (compute, then network), filled with the limits in force, and Save; "Saved"
+/// appears once the save went through.
 #[component]
 fn QuotaForm(
     tenant_id: String,
     label: String,
-    limits: QuotaLimits,
+    limits: QuotaSet,
     set: ServerAction<SetQuota>,
 ) -> impl IntoView {
-    let id = |name: &str| format!("q-{label}-{name}");
-    let (vi, vc, vm, vd) = (
-        limits.instances.to_string(),
-        limits.vcpus.to_string(),
-        limits.memory_mib.to_string(),
-        limits.disk_gib.to_string(),
-    );
     let saving = use_context::<Saving>().map(|s| s.0);
     let mine = StoredValue::new(label.clone());
     let saved = move || {
@@ -114,19 +112,27 @@ fn QuotaForm(
             && !set.pending().get()
             && matches!(set.value().get(), Some(Ok(())))
     };
-    let (ii, ic, im, id_) = (id("instances"), id("vcpus"), id("memory"), id("disk"));
+    let field = move |name: &'static str, key: &str, text: &'static str, value: Option<i64>| {
+        let id = format!("q-{label}-{key}");
+        let value = value.map(|v| v.to_string()).unwrap_or_default();
+        view! {
+            <div class="field"><label for=id.clone()>{text}</label>
+                <input id=id name=name type="number" min="0" required=true value=value/></div>
+        }
+    };
     view! {
         <ActionForm action=set>
             <input type="hidden" name="tenant_id" value=tenant_id/>
-            <div class="form-row">
-                <div class="field"><label for=ii.clone()>"Instances"</label>
-                    <input id=ii name="instances" type="number" min="0" required=true value=vi/></div>
-                <div class="field"><label for=ic.clone()>"vCPUs"</label>
-                    <input id=ic name="vcpus" type="number" min="0" required=true value=vc/></div>
-                <div class="field"><label for=im.clone()>"Memory (MiB)"</label>
-                    <input id=im name="memory_mib" type="number" min="0" required=true value=vm/></div>
-                <div class="field"><label for=id_.clone()>"Disk (GiB)"</label>
-                    <input id=id_ name="disk_gib" type="number" min="0" required=true value=vd/></div>
+            <div class="form-row quota-row">
+                {field("instances", "instances", "Instances", Some(limits.instances))}
+                {field("vcpus", "vcpus", "vCPUs", Some(limits.vcpus))}
+                {field("memory_mib", "memory", "Memory (MiB)", Some(limits.memory_mib))}
+                {field("disk_gib", "disk", "Disk (GiB)", Some(limits.disk_gib))}
+            </div>
+            <div class="form-row quota-row">
+                {field("networks", "networks", "Networks", limits.networks)}
+                {field("floating_ips", "floating-ips", "Floating IPs", limits.floating_ips)}
+                {field("port_forwards", "port-forwards", "Port forwards", limits.port_forwards)}
                 <div class="form-actions">
                     <button type="submit" class="btn btn-primary" data-testid="save-quota"
                         on:click=move |_| if let Some(s) = saving { s.set(Some(mine.get_value())) }>"Save"</button>
