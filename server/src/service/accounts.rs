@@ -98,6 +98,24 @@ impl Service {
         Ok(())
     }
 
+    /// The signed-in user behind the request's session cookie; a session whose user is gone, disabled or
+    /// on another auth epoch is ended. A live one has its idle expiry kept up (`session::keep_alive`).
+    async fn resolve_session_caller(&self, req: &Parts) -> Result<Caller, AppError> {
+        let session = session::of(req)?;
+        let auth = session::get(&session).await?.ok_or(AppError::Unauthenticated)?;
+        let user = users::by_id(self.pool(), &auth.user_id).await.map_err(internal)?;
+        match user {
+            Some(user) if user.is_active() && user.auth_epoch == auth.epoch => {
+                session::keep_alive(&session, self.inner.session_refresh_secs, db::now()).await?;
+                Ok(caller_of(&user))
+            }
+            _ => {
+                session::end(&session).await?;
+                Err(AppError::Unauthenticated)
+            }
+        }
+    }
+
     async fn active_user(&self, user_id: &str) -> Result<users::UserRow, AppError> {
         users::by_id(self.pool(), user_id)
             .await
@@ -170,16 +188,7 @@ impl Accounts for Service {
     }
 
     async fn session_caller(&self, req: &Parts) -> Result<Caller, AppError> {
-        let session = session::of(req)?;
-        let auth = session::get(&session).await?.ok_or(AppError::Unauthenticated)?;
-        let user = users::by_id(self.pool(), &auth.user_id).await.map_err(internal)?;
-        match user {
-            Some(user) if user.is_active() && user.auth_epoch == auth.epoch => Ok(caller_of(&user)),
-            _ => {
-                session::end(&session).await?;
-                Err(AppError::Unauthenticated)
-            }
-        }
+        self.resolve_session_caller(req).await
     }
 
     async fn me(&self, caller: &Caller) -> Result<Me, AppError> {
