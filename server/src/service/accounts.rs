@@ -13,6 +13,7 @@ use http::request::Parts;
 
 use super::{caller_of, internal, me_of, Revoked, Service};
 use crate::auth::password;
+use crate::auth::request_caller::RequestCaller;
 use crate::auth::secret::{self, API_TOKEN};
 use crate::auth::session::{self, SessionAuth};
 use crate::auth::throttle::Verdict;
@@ -188,7 +189,10 @@ impl Accounts for Service {
     }
 
     async fn session_caller(&self, req: &Parts) -> Result<Caller, AppError> {
-        self.resolve_session_caller(req).await
+        match RequestCaller::of(req) {
+            Some(once) => once.get_or_resolve(|| self.resolve_session_caller(req)).await,
+            None => self.resolve_session_caller(req).await,
+        }
     }
 
     async fn me(&self, caller: &Caller) -> Result<Me, AppError> {
