@@ -7,8 +7,13 @@
 //! limit is hit (a refused launch, a VM that does not run, or the host's MemAvailable under 1 GiB), with
 //! the total and per-VM RSS of all their VMMs. The load average is printed with each figure: the machine
 //! may be shared. The metrics sampler runs as in production (every 10 s).
+//! The dashboard's figures come with a floor measured in the same run under the same load: `/healthz`
+//! (no session, one trivial query, no rendering), so the ratio says how much of the latency is the page's
+//! own work and how much is 64 clients sharing the machine's cores with the load generator.
 //! Env: BENCH_VMS (default 50), BENCH_SECONDS (load duration, default 10), BENCH_CLIENTS (default 64),
-//! BENCH_MAX_VMS (default 100).
+//! BENCH_MAX_VMS (default 100), BENCH_ONLY=dashboard (only the VMs the dashboard lists and its load: no
+//! launch latencies, no capacity search), RUST_LOG (the portal's log to stderr, e.g. `sqlx::query=debug`
+//! to see the statements of one request).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -121,6 +126,34 @@ async fn banner_printed(run_dir: &Path) -> bool {
         .is_ok_and(|log| log.contains("PROBE-GUEST READY"))
 }
 
+/// Latencies (ms, sorted) of `clients` concurrent clients each GETting `url` in a loop until `seconds`
+/// have passed, every response checked to be a success.
+async fn load(browser: &reqwest::Client, url: &str, clients: usize, seconds: usize) -> Vec<f64> {
+    let deadline = Instant::now() + Duration::from_secs(seconds as u64);
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let browser = browser.clone();
+        let url = url.to_string();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                let res = browser.get(&url).send().await.expect("get");
+                assert!(res.status().is_success(), "{url}: {}", res.status());
+                let _ = res.bytes().await.expect("body");
+                lat.push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+            lat
+        }));
+    }
+    let mut lat = Vec::new();
+    for t in tasks {
+        lat.extend(t.await.expect("task"));
+    }
+    lat.sort_by(f64::total_cmp);
+    lat
+}
+
 struct Client {
     http: reqwest::Client,
     base: String,
@@ -162,6 +195,10 @@ async fn main() {
         "{} missing: run scripts/build-probe.sh",
         probe.display()
     );
+    if std::env::var_os("RUST_LOG").is_some() {
+        server::telemetry::init("pretty");
+    }
+    let dashboard_only = std::env::var("BENCH_ONLY").is_ok_and(|v| v == "dashboard");
     let data = tempfile::tempdir().expect("tempdir");
     let guest = tempfile::tempdir().expect("tempdir");
     std::fs::copy(&probe, guest.path().join("probe-guest")).expect("copy probe");
@@ -231,7 +268,7 @@ async fn main() {
 
     // 1. Launch → running → banner, 10 times (each VM deleted afterwards).
     let (mut to_running, mut to_banner) = (Vec::new(), Vec::new());
-    for i in 0..10 {
+    for i in 0..if dashboard_only { 0 } else { 10 } {
         let t0 = Instant::now();
         let vm = api
             .call(
@@ -265,14 +302,16 @@ async fn main() {
         )
         .await;
     }
-    println!(
-        "API launch -> running        median {:7.1} ms (10 launches)",
-        median(&mut to_running)
-    );
-    println!(
-        "API launch -> guest banner   median {:7.1} ms (10 launches, probe guest)",
-        median(&mut to_banner)
-    );
+    if !dashboard_only {
+        println!(
+            "API launch -> running        median {:7.1} ms (10 launches)",
+            median(&mut to_running)
+        );
+        println!(
+            "API launch -> guest banner   median {:7.1} ms (10 launches, probe guest)",
+            median(&mut to_banner)
+        );
+    }
 
     // 2. Many VMs at once.
     let n = env_or("BENCH_VMS", 50);
@@ -340,36 +379,27 @@ async fn main() {
         .await
         .expect("body");
     assert!(page.contains("many-0"), "the dashboard lists the VMs");
-    let deadline = Instant::now() + Duration::from_secs(seconds as u64);
-    let mut tasks = Vec::new();
-    for _ in 0..clients {
-        let browser = browser.clone();
-        let url = format!("{base}/instances");
-        tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::new();
-            while Instant::now() < deadline {
-                let t = Instant::now();
-                let res = browser.get(&url).send().await.expect("get");
-                assert!(res.status().is_success());
-                let _ = res.bytes().await.expect("body");
-                lat.push(t.elapsed().as_secs_f64() * 1000.0);
-            }
-            lat
-        }));
+    // The floor first (same clients, same VMs, same session cookie), then the page.
+    let floor = load(&browser, &format!("{base}/healthz"), clients, seconds).await;
+    let lat = load(&browser, &format!("{base}/instances"), clients, seconds).await;
+    for (what, l) in [("healthz (floor)", &floor), ("dashboard", &lat)] {
+        println!(
+            "{what:<16} {clients} clients, {n} VMs  {} requests in {seconds} s ({:.0}/s); p50 {:.1} ms, p99 {:.1} ms",
+            l.len(),
+            l.len() as f64 / seconds as f64,
+            percentile(l, 0.5),
+            percentile(l, 0.99)
+        );
     }
-    let mut lat = Vec::new();
-    for t in tasks {
-        lat.extend(t.await.expect("task"));
-    }
-    lat.sort_by(f64::total_cmp);
     println!(
-        "dashboard, {clients} clients, {n} VMs  {} requests in {seconds} s ({:.0}/s); p50 {:.1} ms, p99 {:.1} ms \
-         (load average before: {load_before})",
-        lat.len(),
-        lat.len() as f64 / seconds as f64,
-        percentile(&lat, 0.5),
-        percentile(&lat, 0.99)
+        "dashboard / healthz          p50 x{:.1}, p99 x{:.1} (load average before: {load_before}, after: {})",
+        percentile(&lat, 0.5) / percentile(&floor, 0.5),
+        percentile(&lat, 0.99) / percentile(&floor, 0.99),
+        load_average()
     );
+    if dashboard_only {
+        return;
+    }
 
     // 4. How many idle 128 MiB VMs this host holds.
     let target = env_or("BENCH_MAX_VMS", 100);

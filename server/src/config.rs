@@ -30,6 +30,10 @@ pub struct Settings {
     pub secure_cookies: bool,
     /// A session ends after this many minutes without a request.
     pub session_idle_minutes: i64,
+    /// An active session's idle expiry is pushed forward (one write, a fresh cookie) at most this often, so
+    /// requests in between write nothing; the session may end up to this much before `session_idle_minutes`
+    /// after its last request, never after.
+    pub session_refresh_secs: i64,
     /// Password of the first admin; generated and printed once when unset.
     pub admin_password: Option<SecretString>,
     pub login: LoginLimits,
@@ -177,6 +181,7 @@ impl Settings {
             .and_then(|b| b.set_default("site_root", "target/site"))
             .and_then(|b| b.set_default("secure_cookies", false))
             .and_then(|b| b.set_default("session_idle_minutes", 480))
+            .and_then(|b| b.set_default("session_refresh_secs", 60))
             .and_then(|b| b.set_default("login.per_account_per_minute", 5))
             .and_then(|b| b.set_default("login.per_address_per_minute", 30))
             .and_then(|b| b.set_default("login.per_account_per_address_per_minute", 5))
@@ -227,6 +232,12 @@ impl Settings {
             return Err(ConfigError::Invalid {
                 key: "session_idle_minutes",
                 reason: "must be between 1 and 43200".into(),
+            });
+        }
+        if !(1..=self.session_idle_minutes * 60 / 2).contains(&self.session_refresh_secs) {
+            return Err(ConfigError::Invalid {
+                key: "session_refresh_secs",
+                reason: "must be at least 1 and at most half of session_idle_minutes".into(),
             });
         }
         let l = &self.login;
@@ -331,6 +342,7 @@ impl Settings {
             public_origin: None,
             secure_cookies: false,
             session_idle_minutes: 60,
+            session_refresh_secs: 60,
             admin_password: Some(SecretString::from("admin-password-for-tests")),
             // Tests sign in often from one address; the throttling tests set their own limits.
             login: LoginLimits {

@@ -9,6 +9,7 @@ use app::port::Portal;
 use app::{shell, App};
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use axum::{middleware, Router};
 use leptos::config::LeptosOptions;
 use leptos::nonce::Nonce;
@@ -24,6 +25,7 @@ use tower_sessions_sqlx_store::SqliteStore;
 
 use crate::auth::csrf::{self, OriginPolicy};
 use crate::auth::password;
+use crate::auth::request_caller;
 use crate::config::Settings;
 use crate::middleware::body_limit::{self, BodyLimits, MAX_BODY_BYTES};
 use crate::middleware::client_addr::{self, ProxyPolicy};
@@ -206,7 +208,14 @@ impl Application {
     /// Serves until SIGINT/SIGTERM. Running VMs keep running unless `stop_vms_on_shutdown` is set.
     pub async fn run_until_stopped(self) -> Result<(), StartupError> {
         let app = self.router.into_make_service_with_connect_info::<SocketAddr>();
-        let served = axum::serve(self.listener, app)
+        // Pages stream in several writes (the shell, then each resolved part): with Nagle's algorithm a
+        // write waits for the peer's delayed ACK of the previous one, about 40 ms per page.
+        let listener = self.listener.tap_io(|tcp| {
+            if let Err(err) = tcp.set_nodelay(true) {
+                tracing::warn!(error = %err, "cannot set TCP_NODELAY on a connection");
+            }
+        });
+        let served = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown_signal())
             .await
             .map_err(StartupError::Serve);
@@ -252,6 +261,8 @@ fn routes(state: AppState, settings: &Settings, sessions: SessionManagerLayer<Sq
         .leptos_routes_with_context(&state, generate_route_list(App), context.clone(), move || shell(options.clone()))
         .fallback(leptos_axum::file_and_error_handler_with_context::<AppState, _>(context, shell))
         .layer(middleware::from_fn_with_state(origin_policy, csrf::verify_origin))
+        // One session and user lookup per request, however many server functions a page renders.
+        .layer(middleware::from_fn(request_caller::provide))
         .layer(sessions)
         .layer(middleware::from_fn(server_fn_errors::status_from_error))
         // Limits are `body_limit`'s, per path and while streaming; axum's own would cap uploads too.

@@ -57,6 +57,24 @@ pub async fn limits(conn: &mut SqliteConnection, tenant_id: &str) -> Result<Limi
     .await
 }
 
+/// The tenant's limits and whether they are its own row (false: the defaults), in one statement.
+pub async fn effective(conn: &mut SqliteConnection, tenant_id: &str) -> Result<(Limits, bool), sqlx::Error> {
+    let (instances, vcpus, memory_mib, disk_gib, own) = sqlx::query_as(
+        "SELECT instances, vcpus, memory_mib, disk_gib, tenant_id = ?1 FROM quotas WHERE tenant_id IN (?1, '*') \
+         ORDER BY tenant_id = '*' LIMIT 1",
+    )
+    .bind(tenant_id)
+    .fetch_one(conn)
+    .await?;
+    let limits = Limits {
+        instances,
+        vcpus,
+        memory_mib,
+        disk_gib,
+    };
+    Ok((limits, own))
+}
+
 pub async fn usage(conn: &mut SqliteConnection, tenant_id: &str) -> Result<Usage, sqlx::Error> {
     sqlx::query_as(&format!(
         "SELECT COUNT(*) AS instances, \

@@ -13,6 +13,7 @@ use http::request::Parts;
 
 use super::{caller_of, internal, me_of, Revoked, Service};
 use crate::auth::password;
+use crate::auth::request_caller::RequestCaller;
 use crate::auth::secret::{self, API_TOKEN};
 use crate::auth::session::{self, SessionAuth};
 use crate::auth::throttle::Verdict;
@@ -98,6 +99,24 @@ impl Service {
         Ok(())
     }
 
+    /// The signed-in user behind the request's session cookie; a session whose user is gone, disabled or
+    /// on another auth epoch is ended. A live one has its idle expiry kept up (`session::keep_alive`).
+    async fn resolve_session_caller(&self, req: &Parts) -> Result<Caller, AppError> {
+        let session = session::of(req)?;
+        let auth = session::get(&session).await?.ok_or(AppError::Unauthenticated)?;
+        let user = users::by_id(self.pool(), &auth.user_id).await.map_err(internal)?;
+        match user {
+            Some(user) if user.is_active() && user.auth_epoch == auth.epoch => {
+                session::keep_alive(&session, self.inner.session_refresh_secs, db::now()).await?;
+                Ok(caller_of(&user))
+            }
+            _ => {
+                session::end(&session).await?;
+                Err(AppError::Unauthenticated)
+            }
+        }
+    }
+
     async fn active_user(&self, user_id: &str) -> Result<users::UserRow, AppError> {
         users::by_id(self.pool(), user_id)
             .await
@@ -170,15 +189,9 @@ impl Accounts for Service {
     }
 
     async fn session_caller(&self, req: &Parts) -> Result<Caller, AppError> {
-        let session = session::of(req)?;
-        let auth = session::get(&session).await?.ok_or(AppError::Unauthenticated)?;
-        let user = users::by_id(self.pool(), &auth.user_id).await.map_err(internal)?;
-        match user {
-            Some(user) if user.is_active() && user.auth_epoch == auth.epoch => Ok(caller_of(&user)),
-            _ => {
-                session::end(&session).await?;
-                Err(AppError::Unauthenticated)
-            }
+        match RequestCaller::of(req) {
+            Some(once) => once.get_or_resolve(|| self.resolve_session_caller(req)).await,
+            None => self.resolve_session_caller(req).await,
         }
     }
 

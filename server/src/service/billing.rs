@@ -62,17 +62,12 @@ fn check_limits(l: &QuotaSet) -> Result<(quotas::Limits, quotas::NetworkChange),
 impl Service {
     async fn quota_of(&self, tenant_id: &str, tenant_name: &str) -> Result<QuotaView, AppError> {
         let mut conn = self.pool().acquire().await.map_err(internal)?;
-        let limits = quotas::limits(&mut conn, tenant_id).await.map_err(internal)?;
+        let (limits, own) = quotas::effective(&mut conn, tenant_id).await.map_err(internal)?;
         let used = quotas::usage(&mut conn, tenant_id).await.map_err(internal)?;
         let network_limits = quotas::network_limits(&mut conn, tenant_id)
             .await
             .map_err(internal)?;
         let network_used = networks::usage(&mut conn, tenant_id).await.map_err(internal)?;
-        let own: Option<i64> = sqlx::query_scalar("SELECT 1 FROM quotas WHERE tenant_id = ?")
-            .bind(tenant_id)
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(internal)?;
         Ok(QuotaView {
             tenant_id: tenant_id.to_string(),
             tenant_name: tenant_name.to_string(),
@@ -80,7 +75,7 @@ impl Service {
             used: limits_view(used),
             network_limits: network_view(network_limits),
             network_used: network_view(network_used),
-            is_default: own.is_none(),
+            is_default: !own,
         })
     }
 

@@ -63,6 +63,8 @@ struct Inner {
     network: Option<Networking>,
     /// Sampling step and retention of VM metrics (`metrics.rs`).
     metrics: crate::metrics::MetricsSettings,
+    /// How often an active session's idle expiry is pushed forward (`auth::session::keep_alive`).
+    session_refresh_secs: i64,
 }
 
 impl Service {
@@ -85,6 +87,7 @@ impl Service {
                 dummy_hash,
                 network,
                 metrics: settings.metrics.clone(),
+                session_refresh_secs: settings.session_refresh_secs,
             }),
         }
     }

@@ -421,3 +421,99 @@ async fn password_changes_are_throttled_too() {
     assert_eq!(res.status(), 429);
     assert!(res.headers().contains_key("retry-after"));
 }
+
+/// The stored expiry of the only session (unix seconds) and a pool on the portal's database.
+async fn session_expiry(pool: &sqlx::SqlitePool) -> i64 {
+    sqlx::query_scalar("SELECT CAST(strftime('%s', expiry_date) AS INTEGER) FROM tower_sessions")
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+async fn portal_db(app: &crate::helpers::TestApp) -> sqlx::SqlitePool {
+    sqlx::SqlitePool::connect(&format!("sqlite://{}", app.data_dir.join("portal.db").display()))
+        .await
+        .unwrap()
+}
+
+fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+#[tokio::test]
+async fn requests_within_the_refresh_interval_write_no_session() {
+    let app = spawn_app().await; // refresh every 60 s
+    let admin = app.admin().await;
+    let pool = portal_db(&app).await;
+    let signed_in = session_expiry(&pool).await;
+    for _ in 0..3 {
+        let res = admin.call("me", &[]).await;
+        assert_eq!(res.status(), 200);
+        assert!(res.headers().get("set-cookie").is_none(), "no session write");
+        let page = admin
+            .client
+            .get(format!("{}/instances", app.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(page.status(), 200);
+        assert!(page.headers().get("set-cookie").is_none(), "no session write");
+    }
+    assert_eq!(session_expiry(&pool).await, signed_in);
+}
+
+#[tokio::test]
+async fn an_active_session_outlives_its_sign_in_expiry_and_an_idle_one_ends() {
+    let app = spawn_app_with(|s| s.session_refresh_secs = 1).await; // idle: 60 minutes
+    let admin = app.admin().await;
+    let pool = portal_db(&app).await;
+    // As if signed in 59 minutes 50 s ago and used since: ten seconds left at the sign-in expiry.
+    sqlx::query("UPDATE tower_sessions SET expiry_date = strftime('%Y-%m-%dT%H:%M:%SZ', ?, 'unixepoch')")
+        .bind(now() + 10)
+        .execute(&pool)
+        .await
+        .unwrap();
+    // The refresh interval (1 s) since sign-in passes, then a request pushes the expiry an hour ahead.
+    let signed_in = now();
+    while now() < signed_in + 2 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let before = now();
+    let res = admin.call("me", &[]).await;
+    assert_eq!(res.status(), 200);
+    let cookie = res
+        .headers()
+        .get("set-cookie")
+        .expect("a fresh cookie")
+        .to_str()
+        .unwrap();
+    assert!(cookie.contains("Max-Age=3600"), "{cookie}");
+    let pushed = session_expiry(&pool).await;
+    assert!(
+        (before + 3600..=now() + 3600).contains(&pushed),
+        "idle expiry is an hour after the last request, never more: {pushed} vs {before}"
+    );
+    assert_eq!(
+        res.json::<serde_json::Value>().await.unwrap()["username"],
+        "admin"
+    );
+
+    // Left idle past its expiry: refused, and nothing brings it back.
+    sqlx::query("UPDATE tower_sessions SET expiry_date = strftime('%Y-%m-%dT%H:%M:%SZ', ?, 'unixepoch')")
+        .bind(now() - 1)
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(admin.call_ok("me", &[]).await, serde_json::Value::Null);
+    assert_eq!(admin.call("list_tenants", &[]).await.status(), 401);
+    let page = admin
+        .client
+        .get(format!("{}/instances", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        !page.text().await.unwrap().contains("vms-table"),
+        "the dashboard is not shown"
+    );
+}
