@@ -9,7 +9,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use vmm_api::cgroup::{CgroupError, Hierarchy, CGROUP_ROOT};
+use vmm_api::cgroup::{CgroupError, Enforced, Hierarchy, CGROUP_ROOT};
 use vmm_api::jail::{JailConfig, Limits};
 
 use crate::config::{SandboxMode, SandboxSettings};
@@ -93,6 +93,21 @@ impl Sandbox {
             Self::Off => None,
             Self::On(j) => Some(j.uid_range),
         }
+    }
+
+    /// The limits the kernel enforces on process `pid`, read from the cgroups it is in; `None` when the
+    /// sandbox is off or they cannot be read (the process is gone).
+    pub fn enforced_on(&self, pid: u32) -> Option<Enforced> {
+        let Self::On(jails) = self else {
+            return None;
+        };
+        jails
+            .cgroups
+            .enforced_on(pid)
+            .inspect_err(
+                |e| tracing::debug!(pid, error = %crate::telemetry::chain(e), "cannot read a VMM's cgroup"),
+            )
+            .ok()
     }
 
     /// The jail of VM `vm_id` (uid `uid` from the database) with `vcpus` and `memory_mib`; `None` when off.
