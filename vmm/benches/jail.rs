@@ -125,7 +125,8 @@ fn main() {
         return;
     }
     let cgroups = Hierarchy::detect(Path::new(CGROUP_ROOT)).unwrap();
-    cgroups.prepare_parent(PARENT).unwrap();
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);
+    cgroups.prepare_parent(PARENT, cpus).unwrap();
     let (mut plain, mut jailed) = (vec![], vec![]);
     let _ = one_run(None); // warm the page cache and the probe guest build
     for i in 0..RUNS {

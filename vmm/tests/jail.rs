@@ -135,7 +135,8 @@ fn a_jailed_vmm_runs_unprivileged_in_its_own_view_and_cgroup_and_cannot_reach_an
         return;
     }
     let cgroups = Hierarchy::detect(Path::new(CGROUP_ROOT)).unwrap();
-    cgroups.prepare_parent(PARENT).unwrap();
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);
+    cgroups.prepare_parent(PARENT, cpus).unwrap();
     let (ja, jb) = (jail(1), jail(2));
     let mut a = start_jailed("jail-a", &ja);
     let b = start_jailed("jail-b", &jb);

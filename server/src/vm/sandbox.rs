@@ -31,6 +31,11 @@ pub enum SandboxError {
     Own(std::path::PathBuf, #[source] std::io::Error),
 }
 
+/// The CPUs this host offers (the VMs' parent cgroup weighs as much as that many busy tasks).
+fn host_cpus() -> u64 {
+    std::thread::available_parallelism().map_or(1, |n| n.get() as u64)
+}
+
 /// Whether and how VMMs are jailed.
 #[derive(Debug, Clone)]
 pub enum Sandbox {
@@ -63,7 +68,7 @@ impl Sandbox {
         }
         let cgroups = Hierarchy::detect(Path::new(CGROUP_ROOT)).map_err(SandboxError::Cgroup)?;
         cgroups
-            .prepare_parent(&settings.cgroup_parent)
+            .prepare_parent(&settings.cgroup_parent, host_cpus())
             .map_err(SandboxError::Cgroup)?;
         let jails = Jails {
             uid_range: settings.uid_range,
