@@ -99,7 +99,7 @@ fn HostVms(vms: Vec<HostVm>, own_tenant: String) -> impl IntoView {
                     <td class="num" data-testid="vm-rss">{vm.rss_bytes.map(bytes).unwrap_or_else(|| "—".into())}</td>
                     <td class="num">{format!("{} GiB", vm.disk_gib)}</td>
                     <td class="num">{bytes(vm.disk_allocated_bytes)}</td>
-                    <td style="white-space: nowrap">{jail_cell(vm.jail.clone())}</td>
+                    <td>{jail_cell(vm.jail.clone())}</td>
                 </tr>
             }
         })
