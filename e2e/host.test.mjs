@@ -1,6 +1,6 @@
 // The admin Host page, by clicking: a member's VM (the probe test image) and an admin's own VM run; the admin
 // opens Host from the menu and reads CPUs, memory and disk (physical, what VMs may commit, committed, used),
-// finds both VMs with their tenants and resident memory, follows the link to their own VM and comes back with
+// finds both VMs with their tenants, resident memory and jail (uid, CPU, memory and task limits), follows the link to their own VM and comes back with
 // Back and Forward; the page fits a 390x844 phone; a member is refused. Skipped (loudly) without KVM. Run by
 // scripts/e2e.sh (E2E_SPECS=./host.test.mjs).
 import assert from 'node:assert/strict';
@@ -72,6 +72,24 @@ describe('host page', () => {
       await row.waitFor();
       assert.match(await row.getByTestId('vm-rss').innerText(), /\d+(\.\d)? (KiB|MiB|GiB)/, name);
     }
+    // Each VM's jail as the kernel enforces it (t1.micro: 1 vCPU, 128 MiB): its own uid, 1.5 CPUs of quota,
+    // guest RAM + 1/8 + 160 MiB of memory, 256 tasks; "—" when the sandbox is off.
+    const jailed = (await page.getByTestId('sandbox-mode').innerText()).startsWith('jailed');
+    const uids = [];
+    for (const name of [memberVm, adminVm]) {
+      const row = hostRow(page, name);
+      const cell = async (id) => (await row.getByTestId(id).innerText()).trim();
+      if (jailed) {
+        assert.match(await cell('vm-uid'), /^[1-9]\d*$/, name);
+        uids.push(await cell('vm-uid'));
+        assert.equal(await cell('vm-cpu-limit'), '1.5 CPUs', name);
+        assert.equal(await cell('vm-memory-limit'), '304 MiB', name);
+        assert.equal(await cell('vm-tasks-limit'), '256', name);
+      } else {
+        assert.equal(await cell('vm-uid'), '—', name);
+      }
+    }
+    if (jailed) assert.notEqual(uids[0], uids[1], 'two VMs, two uids');
     assert.match(await hostRow(page, memberVm).innerText(), new RegExp(tenant));
     // Another tenant's VM is listed without a link to the tenant's own instance page.
     assert.equal(await hostRow(page, memberVm).getByRole('link').count(), 0);

@@ -135,7 +135,8 @@ fn a_jailed_vmm_runs_unprivileged_in_its_own_view_and_cgroup_and_cannot_reach_an
         return;
     }
     let cgroups = Hierarchy::detect(Path::new(CGROUP_ROOT)).unwrap();
-    cgroups.prepare_parent(PARENT).unwrap();
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);
+    cgroups.prepare_parent(PARENT, cpus).unwrap();
     let (ja, jb) = (jail(1), jail(2));
     let mut a = start_jailed("jail-a", &ja);
     let b = start_jailed("jail-b", &jb);
@@ -199,6 +200,53 @@ fn a_jailed_vmm_runs_unprivileged_in_its_own_view_and_cgroup_and_cannot_reach_an
     // Limits: the cgroup holds the process and carries the VM's limits.
     let in_cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
     assert!(in_cgroup.contains(&format!("/{}", ja.cgroup)), "{in_cgroup}");
+    // On v1 the VMM's one thread moved itself (`tasks`), before it started any other: so every thread
+    // (vCPU, sockets, signals, spawner) is in the VM's cgroup in every controller, and the cgroup counts
+    // the process as its member.
+    let want = format!("/{}", ja.cgroup);
+    for task in names(Path::new(&format!("/proc/{pid}/task"))) {
+        let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/task/{task}/cgroup")) else {
+            continue; // the thread ended meanwhile
+        };
+        for controller in ["cpu", "memory", "pids"] {
+            let at = text.lines().find_map(|l| {
+                let mut f = l.splitn(3, ':');
+                let (_, ctl, path) = (f.next()?, f.next()?, f.next()?);
+                (ctl.split(',').any(|c| c == controller) || (ctl.is_empty() && cgroups.version() == 2))
+                    .then_some(path)
+            });
+            assert_eq!(at, Some(want.as_str()), "thread {task}, {controller}:\n{text}");
+        }
+    }
+    for dir in cgroups.dirs(&ja.cgroup) {
+        let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap();
+        assert_eq!(procs.trim(), pid.to_string(), "{}", dir.display());
+    }
+    // Memory the guest touched is charged to the VM's cgroup (so its limit covers guest RAM): the cgroup
+    // holds at least the guest's resident pages.
+    let guest_resident = a.control(json!({"cmd": "status"}))["guest_resident_bytes"]
+        .as_u64()
+        .unwrap();
+    let usage_file = match cgroups.version() {
+        1 => "memory.usage_in_bytes",
+        _ => "memory.current",
+    };
+    let usage: u64 = std::fs::read_to_string(
+        cgroups
+            .dirs(&ja.cgroup)
+            .iter()
+            .find(|d| d.join(usage_file).exists())
+            .unwrap()
+            .join(usage_file),
+    )
+    .unwrap()
+    .trim()
+    .parse()
+    .unwrap();
+    assert!(
+        guest_resident > 0 && usage >= guest_resident,
+        "the VM's cgroup is charged {usage} bytes, the guest has {guest_resident} resident"
+    );
     for (file, value) in cgroups.limit_files(&ja.cgroup, &ja.limits) {
         assert_eq!(
             std::fs::read_to_string(&file).unwrap().trim(),

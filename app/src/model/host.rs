@@ -69,6 +69,39 @@ pub struct HostVm {
     pub rss_bytes: Option<u64>,
     /// Bytes the VM's files have allocated on disk.
     pub disk_allocated_bytes: u64,
+    /// The jail its VMM runs in, as the kernel enforces it (`None`: no VMM runs, or the sandbox is off).
+    pub jail: Option<HostVmJail>,
+}
+
+/// A running VMM's jail, read from its process and the cgroup files it is in (not from its config).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct HostVmJail {
+    /// The VMM's uid.
+    pub uid: u32,
+    /// The cgroup it is in (relative to the hierarchy's root).
+    pub cgroup: String,
+    /// CFS quota in thousandths of a CPU (1500: 1.5 CPUs); `None`: unlimited.
+    pub cpu_millis: Option<u64>,
+    /// `None`: unlimited.
+    pub memory_limit_bytes: Option<u64>,
+    /// Task (thread) limit; `None`: unlimited.
+    pub pids_max: Option<u64>,
+}
+
+impl HostVmJail {
+    /// "1.5 CPUs", "1 CPU", "unlimited".
+    pub fn cpus(&self) -> String {
+        match self.cpu_millis {
+            None => "unlimited".into(),
+            Some(1000) => "1 CPU".into(),
+            Some(m) if m % 1000 == 0 => format!("{} CPUs", m / 1000),
+            Some(m) => format!(
+                "{} CPUs",
+                format!("{:.2}", m as f64 / 1000.0).trim_end_matches('0')
+            ),
+        }
+    }
 }
 
 /// The admin host page (`GET /api/v1/admin/host`).
@@ -87,4 +120,25 @@ pub struct HostView {
     pub sandbox: Option<String>,
     /// VMs that are not deleted, newest first.
     pub vms: Vec<HostVm>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_quotas_read_as_cpus() {
+        let jail = |cpu_millis| HostVmJail {
+            uid: 1,
+            cgroup: String::new(),
+            cpu_millis,
+            memory_limit_bytes: None,
+            pids_max: None,
+        };
+        assert_eq!(jail(Some(1500)).cpus(), "1.5 CPUs");
+        assert_eq!(jail(Some(1000)).cpus(), "1 CPU");
+        assert_eq!(jail(Some(2000)).cpus(), "2 CPUs");
+        assert_eq!(jail(Some(250)).cpus(), "0.25 CPUs");
+        assert_eq!(jail(None).cpus(), "unlimited");
+    }
 }

@@ -11,6 +11,18 @@ pub fn rss_bytes(pid: i64) -> Option<u64> {
     super::meminfo_kib(&status, "VmRSS").map(|kib| kib * 1024)
 }
 
+/// The real uid process `pid` runs as (`Uid:` in `/proc/<pid>/status`).
+pub fn uid(pid: i64) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// Bytes allocated on disk by the regular files directly in `dir` (a VM's run directory: its disk, config
 /// disk, logs).
 pub fn allocated_bytes(dir: &Path) -> u64 {

@@ -1,11 +1,12 @@
 //! The host page (admins): what the machine has, what admission control lets VMs commit, what they commit
 //! (flavors of the VMs holding resources, the quota rule over all tenants) and what they really use (VMM
-//! resident memory, blocks allocated by their files), with every VM on it.
+//! resident memory, blocks allocated by their files), with every VM on it and, for a running jailed VMM,
+//! its uid and the limits its cgroup holds it to (read from the kernel's files, not from its config).
 
 use std::collections::HashMap;
 
 use app::error::AppError;
-use app::model::{HostResource, HostView, HostVm};
+use app::model::{HostResource, HostView, HostVm, HostVmJail};
 use app::port::{Caller, HostAdmin};
 use async_trait::async_trait;
 
@@ -36,17 +37,20 @@ impl HostAdmin for Service {
             .map(|t| (t.id, t.name))
             .collect();
         let vms_dir = self.supervisor().settings().vms_dir.clone();
-        // /proc and the filesystem, off the async threads.
+        let sandbox = self.supervisor().settings().sandbox.clone();
+        // /proc, the cgroup files and the filesystem, off the async threads.
         let measured = tokio::task::spawn_blocking(move || {
             let physical = Physical::measure(&vms_dir);
-            let per_vm: Vec<(Option<u64>, u64)> = rows
+            let per_vm: Vec<(Option<u64>, u64, Option<HostVmJail>)> = rows
                 .iter()
                 .map(|vm| {
-                    let rss = match (&vm.vmm_run_id, vm.pid) {
-                        (Some(_), Some(pid)) => usage::rss_bytes(pid),
+                    let pid = match (&vm.vmm_run_id, vm.pid) {
+                        (Some(_), Some(pid)) => Some(pid),
                         _ => None,
                     };
-                    (rss, usage::allocated_bytes(&vms_dir.join(&vm.id)))
+                    let rss = pid.and_then(usage::rss_bytes);
+                    let jail = pid.and_then(|pid| jail_of(&sandbox, pid));
+                    (rss, usage::allocated_bytes(&vms_dir.join(&vm.id)), jail)
                 })
                 .collect();
             let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -59,12 +63,12 @@ impl HostAdmin for Service {
         let (physical, rows, per_vm, hostname) = measured;
         let physical = physical.map_err(|e| internal(crate::telemetry::chain(&e)))?;
         let mib = |bytes: u64| bytes / (1024 * 1024);
-        let rss_total: u64 = per_vm.iter().filter_map(|(rss, _)| *rss).sum();
-        let disk_total: u64 = per_vm.iter().map(|(_, d)| d).sum();
+        let rss_total: u64 = per_vm.iter().filter_map(|(rss, _, _)| *rss).sum();
+        let disk_total: u64 = per_vm.iter().map(|(_, d, _)| d).sum();
         let vms = rows
             .iter()
             .zip(per_vm)
-            .map(|(vm, (rss_bytes, disk_allocated_bytes))| HostVm {
+            .map(|(vm, (rss_bytes, disk_allocated_bytes, jail))| HostVm {
                 id: vm.id.clone(),
                 name: vm.name.clone(),
                 tenant_id: vm.tenant_id.clone(),
@@ -75,6 +79,7 @@ impl HostAdmin for Service {
                 disk_gib: u32::try_from(vm.disk_gib).unwrap_or(0),
                 rss_bytes,
                 disk_allocated_bytes,
+                jail,
             })
             .collect();
         let kvm_mode = if self.supervisor().settings().kvm_emulated {
@@ -113,6 +118,21 @@ impl HostAdmin for Service {
             vms,
         })
     }
+}
+
+/// The jail VMM `pid` is in, as the kernel enforces it: its uid and the limits of the cgroups it is in;
+/// `None` when the sandbox is off or the process is gone.
+fn jail_of(sandbox: &crate::vm::Sandbox, pid: i64) -> Option<HostVmJail> {
+    let enforced = sandbox.enforced_on(u32::try_from(pid).ok()?)?;
+    Some(HostVmJail {
+        uid: usage::uid(pid)?,
+        cgroup: enforced.cgroup,
+        cpu_millis: enforced
+            .cpu_quota_us
+            .map(|q| q * 1000 / enforced.cpu_period_us.max(1)),
+        memory_limit_bytes: enforced.memory_bytes,
+        pids_max: enforced.pids_max,
+    })
 }
 
 /// How the VMMs are confined, as the host page says it.

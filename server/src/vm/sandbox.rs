@@ -9,7 +9,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use vmm_api::cgroup::{CgroupError, Hierarchy, CGROUP_ROOT};
+use vmm_api::cgroup::{CgroupError, Enforced, Hierarchy, CGROUP_ROOT};
 use vmm_api::jail::{JailConfig, Limits};
 
 use crate::config::{SandboxMode, SandboxSettings};
@@ -29,6 +29,11 @@ pub enum SandboxError {
     BadUid(String, i64),
     #[error("Failed to give {0} to the VM's uid")]
     Own(std::path::PathBuf, #[source] std::io::Error),
+}
+
+/// The CPUs this host offers (the VMs' parent cgroup weighs as much as that many busy tasks).
+fn host_cpus() -> u64 {
+    std::thread::available_parallelism().map_or(1, |n| n.get() as u64)
 }
 
 /// Whether and how VMMs are jailed.
@@ -63,7 +68,7 @@ impl Sandbox {
         }
         let cgroups = Hierarchy::detect(Path::new(CGROUP_ROOT)).map_err(SandboxError::Cgroup)?;
         cgroups
-            .prepare_parent(&settings.cgroup_parent)
+            .prepare_parent(&settings.cgroup_parent, host_cpus())
             .map_err(SandboxError::Cgroup)?;
         let jails = Jails {
             uid_range: settings.uid_range,
@@ -93,6 +98,21 @@ impl Sandbox {
             Self::Off => None,
             Self::On(j) => Some(j.uid_range),
         }
+    }
+
+    /// The limits the kernel enforces on process `pid`, read from the cgroups it is in; `None` when the
+    /// sandbox is off or they cannot be read (the process is gone).
+    pub fn enforced_on(&self, pid: u32) -> Option<Enforced> {
+        let Self::On(jails) = self else {
+            return None;
+        };
+        jails
+            .cgroups
+            .enforced_on(pid)
+            .inspect_err(
+                |e| tracing::debug!(pid, error = %crate::telemetry::chain(e), "cannot read a VMM's cgroup"),
+            )
+            .ok()
     }
 
     /// The jail of VM `vm_id` (uid `uid` from the database) with `vcpus` and `memory_mib`; `None` when off.

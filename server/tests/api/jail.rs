@@ -207,11 +207,40 @@ async fn every_vmm_is_jailed_under_its_own_uid_view_and_cgroup() {
         );
     }
 
+    // The host page shows each running VM's jail as the kernel enforces it: A's uid, and the CPU, memory
+    // and task limits read from the cgroup files A's VMM is in.
+    let admin = app.api(&app.admin().await.token("host page").await);
+    let (status, host) = admin.get("/admin/host").await;
+    assert_eq!(status, 200, "{host}");
+    let row_of = |host: &serde_json::Value, id: &str| {
+        host["vms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["id"] == id)
+            .cloned()
+            .unwrap_or_else(|| panic!("{id} not on the host page: {host:#}"))
+    };
+    let limits = Limits::for_vm(1, 128);
+    let jail = &row_of(&host, &a)["jail"];
+    assert_eq!(jail["uid"], uid_a, "{host:#}");
+    assert_eq!(jail["cgroup"], cgroup.as_str());
+    assert_eq!(
+        jail["cpu_millis"], 1500,
+        "1 vCPU and half a CPU for the VMM itself"
+    );
+    assert_eq!(jail["memory_limit_bytes"], limits.memory_bytes);
+    assert_eq!(jail["pids_max"], limits.pids_max);
+    assert_eq!(row_of(&host, &b)["jail"]["uid"], uid_b);
+
     // The jailed guest still stops gracefully, and its cgroup goes with its VMM.
     let (status, v) = action(&api, &a, "stop").await;
     assert_eq!(status, 202, "{v}");
     wait_state(&api, &a, "stopped", T).await;
     wait_cgroup_gone(&cgroup).await;
+    // No VMM, no jail on the host page.
+    let host = admin.get("/admin/host").await.1;
+    assert_eq!(row_of(&host, &a)["jail"], serde_json::Value::Null, "{host:#}");
     // Started again, it is jailed under the same uid (kept in the database while the VM exists).
     let (status, v) = action(&api, &a, "start").await;
     assert_eq!(status, 202, "{v}");
@@ -223,4 +252,32 @@ async fn every_vmm_is_jailed_under_its_own_uid_view_and_cgroup() {
         .parse()
         .unwrap();
     assert_eq!(again, uid_a);
+}
+
+#[tokio::test]
+async fn with_the_sandbox_off_the_host_page_shows_no_jail_for_a_running_vm() {
+    let test = "with_the_sandbox_off_the_host_page_shows_no_jail_for_a_running_vm";
+    if !kvm_or_skip(test) {
+        return;
+    }
+    let guest = probe_guest_dir();
+    let guest_dir = guest.path().to_path_buf();
+    let app = super::helpers::spawn_app_with(|s| {
+        s.guest_dir = guest_dir;
+        s.vmm_binary = Some(vmm_binary());
+        s.sandbox.mode = server::config::SandboxMode::Off;
+    })
+    .await;
+    let api = member_api(&app, "acme").await;
+    let (image, flavor) = probe_and_micro(&api).await;
+    let vm = launch(&api, "open", &image, &flavor).await;
+    wait_state(&api, &vm, "running", T).await;
+    let admin = app.api(&app.admin().await.token("host page").await);
+    let (status, host) = admin.get("/admin/host").await;
+    assert_eq!(status, 200, "{host}");
+    let row = &host["vms"][0];
+    assert_eq!(row["id"], vm.as_str(), "{host:#}");
+    assert!(row["rss_bytes"].as_u64().is_some(), "the VMM runs: {host:#}");
+    assert_eq!(row["jail"], serde_json::Value::Null, "no jail to show: {host:#}");
+    assert!(host["sandbox"].as_str().unwrap().starts_with("OFF"), "{host:#}");
 }

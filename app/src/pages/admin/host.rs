@@ -1,5 +1,6 @@
 //! `/admin/host`: the machine VMs run on — CPUs, memory and disk (physical, what VMs may commit under
-//! admission control, committed by VMs, really used), the KVM mode, and every VM on it.
+//! admission control, committed by VMs, really used), the KVM mode, and every VM on it with its VMM's jail
+//! (uid, and the CPU, memory and task limits its cgroup enforces; "—" when no VMM runs or the sandbox is off).
 
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -8,7 +9,7 @@ use leptos_router::components::A;
 use crate::api::host::get_host;
 use crate::components::vm::fmt_mib;
 use crate::components::{AdminOnly, ErrorBox, PageHeader};
-use crate::model::{HostResource, HostView, HostVm, Me};
+use crate::model::{HostResource, HostView, HostVm, HostVmJail, Me};
 
 /// MiB as people read them (u64 MiB, for host sizes beyond `u32`).
 fn mib(v: u64) -> String {
@@ -54,6 +55,25 @@ fn ResourceRow(name: &'static str, r: HostResource, sizes: bool) -> impl IntoVie
     }
 }
 
+/// A running VMM's jail: its uid, and under it the limits its cgroup enforces; "—" without one.
+fn jail_cell(jail: Option<HostVmJail>) -> AnyView {
+    let Some(j) = jail else {
+        return view! { <span data-testid="vm-uid">"—"</span> }.into_any();
+    };
+    let unlimited = || "unlimited".to_string();
+    let memory = j.memory_limit_bytes.map(bytes).unwrap_or_else(unlimited);
+    let tasks = j.pids_max.map(|n| n.to_string()).unwrap_or_else(unlimited);
+    view! {
+        <span title=format!("cgroup {}", j.cgroup)>"uid "<span data-testid="vm-uid">{j.uid}</span></span>
+        <div class="muted small">
+            <span data-testid="vm-cpu-limit">{j.cpus()}</span>" · "
+            <span data-testid="vm-memory-limit">{memory}</span>" · "
+            <span data-testid="vm-tasks-limit">{tasks}</span>" tasks"
+        </div>
+    }
+    .into_any()
+}
+
 #[component]
 fn HostVms(vms: Vec<HostVm>, own_tenant: String) -> impl IntoView {
     if vms.is_empty() {
@@ -79,6 +99,7 @@ fn HostVms(vms: Vec<HostVm>, own_tenant: String) -> impl IntoView {
                     <td class="num" data-testid="vm-rss">{vm.rss_bytes.map(bytes).unwrap_or_else(|| "—".into())}</td>
                     <td class="num">{format!("{} GiB", vm.disk_gib)}</td>
                     <td class="num">{bytes(vm.disk_allocated_bytes)}</td>
+                    <td>{jail_cell(vm.jail.clone())}</td>
                 </tr>
             }
         })
@@ -88,7 +109,8 @@ fn HostVms(vms: Vec<HostVm>, own_tenant: String) -> impl IntoView {
             <table class="table" data-testid="host-vms">
                 <thead><tr><th>"VM"</th><th>"Tenant"</th><th>"State"</th><th class="num">"vCPUs"</th>
                     <th class="num">"Memory"</th><th class="num">"Resident"</th><th class="num">"Disk"</th>
-                    <th class="num">"Allocated"</th></tr></thead>
+                    <th class="num">"Allocated"</th>
+                    <th title="The uid the VMM runs as and the CPU, memory and task limits its cgroup enforces (hover: the cgroup)">"Jail"</th></tr></thead>
                 <tbody>{rows}</tbody>
             </table>
         </div>
@@ -105,7 +127,7 @@ fn HostPanels(host: HostView) -> impl IntoView {
             <div class="panel-header"><h2>{format!("Host {}", host.hostname)}</h2></div>
             <dl class="props">
                 <dt>"KVM"</dt><dd data-testid="kvm-mode">{host.kvm_mode.clone()}</dd>
-                <dt>"VMM sandbox"</dt><dd>{host.sandbox.clone().unwrap_or_else(|| "none configured".into())}</dd>
+                <dt>"VMM sandbox"</dt><dd data-testid="sandbox-mode">{host.sandbox.clone().unwrap_or_else(|| "none configured".into())}</dd>
             </dl>
             <div class="table-scroll">
                 <table class="table" data-testid="host-resources">
