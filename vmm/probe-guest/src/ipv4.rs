@@ -147,9 +147,9 @@ pub fn echo_request(
     ETH_HLEN + total
 }
 
-/// The IPv4 header and ICMP message of `frame` if it is an unfragmented, checksummed ICMP packet to
-/// `to` (`None` for any address).
-fn icmp_to(frame: &[u8], to: Option<[u8; 4]>) -> Option<(usize, usize)> {
+/// The header length and total length of the IPv4 packet in `frame` if it is an unfragmented packet of
+/// `proto` with a checksummed header and at least `min_payload` bytes after it; shared by ICMP and TCP.
+pub fn packet(frame: &[u8], proto: u8, min_payload: usize) -> Option<(usize, usize)> {
     if frame.get(12..14)? != ETHERTYPE_IPV4 {
         return None;
     }
@@ -157,14 +157,19 @@ fn icmp_to(frame: &[u8], to: Option<[u8; 4]>) -> Option<(usize, usize)> {
     let hlen = usize::from(ip[0] & 0x0f) * 4;
     let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
     let fragmented = ip[6] & 0x3f != 0 || ip[7] != 0;
-    if ip[0] >> 4 != 4 || hlen < IP_HLEN || total < hlen + ICMP_HLEN || fragmented || ip[9] != PROTO_ICMP {
+    if ip[0] >> 4 != 4 || hlen < IP_HLEN || total < hlen + min_payload || fragmented || ip[9] != proto {
         return None;
     }
     let packet = frame.get(ETH_HLEN..ETH_HLEN + total)?;
-    if checksum(&packet[..hlen]) != 0 || checksum(&packet[hlen..]) != 0 {
-        return None;
-    }
-    if to.is_some_and(|a| packet[16..20] != a) {
+    (checksum(&packet[..hlen]) == 0).then_some((hlen, total))
+}
+
+/// The IPv4 header and ICMP message of `frame` if it is an unfragmented, checksummed ICMP packet to
+/// `to` (`None` for any address).
+fn icmp_to(frame: &[u8], to: Option<[u8; 4]>) -> Option<(usize, usize)> {
+    let (hlen, total) = packet(frame, PROTO_ICMP, ICMP_HLEN)?;
+    let packet = &frame[ETH_HLEN..ETH_HLEN + total];
+    if checksum(&packet[hlen..]) != 0 || to.is_some_and(|a| packet[16..20] != a) {
         return None;
     }
     Some((hlen, total))

@@ -125,21 +125,11 @@ pub fn build(
 
 /// The TCP segment in `frame`, if it is an unfragmented IPv4 packet with correct IP and TCP checksums.
 pub fn parse(frame: &[u8]) -> Option<Segment> {
-    if frame.get(12..14)? != ETHERTYPE_IPV4 {
-        return None;
-    }
-    let ip = frame.get(ETH_HLEN..ETH_HLEN + IP_HLEN)?;
-    let hlen = usize::from(ip[0] & 0x0f) * 4;
-    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
-    let fragmented = ip[6] & 0x3f != 0 || ip[7] != 0;
-    if ip[0] >> 4 != 4 || hlen < IP_HLEN || total < hlen + TCP_HLEN || fragmented || ip[9] != PROTO_TCP {
-        return None;
-    }
-    let packet = frame.get(ETH_HLEN..ETH_HLEN + total)?;
-    let (header, tcp) = packet.split_at(hlen);
+    let (hlen, total) = crate::ipv4::packet(frame, PROTO_TCP, TCP_HLEN)?;
+    let (header, tcp) = frame[ETH_HLEN..ETH_HLEN + total].split_at(hlen);
     let src = [header[12], header[13], header[14], header[15]];
     let dst = [header[16], header[17], header[18], header[19]];
-    if crate::ipv4::checksum(header) != 0 || tcp_checksum(src, dst, tcp) != 0 {
+    if tcp_checksum(src, dst, tcp) != 0 {
         return None;
     }
     let off = usize::from(tcp[12] >> 4) * 4;
