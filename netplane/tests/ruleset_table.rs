@@ -796,3 +796,66 @@ fn removing_a_rule_cuts_the_flows_it_let_in_and_nothing_else() {
         "a new connection to the removed rule's port is not dropped"
     );
 }
+
+/// Releasing a floating IP or deleting a port forward ends the flows already open through it (conntrack
+/// would keep translating them), while a flow through a forward still in force carries on.
+#[test]
+fn releasing_a_floating_ip_or_deleting_a_forward_cuts_its_open_flows() {
+    if !can_run("releasing_a_floating_ip_or_deleting_a_forward_cuts_its_open_flows") {
+        return;
+    }
+    let lab = build("d").expect("lab");
+    let host = lab.host.as_str();
+    let (v1, out) = (lab.vm("v1"), lab.outside.as_str());
+    for port in [7302, 7303, 7304] {
+        echo_server(v1, port).expect("echo server");
+    }
+    let mut state = state();
+    let web = state
+        .security_groups
+        .iter_mut()
+        .find(|g| g.id == "t1-web")
+        .expect("t1-web");
+    for port in [7302, 7303, 7304] {
+        web.rules
+            .push(rule(Protocol::Tcp, Some(port), cidr("198.51.100.0/24")));
+    }
+    state
+        .port_forwards
+        .push(forward("pf-echo", Protocol::Tcp, 2302, "10.1.0.11", 7302));
+    state
+        .port_forwards
+        .push(forward("pf-kept", Protocol::Tcp, 2304, "10.1.0.11", 7304));
+    nft::apply(&ruleset::render(&state), Some(host)).expect("apply");
+
+    let mut forwarded = Flow::open(out, SocketAddrV4::new(UPLINK_ADDRESS, 2302));
+    let mut floating = Flow::open(out, SocketAddrV4::new(FLOATING, 7303));
+    let mut kept = Flow::open(out, SocketAddrV4::new(UPLINK_ADDRESS, 2304));
+    for (name, flow) in [
+        ("forward", &mut forwarded),
+        ("floating", &mut floating),
+        ("kept", &mut kept),
+    ] {
+        assert!(
+            flow.echoes(&format!("before-{name}")),
+            "{name}: no echo before the change"
+        );
+    }
+
+    state.port_forwards.retain(|f| f.id != "pf-echo");
+    state.floating_ips.clear();
+    nft::apply(&ruleset::render(&state), Some(host)).expect("apply without them");
+
+    assert!(
+        kept.echoes("after-kept"),
+        "a flow of a forward still in force was cut"
+    );
+    assert!(
+        !forwarded.echoes("after-forward"),
+        "a deleted forward's open flow still gets through"
+    );
+    assert!(
+        !floating.echoes("after-floating"),
+        "a released floating IP's open flow still gets through"
+    );
+}

@@ -184,6 +184,23 @@ fn sets(view: &View<'_>, groups: &Groups<'_>, out: &mut Out) {
             .collect();
         let ty = "type inet_proto . inet_service : ipv4_addr . inet_service";
         out.set("map", "port_forwards", &[ty], &fwd);
+        // What DNATed flows may still go to: conntrack keeps translating an open flow after its floating
+        // IP is released or its forward deleted, so the forward chain checks these on every packet.
+        let live: BTreeSet<String> = view
+            .floating_ips
+            .iter()
+            .map(|f| format!("{} . {}", f.address, f.fixed_ip))
+            .collect();
+        let live: Vec<String> = live.into_iter().collect();
+        out.set("set", "floating_live", &["type ipv4_addr . ipv4_addr"], &live);
+        let targets: BTreeSet<String> = view
+            .port_forwards
+            .iter()
+            .map(|(p, f)| format!("{} . {} . {}", l4name(*p), f.vm_ip, f.vm_port))
+            .collect();
+        let targets: Vec<String> = targets.into_iter().collect();
+        let ty = "type inet_proto . ipv4_addr . inet_service";
+        out.set("set", "forward_live", &[ty], &targets);
     }
     if let Some(port) = view.state.metadata_port {
         let md: Vec<String> = view
@@ -265,6 +282,25 @@ fn forward(view: &View<'_>, out: &mut Out) {
         "ct direction reply accept comment \"replies to accepted flows\"",
     );
     out.line(2, "ct state related accept");
+    if let Some((uplink, address)) = &view.uplink {
+        // Open flows of a released floating IP or a deleted port forward end at their next packet. A
+        // forward is known by its target (protocol, VM address and port: nft cannot join the original
+        // port into a set key), so another forward to the same VM port keeps such flows.
+        out.line(
+            2,
+            &format!(
+                "ct status dnat iifname {uplink} ct original ip daddr != {address} \
+                 ct original ip daddr . ip daddr != @floating_live drop comment \"floating IP released\""
+            ),
+        );
+        out.line(
+            2,
+            &format!(
+                "ct status dnat iifname {uplink} ct original ip daddr {address} \
+                 meta l4proto . ip daddr . th dport != @forward_live drop comment \"port forward deleted\""
+            ),
+        );
+    }
     // `ct status & dnat == 0`, not `ct status != dnat` (which dropped all DNATed traffic).
     out.line(
         2,

@@ -179,7 +179,10 @@ fn isolation_comes_before_security_groups_and_egress() {
     let groups = position(&fwd, "vmap @port_sg");
     let no_port = position(&fwd, "oifname @bridges drop");
     let egress = position(&fwd, "oifname \"up0\" accept");
-    assert_eq!((isolation, groups, no_port, egress), (4, 5, 6, 7));
+    let released = position(&fwd, "comment \"floating IP released\"");
+    let deleted = position(&fwd, "comment \"port forward deleted\"");
+    assert_eq!((released, deleted), (4, 5));
+    assert_eq!((isolation, groups, no_port, egress), (6, 7, 8, 9));
     assert!(
         fwd[isolation].contains("ct status & dnat == 0 drop"),
         "{}",
@@ -436,4 +439,19 @@ fn rendering_is_deterministic() {
     assert_eq!(render(&sample()), render(&sample()));
     let empty = render(&NetState::default());
     assert!(empty.contains("map port_sg {") && empty.contains("set taps {"));
+}
+
+#[test]
+fn dnat_flows_are_checked_against_the_floating_ips_and_forwards_in_force() {
+    let text = render(&sample());
+    let fwd = block(&text, "chain c_fwd {");
+    let released = &fwd[position(&fwd, "floating IP released")];
+    assert!(released.starts_with("ct status dnat iifname \"up0\" ct original ip daddr != "));
+    assert!(released.contains("ct original ip daddr . ip daddr != @floating_live drop"));
+    let deleted = &fwd[position(&fwd, "port forward deleted")];
+    assert!(deleted.contains("meta l4proto . ip daddr . th dport != @forward_live drop"));
+    let live = block(&text, "set floating_live {");
+    assert!(live.iter().any(|l| l.contains(" . ")), "{live:?}");
+    let targets = block(&text, "set forward_live {");
+    assert!(targets.iter().any(|l| l.starts_with("tcp . ")), "{targets:?}");
 }
