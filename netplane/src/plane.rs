@@ -12,7 +12,14 @@
 //! [`Plane::apply`]s that change only set and map elements (a VM launched or deleted) update the applied
 //! ruleset in place (`ruleset::Rendered::changes_from`), falling back to the whole replace if the kernel
 //! refuses the update.
+//!
+//! Converging and [`Plane::destroy`] exclude each other across `Plane` values and processes (an
+//! exclusive `flock` on `plane.lock` in the state directory), and a converge never recreates the
+//! namespace: a destroy that lands while a portal is converging waits for it, removes what it started,
+//! and every later converge of that portal fails on the missing namespace instead of starting DHCP
+//! servers in a namespace nobody can name any more.
 
+use std::fs::File;
 use std::net::Ipv4Addr;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
@@ -43,6 +50,8 @@ pub enum PlaneError {
     UnknownPort(String),
     #[error(transparent)]
     Firewall(#[from] crate::nft::NftError),
+    #[error("Failed to lock the plane ({0})")]
+    Lock(PathBuf, #[source] std::io::Error),
 }
 
 /// The host's tenant networking.
@@ -50,6 +59,8 @@ pub enum PlaneError {
 pub struct Plane {
     ns: Namespace,
     dhcp: Dhcp,
+    /// Held (exclusively) while converging or destroying.
+    lock: PathBuf,
     /// The ruleset this plane last applied (shared by clones), `None` before the first apply and after a
     /// failed one.
     applied: Arc<Mutex<Option<crate::ruleset::Rendered>>>,
@@ -62,8 +73,26 @@ impl Plane {
         Ok(Plane {
             ns: Namespace::ensure(netns)?,
             dhcp: Dhcp::new(state_dir.join("dhcp")),
+            lock: state_dir.join("plane.lock"),
             applied: Arc::default(),
         })
+    }
+
+    /// Waits for and holds the plane's lock until the returned file is dropped.
+    fn exclusive(&self) -> Result<File, PlaneError> {
+        let locked = || -> std::io::Result<File> {
+            if let Some(dir) = self.lock.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let file = File::options()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&self.lock)?;
+            file.lock()?;
+            Ok(file)
+        };
+        locked().map_err(|e| PlaneError::Lock(self.lock.clone(), e))
     }
 
     pub fn namespace(&self) -> &Namespace {
@@ -84,6 +113,7 @@ impl Plane {
     }
 
     fn converge(&self, state: &NetState, whole: bool) -> Result<(), PlaneError> {
+        let _locked = self.exclusive()?;
         let uplink = state.uplink.clone();
         let floating: Vec<Ipv4Addr> = state.floating_ips.iter().map(|f| f.address).collect();
         self.ns.netlink(|h| async move {
@@ -203,6 +233,7 @@ impl Plane {
 
     /// Stops every DHCP server and deletes the namespace with all it holds (tests, uninstall).
     pub fn destroy(self) -> Result<(), PlaneError> {
+        let _locked = self.exclusive()?;
         for bridge in self.dhcp.known() {
             self.dhcp.stop(&bridge)?;
         }
