@@ -11,12 +11,11 @@ use app::model::{AdminVmPage, AdminVmView, VmAction, VmListQuery, VmState, VmVie
 use app::port::{Caller, VmLists};
 use async_trait::async_trait;
 
-use super::vms::{vm_view, write_error};
+use super::vms::{vm_view, ActionRequest};
 use super::{internal, Service};
 use crate::db::vm_search::{self, Sort, SortKey, VmFilter};
 use crate::db::{self, tenants, vms};
 use crate::domain::{parse_id, VmName};
-use crate::vm::lifecycle::{allowed_from, first_step};
 
 /// Largest page of a VM list.
 pub const MAX_PAGE: u32 = 500;
@@ -238,44 +237,12 @@ impl VmLists for Service {
     ) -> Result<VmView, AppError> {
         caller.require_admin()?;
         let vm = self.any_live_vm(&vm_id).await?;
-        let message = format!("{} requested by an admin", action.label());
-        let t = vms::Transition {
-            vm_id: &vm.id,
-            from: &allowed_from(action),
-            to: first_step(action),
-            reason: "",
-            actor: Some(&caller.user_id),
-            message: &message,
-            happened_at: None,
+        let admin_action = format!("admin_vm_{}", action.as_str());
+        let request = ActionRequest {
+            message: format!("{} requested by an admin", action.label()),
+            audit_action: &admin_action,
+            audit_detail: format!("name={} tenant_id={}", vm.name, vm.tenant_id),
         };
-        let previous = self.supervisor().transition(&t).await.map_err(write_error)?;
-        if previous.is_none() {
-            let now = self.any_live_vm(&vm.id).await?.state();
-            return Err(AppError::conflict(format!(
-                "Cannot {} VM {} while it is {now}.",
-                action.label().to_lowercase(),
-                vm.name
-            )));
-        }
-        self.audit(
-            Some(caller),
-            &format!("admin_vm_{}", action.as_str()),
-            &format!("vm:{}", vm.id),
-            &format!("name={} tenant_id={}", vm.name, vm.tenant_id),
-        )
-        .await;
-        let sup = self.supervisor();
-        match action {
-            VmAction::Start => sup.finish_start(&vm.id),
-            VmAction::Stop => sup.finish_stop(&vm.id, true),
-            VmAction::ForceOff => sup.finish_stop(&vm.id, false),
-            VmAction::Reboot => sup.finish_reboot(&vm.id),
-            VmAction::Delete => sup.finish_delete(&vm.id),
-        }
-        let vm = vms::get(self.pool(), &vm.id)
-            .await
-            .map_err(internal)?
-            .ok_or_else(|| AppError::not_found("VM"))?;
-        Ok(vm_view(&vm))
+        self.act_on(caller, &vm, action, &request).await
     }
 }

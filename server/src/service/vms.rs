@@ -177,22 +177,50 @@ impl Vms for Service {
 
     async fn vm_action(&self, caller: &Caller, vm_id: String, action: VmAction) -> Result<VmView, AppError> {
         let vm = self.tenant_vm(caller, &vm_id).await?;
-        let from = allowed_from(action);
-        let to = first_step(action);
-        let message = format!("{} requested", action.label());
+        let request = ActionRequest {
+            message: format!("{} requested", action.label()),
+            audit_action: audit_action(action),
+            audit_detail: format!("name={}", vm.name),
+        };
+        self.act_on(caller, &vm, action, &request).await
+    }
+}
+
+/// What differs between a tenant's and an admin's power action: the history message and the audit entry.
+pub(super) struct ActionRequest<'a> {
+    pub message: String,
+    pub audit_action: &'a str,
+    pub audit_detail: String,
+}
+
+impl Service {
+    /// Takes `vm` (already checked as the caller's to act on) into `action`'s first state if its state
+    /// allows it (a conflict naming the state otherwise), records it, and lets the supervisor finish it.
+    pub(super) async fn act_on(
+        &self,
+        caller: &Caller,
+        vm: &vms::VmRow,
+        action: VmAction,
+        request: &ActionRequest<'_>,
+    ) -> Result<VmView, AppError> {
         let t = vms::Transition {
             vm_id: &vm.id,
-            from: &from,
-            to,
+            from: &allowed_from(action),
+            to: first_step(action),
             reason: "",
             actor: Some(&caller.user_id),
-            message: &message,
+            message: &request.message,
             happened_at: None,
         };
         let previous = self.supervisor().transition(&t).await.map_err(write_error)?;
         if previous.is_none() {
-            // Re-read: the state may have changed since the check above.
-            let now = self.tenant_vm(caller, &vm.id).await?.state();
+            // Re-read: the state may have changed since the caller's check.
+            let now = vms::get(self.pool(), &vm.id)
+                .await
+                .map_err(internal)?
+                .map(|v| v.state())
+                .filter(|s| *s != VmState::Deleted)
+                .ok_or_else(|| AppError::not_found("VM"))?;
             return Err(AppError::conflict(format!(
                 "Cannot {} VM {} while it is {now}.",
                 action.label().to_lowercase(),
@@ -201,9 +229,9 @@ impl Vms for Service {
         }
         self.audit(
             Some(caller),
-            audit_action(action),
+            request.audit_action,
             &format!("vm:{}", vm.id),
-            &format!("name={}", vm.name),
+            &request.audit_detail,
         )
         .await;
         let sup = self.supervisor();
