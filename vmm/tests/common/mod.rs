@@ -159,8 +159,19 @@ pub struct SerialClient {
 }
 
 impl SerialClient {
+    /// Connects, also when the socket's file is there a moment before the VMM listens on it (`bind`
+    /// creates the file, `listen` follows): refused connections are retried for a bounded while.
     pub fn connect(path: &Path) -> SerialClient {
-        let stream = UnixStream::connect(path).expect("connect serial.sock");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let stream = loop {
+            match UnixStream::connect(path) {
+                Ok(stream) => break stream,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => panic!("connect serial.sock: {e}"),
+            }
+        };
         let mut reader = stream.try_clone().unwrap();
         let buf = Arc::new(Mutex::new(Vec::new()));
         let b = buf.clone();
